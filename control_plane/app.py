@@ -1,0 +1,126 @@
+"""Composition root: the only module that knows every domain, the portal and billing."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from litestar import Litestar, Router
+from litestar.datastructures import State
+from litestar.middleware import DefineMiddleware
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import YamlRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.routes import HTTPRoute
+
+from control_plane import __version__
+from control_plane.clock import Clock
+from control_plane.db.engine import make_engine, make_sessionmaker
+from control_plane.health.controllers import ROUTES as HEALTH_ROUTES
+from control_plane.http.dependencies import DEPENDENCIES
+from control_plane.http.idempotency import IdempotencyMiddleware
+from control_plane.http.problems import EXCEPTION_HANDLERS
+from control_plane.http.request_context import RequestContextMiddleware
+from control_plane.identity.authentication import Authenticator
+from control_plane.identity.authz import ACCESS_KEY, Access, authorization_guard, public
+from control_plane.identity.controllers import ROUTES as IDENTITY_ROUTES
+from control_plane.identity.login_limits import SlidingWindowLimiter
+from control_plane.inventory.controllers import ROUTES as INVENTORY_ROUTES
+from control_plane.logging import configure_logging
+from control_plane.settings import Settings
+from portal.routes import install_portal, portal_router
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    clock: Clock | None = None,
+    extra_route_handlers: Sequence[Any] = (),
+    configure_logs: bool = True,
+) -> Litestar:
+    """Build the API + portal application for one settings object."""
+    settings = settings or Settings()
+    clock = clock or Clock()
+    if configure_logs:
+        configure_logging(settings.log_format, settings.log_level)
+    engine = make_engine(settings.database_url)
+    sessionmaker = make_sessionmaker(engine)
+    state = State(
+        {
+            "settings": settings,
+            "clock": clock,
+            "engine": engine,
+            "sessionmaker": sessionmaker,
+            "authenticator": Authenticator(sessionmaker, clock, settings.api_key_cache_seconds),
+            "login_limiter": SlidingWindowLimiter(settings.login_rate_per_minute),
+        }
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncGenerator[None, None]:
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    app = Litestar(
+        route_handlers=[
+            *HEALTH_ROUTES,
+            *IDENTITY_ROUTES,
+            *INVENTORY_ROUTES,
+            portal_router(),
+            *extra_route_handlers,
+        ],
+        dependencies=DEPENDENCIES,
+        guards=[authorization_guard],
+        exception_handlers=EXCEPTION_HANDLERS,
+        middleware=[
+            RequestContextMiddleware,
+            DefineMiddleware(
+                IdempotencyMiddleware,
+                sessionmaker=lambda: sessionmaker,
+                clock=clock,
+                ttl_seconds=settings.idempotency_ttl_seconds,
+            ),
+        ],
+        openapi_config=OpenAPIConfig(
+            title="Sovereign GPU Cloud control plane",
+            version=__version__,
+            path="/schema",
+            # Only the machine-readable documents: the HTML viewers load scripts from CDNs,
+            # and a sovereign customer's browser talks only to the operator.
+            render_plugins=[YamlRenderPlugin()],
+            openapi_router=Router(path="/schema", route_handlers=[], opt=public()),
+            components=Components(
+                security_schemes={
+                    "apiKey": SecurityScheme(type="http", scheme="bearer", bearer_format="cpk_…"),
+                    "session": SecurityScheme(
+                        type="apiKey", name="cp_session", security_scheme_in="cookie"
+                    ),
+                }
+            ),
+            security=[{"apiKey": []}, {"session": []}],
+        ),
+        request_max_body_size=settings.max_body_bytes,
+        state=state,
+        lifespan=[lifespan],
+        debug=False,
+        on_app_init=[install_portal],
+    )
+    _refuse_undeclared_routes(app)
+    return app
+
+
+def _refuse_undeclared_routes(app: Litestar) -> None:
+    """Fail closed at start-up: every HTTP route must declare who may call it."""
+    missing = []
+    for route in app.routes:
+        if isinstance(route, HTTPRoute):
+            for handler in route.route_handlers:
+                if handler.http_methods == {"OPTIONS"}:
+                    continue  # framework-generated; the guard refuses them
+                if not isinstance(handler.opt.get(ACCESS_KEY), Access):
+                    missing.append(f"{'/'.join(sorted(handler.http_methods))} {route.path}")
+    if missing:
+        raise RuntimeError(f"routes without an access policy: {missing}")

@@ -1,0 +1,121 @@
+"""``cpctl``: run and administer the control plane, and drive its API."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import click
+
+from control_plane.settings import Settings
+
+
+@click.group()
+@click.version_option(package_name="sovereign-control-plane")
+def cli() -> None:
+    """Sovereign GPU cloud control plane."""
+
+
+@cli.group()
+def db() -> None:
+    """Database schema (Alembic)."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+def db_upgrade(revision: str) -> None:
+    """Apply migrations to CP_DATABASE_URL."""
+    from control_plane.db.migrate import upgrade
+
+    settings = Settings()
+    upgrade(settings.database_url, revision)
+    click.echo(f"schema at {revision} on {_safe_url(settings.database_url)}")
+
+
+@db.command("downgrade")
+@click.option("--revision", default="-1", show_default=True)
+def db_downgrade(revision: str) -> None:
+    """Revert migrations on CP_DATABASE_URL."""
+    from control_plane.db.migrate import downgrade
+
+    settings = Settings()
+    downgrade(settings.database_url, revision)
+    click.echo(f"schema at {revision}")
+
+
+@cli.group()
+def seed() -> None:
+    """Sample data."""
+
+
+@seed.command("demo")
+def seed_demo_command() -> None:
+    """Add the demo organization, logins, regions and fleet (idempotent)."""
+    from control_plane.seed.demo import DEMO_LOGINS
+
+    added = asyncio.run(_seed_demo(Settings()))
+    click.echo(
+        f"demo data ready (added {added['users']} users, {added['regions']} regions, "
+        f"{added['nodes']} nodes)"
+    )
+    for login in DEMO_LOGINS:
+        click.echo(f"  {login.email:<28} {login.password:<20} {login.role}")
+
+
+async def _seed_demo(settings: Settings) -> dict[str, int]:
+    from control_plane.clock import Clock
+    from control_plane.db.engine import make_engine, make_sessionmaker
+    from control_plane.seed.demo import seed_demo
+
+    engine = make_engine(settings.database_url)
+    try:
+        async with make_sessionmaker(engine)() as session:
+            added = await seed_demo(session, Clock())
+            await session.commit()
+            return added
+    finally:
+        await engine.dispose()
+
+
+@cli.command()
+@click.option("--host", default=None, help="Bind address (CP_HOST).")
+@click.option("--port", default=None, type=int, help="Port (CP_PORT).")
+@click.option("--workers", default=1, show_default=True, type=int)
+def serve(host: str | None, port: int | None, workers: int) -> None:
+    """Serve the API and portal."""
+    import uvicorn
+
+    settings = Settings()
+    host = host or settings.host
+    port = port or settings.port
+    click.echo(f"control plane on http://{host}:{port}/  (portal: http://{host}:{port}/login)")
+    uvicorn.run(
+        "control_plane.asgi:app",
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning",
+        access_log=False,
+        proxy_headers=False,
+        timeout_graceful_shutdown=10,
+    )
+
+
+def _safe_url(url: str) -> str:
+    """The URL without a password, for messages."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+def main() -> None:  # pragma: no cover
+    sys.exit(cli())
+
+
+try:  # client commands (SDK-backed) live in their own module
+    from control_plane.cli import client_commands as _client_commands
+
+    _client_commands.register(cli)
+except ImportError:  # pragma: no cover - only while the module is being written
+    pass

@@ -1,0 +1,13 @@
+"""Imports every domain's models so ``Base.metadata`` knows all tables (Alembic, tests)."""
+
+from __future__ import annotations
+
+from control_plane.db.base import Base
+from control_plane.http import models as _http_models
+from control_plane.identity import models as _identity_models
+from control_plane.inventory import models as _inventory_models
+
+__all__ = ["Base", "metadata"]
+
+_LOADED = (_http_models, _identity_models, _inventory_models)
+metadata = Base.metadata

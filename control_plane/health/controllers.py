@@ -1,0 +1,45 @@
+"""Liveness, readiness and the control plane's own Prometheus metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request, Response, get
+from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+
+from control_plane import __version__
+from control_plane.identity.authz import public
+
+
+@get("/healthz", opt=public(), tags=["health"], summary="The process is alive")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok", "version": __version__}
+
+
+@get("/readyz", opt=public(), tags=["health"], summary="The database answers")
+async def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, str]]:
+    try:
+        async with request.app.state.sessionmaker() as db:
+            await db.execute(text("SELECT 1"))
+    except Exception:  # any database failure means not ready
+        return Response(
+            {"status": "unavailable", "database": "unreachable"},
+            status_code=HTTP_503_SERVICE_UNAVAILABLE,
+        )
+    return Response({"status": "ready", "database": "ok"}, status_code=HTTP_200_OK)
+
+
+@get(
+    "/metrics",
+    opt=public(),
+    tags=["health"],
+    summary="Prometheus metrics",
+    media_type=CONTENT_TYPE_LATEST,
+)
+async def metrics() -> bytes:
+    return generate_latest()
+
+
+ROUTES = [healthz, readyz, metrics]

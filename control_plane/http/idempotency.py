@@ -1,0 +1,222 @@
+"""``Idempotency-Key`` on create calls: same key and body replays the first response,
+same key with another body is a 422, a retry during the first attempt is a 409.
+
+Keys are scoped to the credential that sent them and kept for ``ttl_seconds``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from control_plane.clock import Clock
+from control_plane.errors import (
+    PROBLEM_JSON,
+    Conflict,
+    FieldError,
+    IdempotencyMismatch,
+    InvalidInput,
+    PayloadTooLarge,
+    ProblemError,
+)
+from control_plane.http.models import IdempotencyRecord
+from control_plane.ids import new_id
+
+HEADER = b"idempotency-key"
+_VALID_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+_NOT_STORED = frozenset({401, 403, 409, 423, 429})
+MAX_BODY = 10_000_000
+
+
+class IdempotencyMiddleware:
+    def __init__(
+        self,
+        app: ASGIApp,
+        sessionmaker: Callable[[], async_sessionmaker[AsyncSession]],
+        clock: Clock,
+        ttl_seconds: int,
+    ) -> None:
+        self.app = app
+        self._sessionmaker = sessionmaker
+        self._clock = clock
+        self._ttl = timedelta(seconds=ttl_seconds)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        key = _header(scope, HEADER) if scope["type"] == "http" else None
+        if key is None or scope.get("method") != "POST":
+            await self.app(scope, receive, send)
+            return
+        try:
+            await self._handle(scope, receive, send, key)
+        except ProblemError as problem:
+            await _send_problem(send, problem, scope)
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send, key: str) -> None:
+        if not _VALID_KEY.match(key):
+            raise InvalidInput(
+                detail="Idempotency-Key must be 1-255 visible ASCII characters.",
+                errors=[FieldError("header.Idempotency-Key", "invalid format")],
+            )
+        body = await _read_body(receive)
+        principal = _principal_key(scope)
+        digest = hashlib.sha256(
+            b"\0".join(
+                [
+                    scope["method"].encode(),
+                    scope["path"].encode(),
+                    scope.get("query_string", b""),
+                    body,
+                ]
+            )
+        ).hexdigest()
+        record_id = await self._reserve(principal, key, digest, scope)
+        if record_id is None:
+            return await self._replay(principal, key, digest, send)
+        captured: dict[str, Any] = {"body": bytearray()}
+
+        async def replay_receive() -> Message:
+            if not captured.get("sent"):
+                captured["sent"] = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        async def capture_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                captured["status"] = message["status"]
+                captured["headers"] = {
+                    k.decode("latin-1"): v.decode("latin-1")
+                    for k, v in message.get("headers", [])
+                    if k.lower() in (b"content-type", b"location")
+                }
+            elif message["type"] == "http.response.body":
+                captured["body"].extend(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self.app(scope, replay_receive, capture_send)
+        finally:
+            await self._complete(record_id, captured)
+
+    async def _reserve(self, principal: str, key: str, digest: str, scope: Scope) -> str | None:
+        """Insert an in-progress record; None when one already exists for this key."""
+        now = self._clock.now()
+        async with self._sessionmaker()() as db:
+            await db.execute(
+                delete(IdempotencyRecord).where(
+                    IdempotencyRecord.principal_key == principal,
+                    IdempotencyRecord.key == key,
+                    IdempotencyRecord.created_at < now - self._ttl,
+                )
+            )
+            record = IdempotencyRecord(
+                id=new_id("idem"),
+                principal_key=principal,
+                key=key,
+                method=scope["method"],
+                path=scope["path"][:2000],
+                request_hash=digest,
+                created_at=now,
+            )
+            db.add(record)
+            try:
+                await db.commit()
+            except IntegrityError:
+                await db.rollback()
+                return None
+            return record.id
+
+    async def _replay(self, principal: str, key: str, digest: str, send: Send) -> None:
+        async with self._sessionmaker()() as db:
+            record = (
+                await db.execute(
+                    select(IdempotencyRecord).where(
+                        IdempotencyRecord.principal_key == principal, IdempotencyRecord.key == key
+                    )
+                )
+            ).scalar_one_or_none()
+        if record is None:
+            raise Conflict(detail="A request with this Idempotency-Key just finished; retry.")
+        if record.request_hash != digest:
+            raise IdempotencyMismatch(
+                detail="This Idempotency-Key was used with a different request.",
+                errors=[FieldError("header.Idempotency-Key", "reused with another body")],
+            )
+        if record.status_code is None:
+            raise Conflict(
+                detail="A request with this Idempotency-Key is still in progress.",
+                headers={"Retry-After": "1"},
+            )
+        headers = [(k.encode(), v.encode()) for k, v in (record.response_headers or {}).items()]
+        headers.append((b"idempotent-replayed", b"true"))
+        await send(
+            {"type": "http.response.start", "status": record.status_code, "headers": headers}
+        )
+        await send({"type": "http.response.body", "body": record.response_body or b""})
+
+    async def _complete(self, record_id: str, captured: dict[str, Any]) -> None:
+        status = captured.get("status")
+        async with self._sessionmaker()() as db:
+            if status is None or status >= 500 or status in _NOT_STORED:
+                await db.execute(delete(IdempotencyRecord).where(IdempotencyRecord.id == record_id))
+            else:
+                await db.execute(
+                    update(IdempotencyRecord)
+                    .where(IdempotencyRecord.id == record_id)
+                    .values(
+                        status_code=status,
+                        response_body=bytes(captured["body"]),
+                        response_headers=captured.get("headers", {}),
+                    )
+                )
+            await db.commit()
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def _principal_key(scope: Scope) -> str:
+    """Keys are per credential: the API key, else the session cookie, else the address."""
+    credential = _header(scope, b"authorization")
+    if credential is None:
+        cookies = _header(scope, b"cookie") or ""
+        match = re.search(r"(?:^|;\s*)cp_session=([^;]+)", cookies)
+        credential = match.group(1) if match else None
+    if credential is None:
+        client = scope.get("client")
+        credential = f"anonymous:{client[0] if client else ''}"
+    return hashlib.sha256(credential.encode()).hexdigest()
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks = bytearray()
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunks.extend(message.get("body", b""))
+        if len(chunks) > MAX_BODY:
+            raise PayloadTooLarge(detail="The request body exceeds the size limit.")
+        if not message.get("more_body"):
+            break
+    return bytes(chunks)
+
+
+async def _send_problem(send: Send, problem: ProblemError, scope: Scope) -> None:
+    body = json.dumps(problem.to_dict(instance=scope.get("path"))).encode()
+    headers = [(b"content-type", PROBLEM_JSON.encode())]
+    headers += [(k.lower().encode(), v.encode()) for k, v in problem.headers.items()]
+    await send({"type": "http.response.start", "status": problem.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

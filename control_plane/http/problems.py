@@ -1,0 +1,153 @@
+"""Map every exception to an RFC 9457 problem+json response (never a stack trace)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import structlog
+from litestar import Request, Response
+from litestar.exceptions import (
+    HTTPException,
+    MethodNotAllowedException,
+    NotAuthorizedException,
+    NotFoundException,
+    PermissionDeniedException,
+    ValidationException,
+)
+from litestar.exceptions.http_exceptions import RequestEntityTooLarge
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+
+from control_plane.errors import (
+    PROBLEM_JSON,
+    FieldError,
+    Forbidden,
+    InvalidInput,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    ProblemError,
+    Unauthenticated,
+    problem_type,
+)
+
+log = structlog.get_logger("control_plane.http")
+
+_JSON_PATH = re.compile(r"at `\$(?P<path>[^`]*)`")
+_NAMED_FIELD = re.compile(r"(?:unknown|required) field `(?P<name>[^`]+)`")
+
+
+def problem_response(request: Request[Any, Any, Any], problem: ProblemError) -> Response[Any]:
+    """Render a problem, as HTML for portal pages when a renderer is installed."""
+    renderer = getattr(request.app.state, "html_error_renderer", None)
+    if renderer is not None and _wants_html(request):
+        return renderer(request, problem)  # type: ignore[no-any-return]
+    headers = dict(problem.headers)
+    request_id = structlog.contextvars.get_contextvars().get("request_id")
+    body = problem.to_dict(instance=request.url.path)
+    if request_id:
+        body["request_id"] = request_id
+    return Response(
+        content=body, status_code=problem.status, media_type=PROBLEM_JSON, headers=headers
+    )
+
+
+def _wants_html(request: Request[Any, Any, Any]) -> bool:
+    path = request.url.path
+    if path.startswith(("/api/", "/v1/", "/v2/", "/schema", "/healthz", "/readyz", "/metrics")):
+        return False
+    return "text/html" in request.headers.get("accept", "")
+
+
+def _field_errors(extra: Any) -> list[FieldError]:
+    errors: list[FieldError] = []
+    for item in extra if isinstance(extra, list) else []:
+        if not isinstance(item, dict):
+            continue
+        message = str(item.get("message", "invalid value"))
+        source = item.get("source") or "body"
+        key = str(item.get("key") or "")
+        if key == "data" or key.startswith("data."):
+            source, key = "body", key.removeprefix("data").lstrip(".")
+        if match := _JSON_PATH.search(message):
+            key = ".".join(p for p in (key, match.group("path").lstrip(".")) if p)
+            message = _JSON_PATH.sub("", message).rstrip(" -")
+        if match := _NAMED_FIELD.search(message):
+            key = ".".join(p for p in (key, match.group("name")) if p)
+        field = f"{source}.{key}" if key else str(source)
+        errors.append(FieldError(field=field, reason=message))
+    return errors
+
+
+def _from_http_exception(exc: HTTPException) -> ProblemError:
+    if isinstance(exc, ValidationException):
+        errors = _field_errors(exc.extra)
+        detail = exc.detail if not errors else "The request has invalid fields."
+        if "decode" in str(exc.detail).lower() or "malformed" in str(exc.detail).lower():
+            errors = errors or [FieldError("body", "not valid JSON")]
+            detail = "The request body is not valid JSON."
+        return InvalidInput(detail=str(detail), errors=errors or [FieldError("body", str(detail))])
+    if isinstance(exc, NotFoundException):
+        return NotFound(detail="No such resource.")
+    if isinstance(exc, MethodNotAllowedException):
+        allow = {k.lower(): v for k, v in (exc.headers or {}).items()}.get("allow", "")
+        return MethodNotAllowed(
+            detail="Method not allowed on this resource.", headers={"Allow": allow}
+        )
+    if isinstance(exc, RequestEntityTooLarge):
+        return PayloadTooLarge(detail="The request body exceeds the size limit.")
+    if isinstance(exc, NotAuthorizedException):
+        return Unauthenticated(detail="Authentication required.")
+    if isinstance(exc, PermissionDeniedException):
+        return Forbidden(detail="Not allowed.")
+    if exc.status_code == 400:
+        # Body decoding failures (malformed JSON, wrong content) surface as plain 400s.
+        return InvalidInput(
+            detail="The request body could not be read.",
+            errors=[FieldError("body", str(exc.detail))],
+        )
+    return _GenericProblem(status_code=exc.status_code, detail=str(exc.detail))
+
+
+class _GenericProblem(ProblemError):
+    def __init__(self, status_code: int, detail: str) -> None:
+        super().__init__(detail=detail)
+        self._status = status_code
+
+    def to_dict(self, instance: str | None = None) -> dict[str, Any]:
+        body = super().to_dict(instance)
+        body.update(
+            status=self._status, type=problem_type(f"http-{self._status}"), title=self.detail
+        )
+        return body
+
+
+def handle_problem(request: Request[Any, Any, Any], exc: ProblemError) -> Response[Any]:
+    return problem_response(request, exc)
+
+
+def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    problem = _from_http_exception(exc)
+    response = problem_response(request, problem)
+    if isinstance(problem, _GenericProblem):
+        response.status_code = exc.status_code
+    return response
+
+
+def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    log.exception("unhandled error", exc_type=type(exc).__name__)
+    problem = _Internal(detail="An unexpected error occurred. Quote the request id to support.")
+    return problem_response(request, problem)
+
+
+class _Internal(ProblemError):
+    status = HTTP_500_INTERNAL_SERVER_ERROR
+    slug = "internal-error"
+    title = "Internal error"
+
+
+EXCEPTION_HANDLERS: dict[Any, Any] = {
+    ProblemError: handle_problem,
+    HTTPException: handle_http_exception,
+    Exception: handle_unexpected,
+}

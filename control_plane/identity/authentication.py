@@ -1,0 +1,172 @@
+"""Resolve the caller from an ``Authorization: Bearer`` API key or the session cookie."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from control_plane.clock import Clock
+from control_plane.errors import Unauthenticated
+from control_plane.identity.models import ApiKey, Membership, User, WebSession
+from control_plane.identity.principal import Principal
+from control_plane.identity.roles import Permission, ProviderRole, TenantRole
+from control_plane.identity.secrets import digests_match, split_api_key, token_digest
+
+SESSION_COOKIE = "cp_session"
+_LAST_USED_GRANULARITY = timedelta(seconds=60)
+
+
+@dataclass
+class _CachedKey:
+    principal: Principal
+    secret_hash: str
+    last_used_write: float
+    cached_at: float
+
+
+class Authenticator:
+    """Looks callers up with a short-lived cache so the hot path rarely touches the database.
+
+    Revocation and role changes take effect within ``cache_seconds`` on every replica, and
+    at once on the replica that made the change.
+    """
+
+    def __init__(
+        self, sessionmaker: async_sessionmaker[AsyncSession], clock: Clock, cache_seconds: float
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._clock = clock
+        self._ttl = cache_seconds
+        self._keys: dict[str, _CachedKey] = {}
+        self._sessions: dict[str, tuple[Principal, float]] = {}
+
+    def forget_api_key(self, prefix: str) -> None:
+        self._keys.pop(prefix, None)
+
+    def forget_session(self, session_id: str) -> None:
+        self._sessions.pop(session_id, None)
+
+    def forget_user(self, user_id: str) -> None:
+        """Drop cached sessions and keys of a user whose roles changed."""
+        for sid, (principal, _) in list(self._sessions.items()):
+            if principal.user_id == user_id:
+                self._sessions.pop(sid, None)
+        self._keys.clear()
+
+    async def from_authorization(self, header: str) -> Principal:
+        scheme, _, token = header.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise Unauthenticated(detail="Use 'Authorization: Bearer <API key>'.")
+        principal = await self._api_key_principal(token)
+        if principal is None:
+            raise Unauthenticated(detail="The API key is invalid, expired or revoked.")
+        return principal
+
+    async def from_session_cookie(self, token: str) -> Principal | None:
+        session_id = token_digest(token)
+        now_mono = time.monotonic()
+        cached = self._sessions.get(session_id)
+        if cached and now_mono - cached[1] < self._ttl:
+            principal = cached[0]
+        else:
+            loaded = await self._load_session(session_id)
+            if loaded is None:
+                self._sessions.pop(session_id, None)
+                return None
+            principal = loaded
+            self._sessions[session_id] = (principal, now_mono)
+        if principal.expires_at and principal.expires_at <= self._clock.now():
+            self._sessions.pop(session_id, None)
+            return None
+        return principal
+
+    async def _api_key_principal(self, key: str) -> Principal | None:
+        prefix = split_api_key(key)
+        if prefix is None or len(key) > 200:
+            return None
+        now_mono = time.monotonic()
+        entry = self._keys.get(prefix)
+        if entry is None or now_mono - entry.cached_at >= self._ttl:
+            entry = await self._load_api_key(prefix, now_mono)
+            if entry is None:
+                self._keys.pop(prefix, None)
+                return None
+            self._keys[prefix] = entry
+        if not digests_match(entry.secret_hash, token_digest(key)):
+            return None
+        principal = entry.principal
+        if principal.expires_at and principal.expires_at <= self._clock.now():
+            return None
+        if now_mono - entry.last_used_write >= _LAST_USED_GRANULARITY.total_seconds():
+            entry.last_used_write = now_mono
+            await self._touch_key(principal.id)
+        return principal
+
+    async def _load_api_key(self, prefix: str, now_mono: float) -> _CachedKey | None:
+        async with self._sessionmaker() as db:
+            key = (
+                await db.execute(select(ApiKey).where(ApiKey.prefix == prefix))
+            ).scalar_one_or_none()
+            if key is None or key.revoked_at is not None:
+                return None
+        principal = Principal(
+            kind="api_key",
+            id=key.id,
+            display=f"{key.name} ({key.prefix})",
+            memberships={key.org_id: TenantRole(key.role)},
+            scopes=frozenset(
+                Permission(s) for s in key.scopes if s in Permission._value2member_map_
+            ),
+            project_id=key.project_id,
+            current_org_id=key.org_id,
+            expires_at=key.expires_at,
+        )
+        return _CachedKey(principal, key.secret_hash, last_used_write=-1e9, cached_at=now_mono)
+
+    async def _touch_key(self, key_id: str) -> None:
+        async with self._sessionmaker() as db:
+            await db.execute(
+                update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=self._clock.now())
+            )
+            await db.commit()
+
+    async def _load_session(self, session_id: str) -> Principal | None:
+        async with self._sessionmaker() as db:
+            row = (
+                await db.execute(
+                    select(WebSession, User)
+                    .join(User, User.id == WebSession.user_id)
+                    .where(WebSession.id == session_id)
+                )
+            ).one_or_none()
+            if row is None:
+                return None
+            web_session, user = row
+            if not user.is_active or web_session.expires_at <= self._clock.now():
+                return None
+            memberships = await load_memberships(db, user.id)
+        return Principal(
+            kind="user",
+            id=user.id,
+            user_id=user.id,
+            display=user.email,
+            memberships=memberships,
+            provider_role=ProviderRole(user.provider_role) if user.provider_role else None,
+            home_country=user.home_country,
+            session_id=session_id,
+            csrf_token=web_session.csrf_token,
+            current_org_id=web_session.current_org_id,
+            expires_at=web_session.expires_at,
+        )
+
+
+async def load_memberships(db: AsyncSession, user_id: str) -> dict[str, TenantRole]:
+    rows = await db.execute(
+        select(Membership.org_id, Membership.role).where(Membership.user_id == user_id)
+    )
+    return {org_id: TenantRole(role) for org_id, role in rows}

@@ -1,0 +1,113 @@
+"""Identity queries. Tenant-facing ones take a TenantScope and filter with it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from control_plane.errors import NotFound
+from control_plane.http.pagination import PageRequest
+from control_plane.identity.authz import TenantScope
+from control_plane.identity.models import ApiKey, Membership, Organization, Project, User
+
+
+async def user_by_email(db: AsyncSession, email: str) -> User | None:
+    return (
+        await db.execute(select(User).where(User.email == email.strip().lower()))
+    ).scalar_one_or_none()
+
+
+async def orgs_of_user(
+    db: AsyncSession, org_ids: frozenset[str], page: PageRequest
+) -> Sequence[Organization]:
+    query = select(Organization).where(Organization.id.in_(sorted(org_ids)))
+    if page.after:
+        query = query.where(Organization.id > page.after)
+    return (await db.execute(query.order_by(Organization.id).limit(page.limit + 1))).scalars().all()
+
+
+async def org_in_scope(db: AsyncSession, scope: TenantScope, org_id: str) -> Organization:
+    scope.require(org_id)
+    org = await db.get(Organization, org_id)
+    if org is None:  # deleted concurrently
+        raise NotFound(detail="No such organization.")
+    return org
+
+
+async def members(
+    db: AsyncSession, scope: TenantScope, org_id: str, page: PageRequest
+) -> Sequence[tuple[Membership, User]]:
+    scope.require(org_id)
+    query = (
+        select(Membership, User)
+        .join(User, User.id == Membership.user_id)
+        .where(scope.org_filter(Membership.org_id), Membership.org_id == org_id)
+    )
+    if page.after:
+        query = query.where(Membership.user_id > page.after)
+    rows = await db.execute(query.order_by(Membership.user_id).limit(page.limit + 1))
+    return [(m, u) for m, u in rows.tuples()]
+
+
+async def membership(
+    db: AsyncSession, scope: TenantScope, org_id: str, user_id: str
+) -> Membership | None:
+    scope.require(org_id)
+    return (
+        await db.execute(
+            select(Membership).where(
+                scope.org_filter(Membership.org_id),
+                Membership.org_id == org_id,
+                Membership.user_id == user_id,
+            )
+        )
+    ).scalar_one_or_none()
+
+
+async def owner_count(db: AsyncSession, org_id: str) -> int:
+    return int(
+        (
+            await db.execute(
+                select(func.count())
+                .select_from(Membership)
+                .where(Membership.org_id == org_id, Membership.role == "owner")
+            )
+        ).scalar_one()
+    )
+
+
+async def projects(
+    db: AsyncSession, scope: TenantScope, org_id: str, page: PageRequest
+) -> Sequence[Project]:
+    query = select(Project).where(scope.org_filter(Project.org_id), Project.org_id == org_id)
+    if (only := scope.project_filter(Project.id)) is not None:
+        query = query.where(only)
+    if page.after:
+        query = query.where(Project.id > page.after)
+    return (await db.execute(query.order_by(Project.id).limit(page.limit + 1))).scalars().all()
+
+
+async def project(db: AsyncSession, scope: TenantScope, project_id: str) -> Project | None:
+    """A project the caller may see at all (any role), whatever the scope's permission."""
+    query = select(Project).where(Project.id == project_id, scope.visible_filter(Project.org_id))
+    if (only := scope.project_filter(Project.id)) is not None:
+        query = query.where(only)
+    return (await db.execute(query)).scalar_one_or_none()
+
+
+async def api_keys(
+    db: AsyncSession, scope: TenantScope, project_id: str, page: PageRequest
+) -> Sequence[ApiKey]:
+    query = select(ApiKey).where(scope.org_filter(ApiKey.org_id), ApiKey.project_id == project_id)
+    if page.after:
+        query = query.where(ApiKey.id > page.after)
+    return (await db.execute(query.order_by(ApiKey.id).limit(page.limit + 1))).scalars().all()
+
+
+async def api_key(db: AsyncSession, scope: TenantScope, key_id: str) -> ApiKey | None:
+    query = select(ApiKey).where(ApiKey.id == key_id, scope.visible_filter(ApiKey.org_id))
+    if (only := scope.project_filter(ApiKey.project_id)) is not None:
+        query = query.where(only)
+    return (await db.execute(query)).scalar_one_or_none()

@@ -1,0 +1,108 @@
+"""Roles and the permission matrix: the only place that says who may do what."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class TenantRole(StrEnum):
+    OWNER = "owner"
+    ADMIN = "admin"
+    MEMBER = "member"
+    BILLING = "billing"
+    AUDITOR = "auditor"
+
+
+class ProviderRole(StrEnum):
+    OPERATOR = "operator"
+    OPERATOR_ADMIN = "operator-admin"
+
+
+class Permission(StrEnum):
+    """Tenant permissions (checked against a membership role in one organization)."""
+
+    ORG_READ = "org:read"
+    ORG_UPDATE = "org:update"
+    MEMBERS_READ = "members:read"
+    MEMBERS_WRITE = "members:write"
+    PROJECTS_READ = "projects:read"
+    PROJECTS_WRITE = "projects:write"
+    API_KEYS_READ = "api-keys:read"
+    API_KEYS_WRITE = "api-keys:write"
+    BILLING_READ = "billing:read"
+    BILLING_WRITE = "billing:write"
+    AUDIT_READ = "audit:read"
+    AUDIT_EXPORT = "audit:export"
+
+
+class ProviderPermission(StrEnum):
+    """Provider-side permissions (checked against a user's provider role)."""
+
+    INVENTORY_READ = "inventory:read"
+    NODES_OPERATE = "nodes:operate"  # drain, maintenance, return to service
+    NODES_ENROLL = "nodes:enroll"
+    CATALOG_WRITE = "catalog:write"  # regions, sites, GPU models
+    USERS_READ = "users:read"
+
+
+_ALL = frozenset(Permission)
+_READ_ONLY = frozenset(
+    {
+        Permission.ORG_READ,
+        Permission.MEMBERS_READ,
+        Permission.PROJECTS_READ,
+        Permission.API_KEYS_READ,
+        Permission.BILLING_READ,
+        Permission.AUDIT_READ,
+        Permission.AUDIT_EXPORT,
+    }
+)
+
+TENANT_GRANTS: dict[TenantRole, frozenset[Permission]] = {
+    TenantRole.OWNER: _ALL,
+    TenantRole.ADMIN: _ALL - {Permission.BILLING_WRITE},
+    TenantRole.MEMBER: frozenset(
+        {
+            Permission.ORG_READ,
+            Permission.PROJECTS_READ,
+            Permission.API_KEYS_READ,
+            Permission.API_KEYS_WRITE,
+        }
+    ),
+    TenantRole.BILLING: frozenset(
+        {
+            Permission.ORG_READ,
+            Permission.PROJECTS_READ,
+            Permission.BILLING_READ,
+            Permission.BILLING_WRITE,
+        }
+    ),
+    TenantRole.AUDITOR: _READ_ONLY,
+}
+
+PROVIDER_GRANTS: dict[ProviderRole, frozenset[ProviderPermission]] = {
+    ProviderRole.OPERATOR: frozenset(
+        {ProviderPermission.INVENTORY_READ, ProviderPermission.NODES_OPERATE}
+    ),
+    ProviderRole.OPERATOR_ADMIN: frozenset(ProviderPermission),
+}
+
+# A role may hand out only roles at or below its own rank (owners alone create owners).
+ROLE_RANK: dict[TenantRole, int] = {
+    TenantRole.OWNER: 4,
+    TenantRole.ADMIN: 3,
+    TenantRole.MEMBER: 1,
+    TenantRole.BILLING: 1,
+    TenantRole.AUDITOR: 1,
+}
+
+# Scopes an API key can carry; a key never exceeds the role of the user who made it.
+API_KEY_SCOPES: frozenset[Permission] = frozenset(Permission)
+
+
+def tenant_allows(role: TenantRole, permission: Permission) -> bool:
+    return permission in TENANT_GRANTS[role]
+
+
+def provider_allows(role: ProviderRole | None, permission: ProviderPermission) -> bool:
+    return role is not None and permission in PROVIDER_GRANTS[role]
