@@ -113,9 +113,15 @@ def main() -> None:  # pragma: no cover
     sys.exit(cli())
 
 
-try:  # client commands (SDK-backed) live in their own module
-    from control_plane.cli import client_commands as _client_commands
+def _register_client_commands() -> None:
+    """Client commands (SDK-backed) live in their own module."""
+    import importlib
 
-    _client_commands.register(cli)
-except ImportError:  # pragma: no cover - only while the module is being written
-    pass
+    try:
+        module = importlib.import_module("control_plane.cli.client_commands")
+    except ModuleNotFoundError:  # pragma: no cover - only while the module is being written
+        return
+    module.register(cli)
+
+
+_register_client_commands()

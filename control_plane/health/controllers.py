@@ -6,6 +6,7 @@ from typing import Any
 
 from litestar import Request, Response, get
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
+from litestar.types import ControllerRouterHandler
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
@@ -42,4 +43,4 @@ async def metrics() -> bytes:
     return generate_latest()
 
 
-ROUTES = [healthz, readyz, metrics]
+ROUTES: list[ControllerRouterHandler] = [healthz, readyz, metrics]

@@ -11,9 +11,10 @@ import json
 import re
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, Receive, Scope, Send
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -30,6 +31,9 @@ from control_plane.errors import (
 )
 from control_plane.http.models import IdempotencyRecord
 from control_plane.ids import new_id
+
+if TYPE_CHECKING:
+    from litestar.types import HTTPScope
 
 HEADER = b"idempotency-key"
 _VALID_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
@@ -51,16 +55,17 @@ class IdempotencyMiddleware:
         self._ttl = timedelta(seconds=ttl_seconds)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        key = _header(scope, HEADER) if scope["type"] == "http" else None
+        key = _header(scope, HEADER) if scope["type"] == ScopeType.HTTP else None
         if key is None or scope.get("method") != "POST":
             await self.app(scope, receive, send)
             return
+        http_scope = cast("HTTPScope", scope)
         try:
-            await self._handle(scope, receive, send, key)
+            await self._handle(http_scope, receive, send, key)
         except ProblemError as problem:
             await _send_problem(send, problem, scope)
 
-    async def _handle(self, scope: Scope, receive: Receive, send: Send, key: str) -> None:
+    async def _handle(self, scope: HTTPScope, receive: Receive, send: Send, key: str) -> None:
         if not _VALID_KEY.match(key):
             raise InvalidInput(
                 detail="Idempotency-Key must be 1-255 visible ASCII characters.",
@@ -83,13 +88,13 @@ class IdempotencyMiddleware:
             return await self._replay(principal, key, digest, send)
         captured: dict[str, Any] = {"body": bytearray()}
 
-        async def replay_receive() -> Message:
+        async def replay_receive() -> Any:
             if not captured.get("sent"):
                 captured["sent"] = True
                 return {"type": "http.request", "body": body, "more_body": False}
             return await receive()
 
-        async def capture_send(message: Message) -> None:
+        async def capture_send(message: Any) -> None:
             if message["type"] == "http.response.start":
                 captured["status"] = message["status"]
                 captured["headers"] = {
@@ -106,7 +111,7 @@ class IdempotencyMiddleware:
         finally:
             await self._complete(record_id, captured)
 
-    async def _reserve(self, principal: str, key: str, digest: str, scope: Scope) -> str | None:
+    async def _reserve(self, principal: str, key: str, digest: str, scope: HTTPScope) -> str | None:
         """Insert an in-progress record; None when one already exists for this key."""
         now = self._clock.now()
         async with self._sessionmaker()() as db:
@@ -157,10 +162,7 @@ class IdempotencyMiddleware:
             )
         headers = [(k.encode(), v.encode()) for k, v in (record.response_headers or {}).items()]
         headers.append((b"idempotent-replayed", b"true"))
-        await send(
-            {"type": "http.response.start", "status": record.status_code, "headers": headers}
-        )
-        await send({"type": "http.response.body", "body": record.response_body or b""})
+        await _send_raw(send, record.status_code, headers, record.response_body or b"")
 
     async def _complete(self, record_id: str, captured: dict[str, Any]) -> None:
         status = captured.get("status")
@@ -203,7 +205,7 @@ def _principal_key(scope: Scope) -> str:
 async def _read_body(receive: Receive) -> bytes:
     chunks = bytearray()
     while True:
-        message = await receive()
+        message: Any = await receive()
         if message["type"] == "http.disconnect":
             break
         chunks.extend(message.get("body", b""))
@@ -218,5 +220,13 @@ async def _send_problem(send: Send, problem: ProblemError, scope: Scope) -> None
     body = json.dumps(problem.to_dict(instance=scope.get("path"))).encode()
     headers = [(b"content-type", PROBLEM_JSON.encode())]
     headers += [(k.lower().encode(), v.encode()) for k, v in problem.headers.items()]
-    await send({"type": "http.response.start", "status": problem.status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    await _send_raw(send, problem.status, headers, body)
+
+
+async def _send_raw(
+    send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes
+) -> None:
+    start: Any = {"type": "http.response.start", "status": status, "headers": headers}
+    end: Any = {"type": "http.response.body", "body": body}
+    await send(start)
+    await send(end)

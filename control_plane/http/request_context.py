@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 import structlog
+from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from control_plane.ids import new_id
@@ -33,11 +34,11 @@ class RequestContextMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != ScopeType.HTTP:
             await self.app(scope, receive, send)
             return
         request_id = _incoming_request_id(scope) or new_id("req")
-        scope.setdefault("state", {})["request_id"] = request_id  # type: ignore[typeddict-unknown-key]
+        scope.setdefault("state", {})["request_id"] = request_id
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
         started = time.perf_counter()
@@ -50,7 +51,7 @@ class RequestContextMiddleware:
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", request_id.encode()))
                 headers.extend(_SECURITY_HEADERS)
-                message["headers"] = headers  # type: ignore[typeddict-item]
+                message["headers"] = headers
             await send(message)
 
         try:
@@ -68,7 +69,7 @@ def _incoming_request_id(scope: Scope) -> str | None:
 
 
 def _log_access(scope: Scope, status: int, started: float) -> None:
-    state: dict[str, Any] = scope.get("state", {})  # type: ignore[assignment]
+    state: dict[str, Any] = scope.get("state", {})
     log.info(
         "request",
         method=scope.get("method"),

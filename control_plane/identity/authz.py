@@ -174,7 +174,7 @@ class ProviderScope:
 
 async def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal | None:
     """Resolve (once per request) the caller, or None for anonymous requests."""
-    state = connection.scope.setdefault("state", {})  # type: ignore[typeddict-item]
+    state = connection.scope.setdefault("state", {})
     if "principal" in state:
         return state["principal"]  # type: ignore[no-any-return]
     authenticator: Authenticator = connection.app.state.authenticator
@@ -208,7 +208,7 @@ async def authorization_guard(
         raise Unauthenticated(detail="Sign in or send an API key.")
     if access.csrf:
         await _check_csrf(connection, principal)
-    state = connection.scope["state"]  # type: ignore[typeddict-item]
+    state = connection.scope["state"]
     if access.permission is not None:
         state["tenant_scope"] = TenantScope(_SCOPE_TOKEN, principal, access.permission)
     elif access.provider_permission is not None:

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.params import Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
+from litestar.types import ControllerRouterHandler
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -361,4 +362,10 @@ class ApiKeyController(Controller):
         return key
 
 
-ROUTES = [AuthController, OrgController, ProjectController, ApiKeyController, me]
+ROUTES: list[ControllerRouterHandler] = [
+    AuthController,
+    OrgController,
+    ProjectController,
+    ApiKeyController,
+    me,
+]

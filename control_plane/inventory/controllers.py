@@ -7,6 +7,7 @@ from typing import Annotated
 from litestar import Controller, get, patch, post
 from litestar.params import Parameter, QueryParameter
 from litestar.status_codes import HTTP_200_OK
+from litestar.types import ControllerRouterHandler
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.clock import Clock
@@ -148,4 +149,4 @@ class NodeController(Controller):
         )
 
 
-ROUTES = [RegionController, GpuModelController, NodeController]
+ROUTES: list[ControllerRouterHandler] = [RegionController, GpuModelController, NodeController]

@@ -69,7 +69,7 @@ REGIONS = (
     ),
 )
 
-GPU_MODELS = (
+GPU_MODELS: tuple[tuple[str, str, str, str, int, int, str, list[str]], ...] = (
     (
         "h100",
         "NVIDIA H100 SXM5 80GB",
