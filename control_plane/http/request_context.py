@@ -7,12 +7,23 @@ import time
 from typing import Any
 
 import structlog
+from prometheus_client import Counter, Histogram
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from control_plane.ids import new_id
 
 log = structlog.get_logger("control_plane.access")
+
+REQUESTS = Counter(
+    "cp_http_requests_total", "HTTP requests served", ["method", "route", "status"]
+)
+LATENCY = Histogram(
+    "cp_http_request_duration_seconds",
+    "Time to serve an HTTP request",
+    ["method", "route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
 
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _SECURITY_HEADERS = [
@@ -70,12 +81,18 @@ def _incoming_request_id(scope: Scope) -> str | None:
 
 def _log_access(scope: Scope, status: int, started: float) -> None:
     state: dict[str, Any] = scope.get("state", {})
+    elapsed = time.perf_counter() - started
+    method = str(scope.get("method", ""))
+    # The route template, never the raw path: bounded label cardinality.
+    route = str(scope.get("path_template") or "unmatched")
+    REQUESTS.labels(method, route, str(status)).inc()
+    LATENCY.labels(method, route).observe(elapsed)
     log.info(
         "request",
-        method=scope.get("method"),
+        method=method,
         path=scope.get("path"),
         status=status,
-        duration_ms=round((time.perf_counter() - started) * 1000, 2),
+        duration_ms=round(elapsed * 1000, 2),
         org_id=state.get("org_id"),
         principal=state.get("principal_ref"),
     )

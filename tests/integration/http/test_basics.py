@@ -69,3 +69,11 @@ class TestOpenApi:
         spec = (await client.get("/schema/openapi.json")).json()
         assert "/api/v1/projects" in spec["paths"]
         assert "/api/v1/nodes/import" in spec["paths"]
+
+
+class TestMetrics:
+    async def test_requests_are_counted_by_route_template(self, client) -> None:
+        await client.get("/api/v1/projects/prj_does_not_exist")
+        text = (await client.get("/metrics")).text
+        assert 'route="/api/v1/projects/{project_id:str}"' in text
+        assert "prj_does_not_exist" not in text  # raw paths never become labels
