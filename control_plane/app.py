@@ -8,6 +8,7 @@ from typing import Any
 
 from litestar import Litestar, Router
 from litestar.datastructures import State
+from litestar.handlers import HTTPRouteHandler
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import YamlRenderPlugin
@@ -20,12 +21,14 @@ from control_plane.db.engine import make_engine, make_sessionmaker
 from control_plane.health.controllers import ROUTES as HEALTH_ROUTES
 from control_plane.http.dependencies import DEPENDENCIES
 from control_plane.http.idempotency import IdempotencyMiddleware
-from control_plane.http.problems import EXCEPTION_HANDLERS
+from control_plane.http.problems import EXCEPTION_HANDLERS, problem_responses
 from control_plane.http.request_context import RequestContextMiddleware
 from control_plane.identity.authentication import Authenticator
 from control_plane.identity.authz import ACCESS_KEY, Access, authorization_guard, public
 from control_plane.identity.controllers import ROUTES as IDENTITY_ROUTES
 from control_plane.identity.login_limits import SlidingWindowLimiter
+from control_plane.identity.sso_controllers import ROUTES as SSO_ROUTES
+from control_plane.identity.sso_controllers import close_oidc_client
 from control_plane.inventory.controllers import ROUTES as INVENTORY_ROUTES
 from control_plane.logging import configure_logging
 from control_plane.settings import Settings
@@ -68,6 +71,7 @@ def create_app(
         route_handlers=[
             *HEALTH_ROUTES,
             *IDENTITY_ROUTES,
+            *SSO_ROUTES,
             *INVENTORY_ROUTES,
             portal_router(),
             *extra_route_handlers,
@@ -91,7 +95,10 @@ def create_app(
             # Only the machine-readable documents: the HTML viewers load scripts from CDNs,
             # and a sovereign customer's browser talks only to the operator.
             render_plugins=[YamlRenderPlugin()],
-            openapi_router=Router(path="/schema", route_handlers=[], opt=public()),
+            # Not in the document it serves (as with Litestar's default router).
+            openapi_router=Router(
+                path="/schema", route_handlers=[], opt=public(), include_in_schema=False
+            ),
             components=Components(
                 security_schemes={
                     "apiKey": SecurityScheme(type="http", scheme="bearer", bearer_format="cpk_…"),
@@ -105,10 +112,12 @@ def create_app(
         request_max_body_size=settings.max_body_bytes,
         state=state,
         lifespan=[lifespan],
+        on_shutdown=[close_oidc_client],
         debug=False,
         on_app_init=[install_portal],
     )
     _refuse_undeclared_routes(app)
+    _document_problem_answers(app)
     return app
 
 
@@ -124,3 +133,35 @@ def _refuse_undeclared_routes(app: Litestar) -> None:
                     missing.append(f"{'/'.join(sorted(handler.http_methods))} {route.path}")
     if missing:
         raise RuntimeError(f"routes without an access policy: {missing}")
+
+
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+def _document_problem_answers(app: Litestar) -> None:
+    """Declare in the OpenAPI document the problem+json answers each route can give.
+
+    They follow from the route's access policy and methods; a handler's own ``responses``
+    (e.g. 423 and 429 on sign-in) are kept and win.
+    """
+    for route in app.routes:
+        if not isinstance(route, HTTPRoute):
+            continue
+        for handler in route.route_handlers:
+            access = handler.opt.get(ACCESS_KEY)
+            if not isinstance(access, Access) or handler.http_methods == {"OPTIONS"}:
+                continue
+            statuses = {400} if not access.public or _takes_input(handler) else set()
+            if not access.public:
+                statuses |= {401, 403, 404}
+            if handler.http_methods - {"GET", "HEAD"}:
+                statuses.add(409)
+            if handler.http_methods & _BODY_METHODS:
+                statuses |= {413, 422}  # body size limit; Idempotency-Key reused
+            handler.responses = {**problem_responses(*statuses), **(handler.responses or {})}
+
+
+def _takes_input(handler: HTTPRouteHandler) -> bool:
+    """Whether the handler reads path, query or body input (which can be invalid)."""
+    names = set(handler.parsed_fn_signature.parameters) - {"request"}
+    return bool(names - set(handler.resolve_dependencies()))

@@ -7,9 +7,10 @@ from litestar.config.app import AppConfig
 
 
 def portal_router() -> Router:
+    """Every portal page (server-rendered HTML, kept out of the OpenAPI document)."""
     from portal.pages import ROUTES
 
-    return Router(path="/", route_handlers=ROUTES)
+    return Router(path="/", route_handlers=ROUTES, include_in_schema=False)
 
 
 def install_portal(config: AppConfig) -> AppConfig:

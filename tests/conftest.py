@@ -139,9 +139,16 @@ async def client(app: Litestar) -> AsyncIterator[AsyncTestClient[Litestar]]:
 
 @pytest.fixture
 async def db(app: Litestar) -> AsyncIterator[AsyncSession]:
-    """A session on the app's database for arranging and checking state (commit yourself)."""
-    async with make_sessionmaker(app.state.engine)() as session:
-        yield session
+    """A session on the app's database for arranging and checking state (commit yourself).
+
+    It has an engine of its own: the test client runs the app in another event loop, and
+    asyncpg connections cannot move between loops."""
+    engine = make_engine(app.state.settings.database_url)
+    try:
+        async with make_sessionmaker(engine)() as session:
+            yield session
+    finally:
+        await engine.dispose()
 
 
 __all__ = ["downgrade", "need_peer", "peers_required"]

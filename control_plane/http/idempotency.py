@@ -1,7 +1,9 @@
 """``Idempotency-Key`` on create calls: same key and body replays the first response,
 same key with another body is a 422, a retry during the first attempt is a 409.
 
-Keys are scoped to the credential that sent them and kept for ``ttl_seconds``.
+Keys are scoped to the credential that sent them and kept for ``ttl_seconds``. Answers a
+retry could change are forgotten, so the retry runs again: 5xx, 401, 403, 409, 423 and 429.
+Every other answer (success, 400, 404, 422 ...) is replayed as first sent.
 """
 
 from __future__ import annotations

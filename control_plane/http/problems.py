@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import msgspec
 import structlog
 from litestar import Request, Response
 from litestar.exceptions import (
@@ -16,6 +17,8 @@ from litestar.exceptions import (
     ValidationException,
 )
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import ParameterKwarg
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from control_plane.errors import (
@@ -65,7 +68,8 @@ def _field_errors(extra: Any) -> list[FieldError]:
         if not isinstance(item, dict):
             continue
         message = str(item.get("message", "invalid value"))
-        source = item.get("source") or "body"
+        # Litestar gives the source as a ParamType (a str enum whose str() is "ParamType.QUERY").
+        source = getattr(item.get("source"), "value", item.get("source")) or "body"
         key = str(item.get("key") or "")
         if key == "data" or key.startswith("data."):
             source, key = "body", key.removeprefix("data").lstrip(".")
@@ -126,7 +130,20 @@ def handle_problem(request: Request[Any, Any, Any], exc: ProblemError) -> Respon
     return problem_response(request, exc)
 
 
+def _use_public_names(request: Request[Any, Any, Any], extra: Any) -> None:
+    """Name parameters as callers send them (``QueryParameter(name="state")``), not the argument."""
+    handler = request.scope.get("route_handler")
+    parameters = getattr(getattr(handler, "parsed_fn_signature", None), "parameters", {})
+    for item in extra if isinstance(extra, list) else []:
+        if isinstance(item, dict) and isinstance(item.get("key"), str):
+            kwarg = getattr(parameters.get(item["key"]), "kwarg_definition", None)
+            if isinstance(kwarg, ParameterKwarg) and kwarg.name:
+                item["key"] = kwarg.name
+
+
 def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    if isinstance(exc, ValidationException):
+        _use_public_names(request, exc.extra)
     problem = _from_http_exception(exc)
     response = problem_response(request, problem)
     if isinstance(problem, _GenericProblem):
@@ -151,3 +168,47 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     HTTPException: handle_http_exception,
     Exception: handle_unexpected,
 }
+
+
+class FieldErrorDocument(msgspec.Struct):
+    field: str
+    reason: str
+
+
+class Problem(msgspec.Struct):
+    """The problem+json body every error answer has (for the OpenAPI document only)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+    request_id: str | None = None
+    errors: list[FieldErrorDocument] | None = None
+
+
+_PROBLEM_DESCRIPTIONS = {
+    400: "Invalid input: `errors` names each bad field",
+    401: "Not signed in, or the credential is invalid, expired or revoked",
+    403: "Signed in, but not allowed (role, scope, provider route or CSRF token)",
+    404: "No such resource, or one the caller may not know about",
+    409: "Conflicts with the current state (taken slug, retry in progress, last owner)",
+    413: "Request body too large",
+    422: "Well-formed but refused (Idempotency-Key reused with another body, bad import)",
+    423: "Account temporarily locked after failed sign-ins",
+    429: "Too many requests; see Retry-After",
+    503: "A dependency is unavailable",
+}
+
+
+def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
+    """OpenAPI entries for problem+json answers with the given status codes."""
+    return {
+        status: ResponseSpec(
+            data_container=Problem,
+            media_type=PROBLEM_JSON,
+            description=_PROBLEM_DESCRIPTIONS.get(status, "Error"),
+            generate_examples=False,
+        )
+        for status in sorted(statuses)
+    }

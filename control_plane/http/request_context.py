@@ -7,17 +7,15 @@ import time
 from typing import Any
 
 import structlog
-from prometheus_client import Counter, Histogram
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from prometheus_client import Counter, Histogram
 
 from control_plane.ids import new_id
 
 log = structlog.get_logger("control_plane.access")
 
-REQUESTS = Counter(
-    "cp_http_requests_total", "HTTP requests served", ["method", "route", "status"]
-)
+REQUESTS = Counter("cp_http_requests_total", "HTTP requests served", ["method", "route", "status"])
 LATENCY = Histogram(
     "cp_http_request_duration_seconds",
     "Time to serve an HTTP request",

@@ -23,7 +23,7 @@ from control_plane.identity.models import (
 )
 from control_plane.identity.principal import Principal
 from control_plane.identity.roles import TenantRole
-from control_plane.identity.schemas import SignupRequest
+from control_plane.identity.schemas import MembershipSummary, SignupRequest
 from control_plane.identity.secrets import (
     hash_password,
     new_session_token,
@@ -71,10 +71,11 @@ async def password_login(
     now = clock.now()
     user = await repository.user_by_email(db, email)
     if user is None:
+        # Same answers, Retry-After and unlock time as a real account (no enumeration).
+        if until := _unknown_failures.locked_until(email, now):
+            raise _locked(int((until - now).total_seconds()) + 1)
         verify_password(None, password)
-        failures = _unknown_failures.record(email, policy.lockout_seconds)
-        if failures > policy.max_failures:
-            raise _locked(policy.lockout_seconds)
+        _unknown_failures.record_failure(email, now, policy.max_failures, policy.lockout_seconds)
         raise Unauthenticated(detail="Wrong email or password.")
     if user.locked_until and user.locked_until > now:
         raise _locked(int((user.locked_until - now).total_seconds()) + 1)
@@ -126,6 +127,21 @@ async def switch_org(db: AsyncSession, principal: Principal, org_id: str) -> Non
     if session is None:
         raise Unauthenticated(detail="Your session has ended.")
     session.current_org_id = org_id
+
+
+async def who_am_i(
+    db: AsyncSession, principal: Principal
+) -> tuple[User | None, list[MembershipSummary]]:
+    """The caller's user (None for API keys) and organizations with their role, by slug."""
+    user = await db.get(User, principal.user_id) if principal.user_id else None
+    orgs = await repository.orgs_by_id(db, frozenset(principal.memberships))
+    summaries = [
+        MembershipSummary(
+            org_id=o.id, org_slug=o.slug, org_name=o.name, role=principal.memberships[o.id]
+        )
+        for o in orgs
+    ]
+    return user, sorted(summaries, key=lambda m: m.org_slug)
 
 
 async def signup(db: AsyncSession, clock: Clock, data: SignupRequest) -> User:
@@ -188,9 +204,11 @@ async def user_for_sso(
         )
     ).scalar_one_or_none()
     if link is not None:
+        # A linked identity signs in as its user or not at all: never re-link it by email.
         user = await db.get(User, link.user_id)
         if user is not None and user.is_active:
             return user
+        raise Unauthenticated(detail="This sign-on identity's account is disabled.")
     if email and verified:
         user = await repository.user_by_email(db, email)
         if user is not None and user.is_active:

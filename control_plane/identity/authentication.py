@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -24,15 +23,16 @@ _LAST_USED_GRANULARITY = timedelta(seconds=60)
 class _CachedKey:
     principal: Principal
     secret_hash: str
-    last_used_write: float
-    cached_at: float
+    last_used_write: datetime | None
+    cached_at: datetime
 
 
 class Authenticator:
     """Looks callers up with a short-lived cache so the hot path rarely touches the database.
 
     Revocation and role changes take effect within ``cache_seconds`` on every replica, and
-    at once on the replica that made the change.
+    at once on the replica that made the change. Cache ages are read from the injected clock
+    (so tests can move time); an entry from the future, after the clock went back, is stale.
     """
 
     def __init__(
@@ -40,15 +40,24 @@ class Authenticator:
     ) -> None:
         self._sessionmaker = sessionmaker
         self._clock = clock
-        self._ttl = cache_seconds
+        self._ttl = timedelta(seconds=cache_seconds)
         self._keys: dict[str, _CachedKey] = {}
-        self._sessions: dict[str, tuple[Principal, float]] = {}
+        self._sessions: dict[str, tuple[Principal, datetime]] = {}
+
+    def _fresh(self, cached_at: datetime, now: datetime) -> bool:
+        return timedelta(0) <= now - cached_at < self._ttl
 
     def forget_api_key(self, prefix: str) -> None:
         self._keys.pop(prefix, None)
 
     def forget_session(self, session_id: str) -> None:
         self._sessions.pop(session_id, None)
+
+    def forget_project(self, project_id: str) -> None:
+        """Drop cached keys of a deleted project (its keys went with it)."""
+        for prefix, entry in list(self._keys.items()):
+            if entry.principal.project_id == project_id:
+                self._keys.pop(prefix, None)
 
     def forget_user(self, user_id: str) -> None:
         """Drop cached sessions and keys of a user whose roles changed."""
@@ -69,9 +78,9 @@ class Authenticator:
 
     async def from_session_cookie(self, token: str) -> Principal | None:
         session_id = token_digest(token)
-        now_mono = time.monotonic()
+        now = self._clock.now()
         cached = self._sessions.get(session_id)
-        if cached and now_mono - cached[1] < self._ttl:
+        if cached and self._fresh(cached[1], now):
             principal = cached[0]
         else:
             loaded = await self._load_session(session_id)
@@ -79,8 +88,8 @@ class Authenticator:
                 self._sessions.pop(session_id, None)
                 return None
             principal = loaded
-            self._sessions[session_id] = (principal, now_mono)
-        if principal.expires_at and principal.expires_at <= self._clock.now():
+            self._sessions[session_id] = (principal, now)
+        if principal.expires_at and principal.expires_at <= now:
             self._sessions.pop(session_id, None)
             return None
         return principal
@@ -89,10 +98,10 @@ class Authenticator:
         prefix = split_api_key(key)
         if prefix is None or len(key) > 200:
             return None
-        now_mono = time.monotonic()
+        now = self._clock.now()
         entry = self._keys.get(prefix)
-        if entry is None or now_mono - entry.cached_at >= self._ttl:
-            entry = await self._load_api_key(prefix, now_mono)
+        if entry is None or not self._fresh(entry.cached_at, now):
+            entry = await self._load_api_key(prefix, now)
             if entry is None:
                 self._keys.pop(prefix, None)
                 return None
@@ -100,14 +109,16 @@ class Authenticator:
         if not digests_match(entry.secret_hash, token_digest(key)):
             return None
         principal = entry.principal
-        if principal.expires_at and principal.expires_at <= self._clock.now():
+        if principal.expires_at and principal.expires_at <= now:
             return None
-        if now_mono - entry.last_used_write >= _LAST_USED_GRANULARITY.total_seconds():
-            entry.last_used_write = now_mono
+        if entry.last_used_write is None or not (
+            timedelta(0) <= now - entry.last_used_write < _LAST_USED_GRANULARITY
+        ):
+            entry.last_used_write = now
             await self._touch_key(principal.id)
         return principal
 
-    async def _load_api_key(self, prefix: str, now_mono: float) -> _CachedKey | None:
+    async def _load_api_key(self, prefix: str, now: datetime) -> _CachedKey | None:
         async with self._sessionmaker() as db:
             key = (
                 await db.execute(select(ApiKey).where(ApiKey.prefix == prefix))
@@ -126,7 +137,7 @@ class Authenticator:
             current_org_id=key.org_id,
             expires_at=key.expires_at,
         )
-        return _CachedKey(principal, key.secret_hash, last_used_write=-1e9, cached_at=now_mono)
+        return _CachedKey(principal, key.secret_hash, last_used_write=None, cached_at=now)
 
     async def _touch_key(self, key_id: str) -> None:
         async with self._sessionmaker() as db:

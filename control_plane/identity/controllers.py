@@ -5,19 +5,20 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, delete, get, patch, post
+from litestar.datastructures import Cookie
 from litestar.params import Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 from litestar.types import ControllerRouterHandler
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.clock import Clock
 from control_plane.errors import TooManyRequests
 from control_plane.http.pagination import Page, PageRequest
+from control_plane.http.problems import problem_responses
 from control_plane.identity import accounts, api_keys, organizations, projects
 from control_plane.identity.authentication import SESSION_COOKIE, Authenticator
 from control_plane.identity.authz import TenantScope, authenticated, public, tenant
-from control_plane.identity.models import Organization, User
+from control_plane.identity.models import User
 from control_plane.identity.principal import Principal
 from control_plane.identity.roles import Permission, ProviderRole
 from control_plane.identity.schemas import (
@@ -27,7 +28,6 @@ from control_plane.identity.schemas import (
     LoginRequest,
     MemberCreate,
     MemberRead,
-    MembershipSummary,
     MemberUpdate,
     MeRead,
     OrgCreate,
@@ -105,7 +105,13 @@ class AuthController(Controller):
     path = "/api/v1/auth"
     tags = ["auth"]
 
-    @post("/login", opt=public(), status_code=HTTP_200_OK, summary="Sign in with a password")
+    @post(
+        "/login",
+        opt=public(),
+        status_code=HTTP_200_OK,
+        summary="Sign in with a password",
+        responses=problem_responses(401, 423, 429),
+    )
     async def login(
         self,
         request: Request[Any, Any, Any],
@@ -120,7 +126,13 @@ class AuthController(Controller):
         )
         return session_response(request, settings, new)
 
-    @post("/signup", opt=public(), status_code=HTTP_201_CREATED, summary="Create an account")
+    @post(
+        "/signup",
+        opt=public(),
+        status_code=HTTP_201_CREATED,
+        summary="Create an account",
+        responses=problem_responses(429),
+    )
     async def signup(
         self,
         request: Request[Any, Any, Any],
@@ -139,17 +151,29 @@ class AuthController(Controller):
         response.status_code = HTTP_201_CREATED
         return response
 
-    @post("/logout", opt=authenticated(), status_code=HTTP_204_NO_CONTENT, summary="Sign out")
+    @post(
+        "/logout",
+        opt=authenticated(),
+        status_code=HTTP_204_NO_CONTENT,
+        summary="Sign out",
+        # A declared cookie, not Response[None]: a 204 documented with no body.
+        response_cookies=[
+            Cookie(
+                key=SESSION_COOKIE,
+                path="/",
+                expires=0,
+                max_age=0,
+                description="Removes the session cookie.",
+            )
+        ],
+    )
     async def logout(
         self, request: Request[Any, Any, Any], principal: Principal, db: AsyncSession
-    ) -> Response[None]:
+    ) -> None:
         if principal.session_id:
             await accounts.end_session(db, principal.session_id)
             authenticator: Authenticator = request.app.state.authenticator
             authenticator.forget_session(principal.session_id)
-        response: Response[None] = Response(None, status_code=HTTP_204_NO_CONTENT)
-        response.delete_cookie(SESSION_COOKIE, path="/")
-        return response
 
     @post(
         "/current-org",
@@ -171,22 +195,11 @@ class AuthController(Controller):
 
 @get("/api/v1/me", opt=authenticated(), tags=["auth"], summary="Who am I")
 async def me(principal: Principal, db: AsyncSession) -> MeRead:
-    user = await db.get(User, principal.user_id) if principal.user_id else None
-    orgs = (
-        await db.execute(
-            select(Organization).where(Organization.id.in_(sorted(principal.memberships)))
-        )
-    ).scalars()
-    summaries = [
-        MembershipSummary(
-            org_id=o.id, org_slug=o.slug, org_name=o.name, role=principal.memberships[o.id]
-        )
-        for o in orgs
-    ]
+    user, memberships = await accounts.who_am_i(db, principal)
     return MeRead(
         kind=principal.kind,
         user=user_read(user) if user else None,
-        memberships=sorted(summaries, key=lambda m: m.org_slug),
+        memberships=memberships,
         current_org_id=principal.default_org_id,
         project_id=principal.project_id,
         csrf_token=principal.csrf_token,
@@ -307,9 +320,14 @@ class ProjectController(Controller):
 
     @delete("/{project_id:str}", opt=tenant(Permission.PROJECTS_WRITE))
     async def delete_project(
-        self, project_id: ResourceId, tenant: TenantScope, db: AsyncSession
+        self,
+        request: Request[Any, Any, Any],
+        project_id: ResourceId,
+        tenant: TenantScope,
+        db: AsyncSession,
     ) -> None:
         await projects.delete_project(db, tenant, project_id)
+        request.app.state.authenticator.forget_project(project_id)
 
     @get("/{project_id:str}/api-keys", opt=tenant(Permission.API_KEYS_READ))
     async def list_api_keys(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from datetime import datetime, timedelta
 
 
 class SlidingWindowLimiter:
@@ -37,21 +38,29 @@ class SlidingWindowLimiter:
 
 
 class UnknownAccountFailures:
-    """Failure counts for emails with no account, so lockouts do not reveal which exist."""
+    """Failure counts for emails with no account, so lockouts do not reveal which exist.
+
+    Kept exactly like a real account's (``User.failed_logins`` / ``locked_until``) and on the
+    same clock, so an unknown email locks, reports ``Retry-After`` and unlocks the same way.
+    """
 
     def __init__(self, max_keys: int = 100_000) -> None:
-        self._failures: dict[str, tuple[int, float]] = {}
+        self._failures: dict[str, tuple[int, datetime | None]] = {}
         self._max_keys = max_keys
 
-    def record(self, email: str, lockout_seconds: float) -> int:
-        count, since = self._failures.get(email, (0, time.monotonic()))
-        if time.monotonic() - since > lockout_seconds:
-            count, since = 0, time.monotonic()
+    def locked_until(self, email: str, now: datetime) -> datetime | None:
+        """When the lock on ``email`` ends, or None when it is not locked."""
+        _, until = self._failures.get(email, (0, None))
+        return until if until is not None and until > now else None
+
+    def record_failure(
+        self, email: str, now: datetime, max_failures: int, lockout_seconds: int
+    ) -> None:
+        """Count a failure; the ``max_failures``-th locks for ``lockout_seconds``."""
+        count, _ = self._failures.get(email, (0, None))
         if len(self._failures) >= self._max_keys:
             self._failures.clear()
-        self._failures[email] = (count + 1, since)
-        return count + 1
-
-    def count(self, email: str, lockout_seconds: float) -> int:
-        count, since = self._failures.get(email, (0, 0.0))
-        return count if time.monotonic() - since <= lockout_seconds else 0
+        if count + 1 >= max_failures:
+            self._failures[email] = (0, now + timedelta(seconds=lockout_seconds))
+        else:
+            self._failures[email] = (count + 1, None)

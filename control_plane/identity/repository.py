@@ -28,6 +28,11 @@ async def orgs_of_user(
     return (await db.execute(query.order_by(Organization.id).limit(page.limit + 1))).scalars().all()
 
 
+async def orgs_by_id(db: AsyncSession, org_ids: frozenset[str]) -> Sequence[Organization]:
+    query = select(Organization).where(Organization.id.in_(sorted(org_ids)))
+    return (await db.execute(query)).scalars().all()
+
+
 async def org_in_scope(db: AsyncSession, scope: TenantScope, org_id: str) -> Organization:
     scope.require(org_id)
     org = await db.get(Organization, org_id)
@@ -48,7 +53,7 @@ async def members(
     if page.after:
         query = query.where(Membership.user_id > page.after)
     rows = await db.execute(query.order_by(Membership.user_id).limit(page.limit + 1))
-    return [(m, u) for m, u in rows.tuples()]
+    return [(m, u) for m, u in rows.all()]
 
 
 async def membership(

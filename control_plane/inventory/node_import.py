@@ -95,7 +95,13 @@ class _RowError(Exception):
 
 
 def _csv_rows(content: str) -> Iterable[tuple[int, Mapping[str, Any]]]:
-    reader = csv.DictReader(io.StringIO(content))
+    try:
+        return _read_csv(csv.DictReader(io.StringIO(content, newline="")))
+    except csv.Error as exc:  # e.g. a stray quote or NUL: refuse the file, never a 500
+        raise ImportRejected([FieldError("content", f"not valid CSV: {exc}")]) from exc
+
+
+def _read_csv(reader: csv.DictReader[str]) -> list[tuple[int, Mapping[str, Any]]]:
     header = [h.strip() for h in reader.fieldnames or []]
     missing = [c for c in REQUIRED if c not in header]
     unknown = [c for c in header if c not in REQUIRED + OPTIONAL]
@@ -104,7 +110,7 @@ def _csv_rows(content: str) -> Iterable[tuple[int, Mapping[str, Any]]]:
         problems += [FieldError("header", f"unknown column {c}") for c in unknown]
         raise ImportRejected(problems)
     reader.fieldnames = header
-    out = []
+    out: list[tuple[int, Mapping[str, Any]]] = []
     for number, record in enumerate(reader, start=2):
         if number - 1 > MAX_ROWS:
             raise ImportRejected([FieldError("content", f"more than {MAX_ROWS} rows")])
@@ -179,7 +185,10 @@ def _gpus(record: Mapping[str, Any], count: int) -> tuple[GpuRow, ...]:
         for i, item in enumerate(items):
             if not isinstance(item, dict):
                 raise _RowError(f"gpus[{i}]", "expected a mapping")
-            uuid = _text(item, "uuid", _UUID)
+            try:
+                uuid = _text(item, "uuid", _UUID)
+            except _RowError as exc:
+                raise _RowError(f"gpus[{i}].{exc.field}", exc.reason) from None
             index = item.get("index", i)
             if not isinstance(index, int) or not 0 <= index < count:
                 raise _RowError(f"gpus[{i}].index", f"must be 0..{count - 1}")

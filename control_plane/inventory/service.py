@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from datetime import UTC, date, datetime, time, timedelta
 
 import msgspec
 from sqlalchemy import func, select
@@ -454,3 +455,22 @@ async def summary(db: AsyncSession) -> InventorySummary:
     return InventorySummary(
         regions=out, total_nodes=sum(r.nodes for r in out), total_gpus=sum(r.gpus for r in out)
     )
+
+
+async def state_changes_per_day(
+    db: AsyncSession, first_day: date, last_day: date
+) -> dict[date, dict[NodeState, int]]:
+    """Lifecycle transitions per UTC day, counted by the state entered; every day is present."""
+    start = datetime.combine(first_day, time.min, tzinfo=UTC)
+    end = datetime.combine(last_day + timedelta(days=1), time.min, tzinfo=UTC)
+    rows = await db.execute(
+        select(NodeEvent.at, NodeEvent.to_state).where(NodeEvent.at >= start, NodeEvent.at < end)
+    )
+    days: dict[date, dict[NodeState, int]] = {
+        first_day + timedelta(days=n): {} for n in range((last_day - first_day).days + 1)
+    }
+    for at, to_state in rows:
+        counts = days[at.astimezone(UTC).date()]
+        state = NodeState(to_state)
+        counts[state] = counts.get(state, 0) + 1
+    return days

@@ -1,0 +1,142 @@
+"""The Jinja2 environment and the page context every portal template receives."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from litestar import Request
+from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.response import Template
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from control_plane.http.pagination import Page, PageRequest, page_request
+from control_plane.identity import organizations
+from control_plane.identity.principal import Principal
+from control_plane.identity.roles import ProviderPermission, provider_allows
+from control_plane.identity.schemas import OrgRead
+from control_plane.inventory.lifecycle import NodeState
+
+PORTAL_DIR = Path(__file__).resolve().parent
+TEMPLATES_DIR = PORTAL_DIR / "templates"
+STATIC_DIR = PORTAL_DIR / "static"
+PRODUCT_NAME = "Sovereign GPU Cloud"
+
+# Words a person reads for each lifecycle state (the enum values are machine names).
+STATE_LABELS: dict[str, str] = {
+    NodeState.ENROLLING: "Enrolling",
+    NodeState.BURN_IN: "Burn-in",
+    NodeState.AVAILABLE: "Available",
+    NodeState.DRAINING: "Draining",
+    NodeState.MAINTENANCE: "Maintenance",
+    NodeState.RETIRED: "Retired",
+}
+
+T = TypeVar("T")
+
+
+def format_datetime(value: datetime | None) -> str:
+    """``2025-03-01 14:05 UTC``: one unambiguous format everywhere."""
+    if value is None:
+        return "—"
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def format_number(value: int | float) -> str:
+    return f"{value:,}"
+
+
+def make_engine() -> JinjaTemplateEngine:
+    """Autoescaping environment; undefined variables are errors, not silent blanks."""
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES_DIR),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["datetime"] = format_datetime
+    env.filters["number"] = format_number
+    env.globals["product_name"] = PRODUCT_NAME
+    env.globals["state_labels"] = STATE_LABELS
+    return JinjaTemplateEngine.from_environment(env)
+
+
+def current_principal(request: Request[Any, Any, Any]) -> Principal | None:
+    """The caller the authorization guard resolved for this request (None if anonymous)."""
+    principal = request.scope.get("state", {}).get("principal")
+    return principal if isinstance(principal, Principal) else None
+
+
+def is_operator(principal: Principal | None) -> bool:
+    return principal is not None and provider_allows(
+        principal.provider_role, ProviderPermission.INVENTORY_READ
+    )
+
+
+def shell_context(
+    request: Request[Any, Any, Any],
+    principal: Principal | None,
+    orgs: list[OrgRead] | None = None,
+    active: str = "",
+) -> dict[str, Any]:
+    """What the layout (header, navigation, user menu) needs on every page."""
+    orgs = orgs or []
+    current_org_id = principal.default_org_id if principal else None
+    current_org = next((o for o in orgs if o.id == current_org_id), None)
+    return {
+        "principal": principal,
+        "csrf_token": principal.csrf_token if principal else "",
+        "orgs": orgs,
+        "current_org": current_org,
+        "role_label": _role_label(principal, current_org_id),
+        "is_operator": is_operator(principal),
+        "active": active,
+        "current_path": request.url.path,
+        "page_title": "",
+    }
+
+
+def _role_label(principal: Principal | None, org_id: str | None) -> str:
+    if principal is None:
+        return ""
+    if principal.provider_role is not None:
+        home = f" · home {principal.home_country}" if principal.home_country else ""
+        return f"{principal.provider_role}{home}"
+    role = principal.memberships.get(org_id) if org_id else None
+    return str(role) if role else ""
+
+
+async def collect(fetch: Callable[[PageRequest], Awaitable[Page[T]]], limit: int = 200) -> list[T]:
+    """Every item of a cursor-paginated service list (for counts and small pick lists)."""
+    items: list[T] = []
+    request = PageRequest(limit=limit, after=None)
+    while True:
+        page = await fetch(request)
+        items.extend(page.items)
+        if page.next_cursor is None:
+            return items
+        request = page_request(limit, page.next_cursor, limit, limit)
+
+
+async def render(
+    request: Request[Any, Any, Any],
+    db: AsyncSession,
+    template: str,
+    context: Mapping[str, Any],
+    *,
+    active: str = "",
+    status_code: int = 200,
+    headers: dict[str, str] | None = None,
+) -> Template:
+    """A full portal page: the layout's context (with the org switcher) plus the page's."""
+    principal = current_principal(request)
+    orgs: list[OrgRead] = []
+    if principal is not None and principal.memberships:
+        orgs = await collect(lambda page: organizations.list_orgs(db, principal, page))
+    full = shell_context(request, principal, orgs, active)
+    full.update(context)
+    return Template(template_name=template, context=full, status_code=status_code, headers=headers)

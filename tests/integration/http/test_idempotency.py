@@ -1,0 +1,189 @@
+"""``Idempotency-Key`` on POST: retries replay the first answer instead of acting twice."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from control_plane.identity.models import Project
+from control_plane.identity.roles import TenantRole
+from tests.fixtures.factories import Tenant, bearer, login, make_api_key, make_org, make_project
+
+Client = AsyncTestClient[Litestar]
+PROJECTS = "/api/v1/projects"
+
+
+@pytest.fixture
+async def org(db: AsyncSession) -> Tenant:
+    tenant = await make_org(db, roles=(TenantRole.OWNER,))
+    await db.commit()
+    return tenant
+
+
+@pytest.fixture
+async def auth(db: AsyncSession, org: Tenant) -> dict[str, str]:
+    secret = await make_api_key(db, org, TenantRole.OWNER)
+    await db.commit()
+    return bearer(secret)
+
+
+async def create_project(
+    client: Client, headers: dict[str, str], key: str | None, **body: Any
+) -> Any:
+    extra = {"Idempotency-Key": key} if key is not None else {}
+    return await client.post(
+        PROJECTS, json={"slug": "alpha", "name": "Alpha", **body}, headers={**headers, **extra}
+    )
+
+
+async def projects_named(db: AsyncSession, org_id: str, slug: str) -> int:
+    count = await db.execute(
+        select(func.count())
+        .select_from(Project)
+        .where(Project.org_id == org_id, Project.slug == slug)
+    )
+    return int(count.scalar_one())
+
+
+class TestReplay:
+    async def test_a_retry_replays_the_first_answer_and_creates_nothing_more(
+        self, client: Client, db: AsyncSession, org: Tenant, auth: dict[str, str]
+    ) -> None:
+        first = await create_project(client, auth, "create-alpha-1")
+        retry = await create_project(client, auth, "create-alpha-1")
+
+        assert first.status_code == retry.status_code == 201
+        assert retry.json() == first.json()
+        assert retry.headers["idempotent-replayed"] == "true"
+        assert "idempotent-replayed" not in first.headers
+        assert retry.headers["content-type"] == first.headers["content-type"]
+        assert await projects_named(db, org.org_id, "alpha") == 1
+
+    async def test_the_same_key_with_another_body_is_a_422(
+        self, client: Client, db: AsyncSession, org: Tenant, auth: dict[str, str]
+    ) -> None:
+        assert (await create_project(client, auth, "create-once")).status_code == 201
+
+        response = await create_project(client, auth, "create-once", slug="beta", name="Beta")
+
+        assert response.status_code == 422
+        problem = response.json()
+        assert problem["type"] == "/problems/idempotency-key-reused"
+        assert [e["field"] for e in problem["errors"]] == ["header.Idempotency-Key"]
+        assert await projects_named(db, org.org_id, "beta") == 0
+
+    async def test_keys_belong_to_the_credential_that_sent_them(
+        self, client: Client, db: AsyncSession, org: Tenant, auth: dict[str, str]
+    ) -> None:
+        other_org = await make_org(db, roles=())
+        other_auth = bearer(await make_api_key(db, other_org, TenantRole.OWNER))
+        await db.commit()
+
+        mine = await create_project(client, auth, "shared-key")
+        theirs = await create_project(client, other_auth, "shared-key")
+
+        assert mine.status_code == theirs.status_code == 201
+        assert "idempotent-replayed" not in theirs.headers
+        assert mine.json()["org_id"] == org.org_id
+        assert theirs.json()["org_id"] == other_org.org_id
+        assert theirs.json()["id"] != mine.json()["id"]
+
+    async def test_session_callers_get_replays_too(
+        self, client: Client, db: AsyncSession, org: Tenant
+    ) -> None:
+        csrf = await login(client, org.accounts[TenantRole.OWNER])
+
+        first = await create_project(client, csrf, "portal-submit-1", slug="from-portal")
+        retry = await create_project(client, csrf, "portal-submit-1", slug="from-portal")
+
+        assert first.status_code == retry.status_code == 201
+        assert retry.headers["idempotent-replayed"] == "true"
+        assert await projects_named(db, org.org_id, "from-portal") == 1
+
+    async def test_without_a_key_each_post_acts(
+        self, client: Client, db: AsyncSession, org: Tenant, auth: dict[str, str]
+    ) -> None:
+        first = await create_project(client, auth, None)
+        second = await create_project(client, auth, None)
+
+        assert (first.status_code, second.status_code) == (201, 409)
+
+
+class TestRefusedKeys:
+    @pytest.mark.parametrize("key", ["", "has space", "x" * 256, "tab\tinside", "é-accent"])
+    async def test_a_malformed_key_is_a_400_and_nothing_happens(
+        self, client: Client, db: AsyncSession, org: Tenant, auth: dict[str, str], key: str
+    ) -> None:
+        response = await client.post(
+            PROJECTS,
+            json={"slug": "alpha", "name": "Alpha"},
+            headers={**auth, "Idempotency-Key": key.encode()},
+        )
+
+        assert response.status_code == 400
+        assert [e["field"] for e in response.json()["errors"]] == ["header.Idempotency-Key"]
+        assert await projects_named(db, org.org_id, "alpha") == 0
+
+    async def test_the_longest_allowed_key_works(
+        self, client: Client, auth: dict[str, str]
+    ) -> None:
+        assert (await create_project(client, auth, "k" * 255)).status_code == 201
+
+
+class TestWhatIsRemembered:
+    """The middleware forgets 401, 403, 409, 423, 429 and 5xx answers (a retry may succeed
+    once the caller fixes the cause) and replays every other answer, errors included."""
+
+    async def test_a_conflict_is_not_remembered_so_a_later_retry_acts(
+        self, client: Client, db: AsyncSession, org: Tenant, auth: dict[str, str]
+    ) -> None:
+        taken = await make_project(db, org.org_id, "alpha")
+        await db.commit()
+        conflict = await create_project(client, auth, "after-cleanup")
+        assert conflict.status_code == 409
+        await db.execute(delete(Project).where(Project.id == taken))  # the owner tidies up
+        await db.commit()
+
+        retry = await create_project(client, auth, "after-cleanup")
+
+        assert retry.status_code == 201, retry.text
+        assert "idempotent-replayed" not in retry.headers
+        assert await projects_named(db, org.org_id, "alpha") == 1
+
+    async def test_a_forbidden_answer_is_not_remembered(
+        self, client: Client, db: AsyncSession, org: Tenant
+    ) -> None:
+        read_only = bearer(await make_api_key(db, org, TenantRole.AUDITOR))
+        await db.commit()
+
+        first = await create_project(client, read_only, "try-anyway")
+        second = await create_project(client, read_only, "try-anyway")
+
+        assert first.status_code == second.status_code == 403
+        assert "idempotent-replayed" not in second.headers
+
+    async def test_an_invalid_request_is_replayed_as_it_was(
+        self, client: Client, db: AsyncSession, org: Tenant, auth: dict[str, str]
+    ) -> None:
+        first = await create_project(client, auth, "bad-slug", slug="Not A Slug")
+        retry = await create_project(client, auth, "bad-slug", slug="Not A Slug")
+
+        assert first.status_code == retry.status_code == 400
+        assert retry.headers["idempotent-replayed"] == "true"
+        assert retry.json()["errors"] == first.json()["errors"]
+
+    async def test_get_requests_ignore_the_key(
+        self, client: Client, org: Tenant, auth: dict[str, str]
+    ) -> None:
+        headers = {**auth, "Idempotency-Key": "reads-are-safe"}
+
+        first = await client.get(PROJECTS, headers=headers)
+        second = await client.get(PROJECTS, headers=headers)
+
+        assert first.status_code == second.status_code == 200
+        assert "idempotent-replayed" not in second.headers
