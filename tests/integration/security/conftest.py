@@ -1,0 +1,249 @@
+"""A two-tenant world for the isolation tests: a victim organization with one user per role,
+an attacker organization, provider operators, a GPU catalog and nodes, and a credential for
+each kind of caller."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from control_plane.clock import Clock
+from control_plane.identity import accounts
+from control_plane.identity.models import ApiKey, Membership, User
+from control_plane.identity.roles import Permission, ProviderRole, TenantRole
+from control_plane.identity.secrets import split_api_key
+from control_plane.ids import new_id
+from control_plane.inventory import service as inventory
+from control_plane.inventory.lifecycle import NodeState
+from control_plane.inventory.models import Gpu, Node
+from control_plane.inventory.schemas import GpuModelCreate, RegionCreate, SiteCreate
+from control_plane.seed.demo import GPU_MODELS, REGIONS
+from tests.fixtures.factories import Account, Tenant, make_api_key, make_org, make_user
+
+_unique = itertools.count(1)
+
+# The limited key acts with an admin's role but only these scopes: reads, never writes.
+LIMITED_KEY_SCOPES = frozenset(
+    {
+        Permission.ORG_READ,
+        Permission.MEMBERS_READ,
+        Permission.PROJECTS_READ,
+        Permission.API_KEYS_READ,
+    }
+)
+NODE_REGION = "ca-qc-1"  # the nodes the tests act on live in Canada
+NODE_SITE = "qc-mtl-1"
+NODE_JURISDICTION = "CA"
+
+
+def unique() -> int:
+    """A number no other call in this run has had (for slugs, emails, hostnames)."""
+    return next(_unique)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """One way of calling the API, and what the caller is in relation to the victim."""
+
+    name: str
+    kind: str  # "anonymous", "session" or "api_key"
+    headers: dict[str, str] = field(default_factory=dict)
+    csrf: dict[str, str] = field(default_factory=dict)
+    victim_role: TenantRole | None = None  # role in the victim organization
+    scopes: frozenset[Permission] | None = None  # API keys only
+    provider_role: ProviderRole | None = None
+    home_country: str | None = None
+    outsider: bool = False  # anonymous or another tenant: must never learn about the victim
+
+
+@dataclass
+class World:
+    victim: Tenant
+    second_member: Account  # a plain member the member routes act on
+    victim_key_id: str  # a key the API-key routes act on (not one a caller uses)
+    attacker: Tenant
+    bystander: Account  # a user in no organization, for the sign-in route
+    node_id: str  # an available node in NODE_REGION
+    callers: dict[str, Caller]
+    victim_markers: set[str]  # ids, slugs, emails and key prefixes of the victim
+
+
+async def build_catalog(db: AsyncSession, clock: Clock) -> None:
+    """The demo regions, sites and GPU models, through the inventory service."""
+    for code, name, country, group, currency, pue, grid, sites in REGIONS:
+        await inventory.create_region(
+            db,
+            clock,
+            RegionCreate(
+                code=code,
+                name=name,
+                jurisdiction=country,
+                sovereignty_group=group,
+                currency=currency,
+                pue=Decimal(pue),
+                grid_intensity_g_per_kwh=grid,
+            ),
+        )
+        await db.flush()
+        for site_code, site_name, city in sites:
+            await inventory.create_site(
+                db, code, SiteCreate(code=site_code, name=site_name, city=city)
+            )
+    for code, name, vendor, generation, memory, tdp, link, mig in GPU_MODELS:
+        await inventory.create_gpu_model(
+            db,
+            GpuModelCreate(
+                code=code,
+                name=name,
+                vendor=vendor,
+                generation=generation,
+                memory_gib=memory,
+                tdp_watts=tdp,
+                interconnect=link,
+                mig_profiles=list(mig),
+            ),
+        )
+    await db.flush()
+
+
+async def make_node(db: AsyncSession, state: NodeState = NodeState.AVAILABLE) -> str:
+    """An 8-GPU H100 node in NODE_SITE with a unique hostname."""
+    now = datetime.now(UTC)
+    n = unique()
+    node = Node(
+        id=new_id("node"),
+        hostname=f"iso-h100-{n:04d}",
+        region_code=NODE_REGION,
+        site_code=NODE_SITE,
+        rack="r01",
+        bmc_endpoint=f"https://bmc-iso-{n}.{NODE_SITE}.internal",
+        gpu_model_code="h100",
+        gpu_count=8,
+        firmware_version="96.00.89.00.01",
+        driver_version="550.127.08",
+        state=state,
+        state_changed_at=now,
+        created_at=now,
+    )
+    db.add(node)
+    await db.flush()
+    db.add_all(
+        Gpu(
+            id=new_id("gpu"),
+            node_id=node.id,
+            uuid=f"GPU-{n:08d}-0000-0000-0000-{index:012d}",
+            index=index,
+            model_code="h100",
+            nvlink_domain=f"{node.hostname}-nvl",
+        )
+        for index in range(8)
+    )
+    await db.flush()
+    return node.id
+
+
+async def _session_headers(
+    db: AsyncSession, clock: Clock, account: Account
+) -> tuple[dict[str, str], dict[str, str]]:
+    """A server-side session for ``account`` (as a sign-in makes): cookie and CSRF headers."""
+    user = await db.get(User, account.user_id)
+    assert user is not None
+    new = await accounts.start_session(db, clock, user, "password", 3600, "127.0.0.1")
+    return {"Cookie": f"cp_session={new.token}"}, {"X-CSRF-Token": new.csrf_token}
+
+
+async def _key_id(db: AsyncSession, secret: str) -> str:
+    prefix = split_api_key(secret)
+    key = (await db.execute(select(ApiKey).where(ApiKey.prefix == prefix))).scalar_one()
+    return key.id
+
+
+async def build_world(db: AsyncSession, clock: Clock) -> World:
+    """Both tenants, the operators, a node, and one credential per caller (catalog built first)."""
+    n = unique()
+    victim = await make_org(db, f"victim-{n}-{new_id('x')[-8:]}")
+    second = await make_user(db, f"second@{victim.slug}.test")
+    db.add(
+        Membership(
+            id=new_id("mem"),
+            org_id=victim.org_id,
+            user_id=second.user_id,
+            role=TenantRole.MEMBER,
+            created_at=datetime.now(UTC),
+        )
+    )
+    target_secret = await make_api_key(db, victim, TenantRole.MEMBER)
+    limited_secret = await make_api_key(
+        db, victim, TenantRole.ADMIN, scopes=sorted(LIMITED_KEY_SCOPES)
+    )
+    attacker = await make_org(db, f"attacker-{n}", roles=(TenantRole.ADMIN,))
+    attacker_secret = await make_api_key(db, attacker, TenantRole.ADMIN)
+    operators = {
+        "operator-admin": (
+            await make_user(db, provider_role=ProviderRole.OPERATOR_ADMIN),
+            ProviderRole.OPERATOR_ADMIN,
+            None,
+        ),
+        "operator-ca": (
+            await make_user(db, provider_role=ProviderRole.OPERATOR, home_country="CA"),
+            ProviderRole.OPERATOR,
+            "CA",
+        ),
+        "operator-se": (
+            await make_user(db, provider_role=ProviderRole.OPERATOR, home_country="SE"),
+            ProviderRole.OPERATOR,
+            "SE",
+        ),
+    }
+    bystander = await make_user(db)
+    node_id = await make_node(db)
+    await db.flush()
+
+    callers: dict[str, Caller] = {"anonymous": Caller("anonymous", "anonymous", outsider=True)}
+    for role, account in victim.accounts.items():
+        cookie, csrf = await _session_headers(db, clock, account)
+        name = f"victim-{role.value}"
+        callers[name] = Caller(name, "session", cookie, csrf, victim_role=role)
+    callers["victim-limited-key"] = Caller(
+        "victim-limited-key",
+        "api_key",
+        {"Authorization": f"Bearer {limited_secret}"},
+        victim_role=TenantRole.ADMIN,
+        scopes=LIMITED_KEY_SCOPES,
+    )
+    for name, (account, provider_role, home) in operators.items():
+        cookie, csrf = await _session_headers(db, clock, account)
+        callers[name] = Caller(
+            name, "session", cookie, csrf, provider_role=provider_role, home_country=home
+        )
+    cookie, csrf = await _session_headers(db, clock, attacker.accounts[TenantRole.ADMIN])
+    callers["attacker-admin"] = Caller("attacker-admin", "session", cookie, csrf, outsider=True)
+    callers["attacker-key"] = Caller(
+        "attacker-key",
+        "api_key",
+        {"Authorization": f"Bearer {attacker_secret}"},
+        scopes=frozenset(Permission),
+        outsider=True,
+    )
+
+    victim_key_id = await _key_id(db, target_secret)
+    markers = {victim.org_id, victim.slug, victim.project_id, victim_key_id, second.user_id}
+    markers |= {a.user_id for a in victim.accounts.values()}
+    markers |= {a.email for a in victim.accounts.values()} | {second.email}
+    markers |= {split_api_key(s) or "" for s in (target_secret, limited_secret)}
+    markers |= {await _key_id(db, limited_secret)}
+    return World(
+        victim=victim,
+        second_member=second,
+        victim_key_id=victim_key_id,
+        attacker=attacker,
+        bystander=bystander,
+        node_id=node_id,
+        callers=callers,
+        victim_markers=markers - {""},
+    )

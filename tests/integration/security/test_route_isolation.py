@@ -1,0 +1,550 @@
+"""Every operation of the API, called by every kind of caller, answers as the access model says.
+
+The expected outcome of each call comes from one table (``EXPECTATIONS``: the access rule of
+each operation) and the permission matrix in ``control_plane.identity.roles``, never from
+what the app happens to answer. The callers are anonymous, an admin of another organization
+(session and API key), each role of the victim organization (session), a victim API key with
+read-only scopes, and the three kinds of provider operator. Path parameters are the victim's
+real ids and write bodies are valid, so a 2xx means the action really happened.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from litestar import Litestar
+from litestar.routes import HTTPRoute
+from litestar.testing import AsyncTestClient
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from control_plane.clock import Clock
+from control_plane.identity.authz import ACCESS_KEY, Access
+from control_plane.identity.roles import (
+    Permission,
+    ProviderPermission,
+    ProviderRole,
+    TenantRole,
+    provider_allows,
+    tenant_allows,
+)
+from tests.fixtures.factories import PASSWORD
+from tests.integration.security.conftest import (
+    NODE_JURISDICTION,
+    NODE_REGION,
+    NODE_SITE,
+    Caller,
+    World,
+    build_catalog,
+    build_world,
+    unique,
+)
+
+HTTP_METHODS = {"get", "post", "put", "patch", "delete"}
+SECURITY_DOC = Path(__file__).resolve().parents[3] / "docs" / "security.md"
+UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+class Outcome(StrEnum):
+    OK = "2xx"
+    UNAUTHENTICATED = "401"
+    FORBIDDEN = "403"
+    HIDDEN = "404"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Who may call an operation, as the access model documents it (docs/security.md)."""
+
+    access: str  # "public", "authenticated", "tenant" or "provider"
+    permission: Permission | None = None
+    provider_permission: ProviderPermission | None = None
+    # Provider routes that act on a place: plain operators only in their home jurisdiction.
+    jurisdiction: str | None = None
+    # Session-only routes: what an API key gets instead.
+    api_keys: Outcome | None = None
+    # Authenticated routes that name the victim's organization: what non-members get.
+    outsiders: Outcome | None = None
+    # A successful call changes what the next caller would get: each caller gets a new world.
+    destructive: bool = False
+    # Public routes whose answer here is not a success, the same whoever calls.
+    answer: Outcome = Outcome.OK
+
+    @property
+    def label(self) -> str:
+        """The same label as ``Access.label`` of the route declaring this rule."""
+        if self.access == "tenant":
+            return f"tenant:{self.permission}"
+        if self.access == "provider":
+            return f"provider:{self.provider_permission}"
+        return self.access
+
+
+PUBLIC = Rule("public")
+AUTHENTICATED = Rule("authenticated")
+SSO_OFF = Rule("public", answer=Outcome.HIDDEN)
+
+
+def tenant(permission: Permission, *, destructive: bool = False) -> Rule:
+    return Rule("tenant", permission=permission, destructive=destructive)
+
+
+def provider(
+    permission: ProviderPermission, *, jurisdiction: str | None = None, destructive: bool = False
+) -> Rule:
+    return Rule(
+        "provider",
+        provider_permission=permission,
+        jurisdiction=jurisdiction,
+        destructive=destructive,
+    )
+
+
+@dataclass(frozen=True)
+class Call:
+    path: str
+    json: Any = None
+    params: dict[str, str] | None = None
+
+
+Build = Callable[[World, int], Call]
+
+
+def _import_file(n: int) -> str:
+    header = (
+        "hostname,region,site,rack,bmc_endpoint,gpu_model,gpu_count,"
+        "firmware_version,driver_version,gpu_uuids"
+    )
+    row = (
+        f"iso-import-{n:05d},{NODE_REGION},{NODE_SITE},r09,https://bmc-import-{n}.example.internal,"
+        f"l40s,1,96.00.89.00.01,550.127.08,GPU-{n:08d}-1111-2222-3333-444455556666"
+    )
+    return f"{header}\n{row}\n"
+
+
+def _org(w: World) -> str:
+    return w.victim.org_id
+
+
+def _project(w: World) -> str:
+    return w.victim.project_id
+
+
+def _member(w: World) -> str:
+    return f"/api/v1/orgs/{_org(w)}/members/{w.second_member.user_id}"
+
+
+# One row per operation of the OpenAPI document: its rule and a valid call on the victim.
+EXPECTATIONS: dict[str, tuple[Rule, Build]] = {
+    # Probes and metrics: public so that load balancers and Prometheus need no credential.
+    "GET /healthz": (PUBLIC, lambda w, n: Call("/healthz")),
+    "GET /readyz": (PUBLIC, lambda w, n: Call("/readyz")),
+    "GET /metrics": (PUBLIC, lambda w, n: Call("/metrics")),
+    # Sessions.
+    "POST /api/v1/auth/login": (
+        PUBLIC,
+        lambda w, n: Call("/api/v1/auth/login", {"email": w.bystander.email, "password": PASSWORD}),
+    ),
+    "POST /api/v1/auth/signup": (
+        PUBLIC,
+        lambda w, n: Call(
+            "/api/v1/auth/signup",
+            {
+                "email": f"signup-{n}@newcomer.test",
+                "name": "Newcomer",
+                "password": "a long enough passphrase",
+                "organization_name": "Newcomer Lab",
+                "organization_slug": f"newcomer-{n}",
+            },
+        ),
+    ),
+    "POST /api/v1/auth/logout": (AUTHENTICATED, lambda w, n: Call("/api/v1/auth/logout")),
+    "POST /api/v1/auth/current-org": (
+        # Only a member may switch to an organization; a non-member learns nothing (404).
+        # A key has no session to switch and is refused the same way.
+        Rule("authenticated", api_keys=Outcome.HIDDEN, outsiders=Outcome.HIDDEN),
+        lambda w, n: Call("/api/v1/auth/current-org", {"org_id": _org(w)}),
+    ),
+    "GET /api/v1/me": (AUTHENTICATED, lambda w, n: Call("/api/v1/me")),
+    # Single sign-on is off in this world (tests/integration/identity/test_sso.py runs it
+    # against a real provider): every caller, signed in or not, gets the same 404.
+    "GET /auth/oidc/login": (SSO_OFF, lambda w, n: Call("/auth/oidc/login")),
+    "GET /auth/oidc/callback": (
+        SSO_OFF,
+        lambda w, n: Call("/auth/oidc/callback", params={"code": "c", "state": "s"}),
+    ),
+    # Organizations and members.
+    "GET /api/v1/orgs": (AUTHENTICATED, lambda w, n: Call("/api/v1/orgs")),
+    "POST /api/v1/orgs": (
+        # Any signed-in person may found an organization; a key acts for one, so it may not.
+        Rule("authenticated", api_keys=Outcome.FORBIDDEN),
+        lambda w, n: Call("/api/v1/orgs", {"slug": f"founded-{n}", "name": "Founded"}),
+    ),
+    "GET /api/v1/orgs/{org_id}": (
+        tenant(Permission.ORG_READ),
+        lambda w, n: Call(f"/api/v1/orgs/{_org(w)}"),
+    ),
+    "PATCH /api/v1/orgs/{org_id}": (
+        tenant(Permission.ORG_UPDATE),
+        lambda w, n: Call(f"/api/v1/orgs/{_org(w)}", {"name": f"Renamed {n}"}),
+    ),
+    "GET /api/v1/orgs/{org_id}/members": (
+        tenant(Permission.MEMBERS_READ),
+        lambda w, n: Call(f"/api/v1/orgs/{_org(w)}/members"),
+    ),
+    "POST /api/v1/orgs/{org_id}/members": (
+        tenant(Permission.MEMBERS_WRITE),
+        lambda w, n: Call(
+            f"/api/v1/orgs/{_org(w)}/members",
+            {"email": f"invitee-{n}@elsewhere.test", "role": "member"},
+        ),
+    ),
+    "PATCH /api/v1/orgs/{org_id}/members/{user_id}": (
+        tenant(Permission.MEMBERS_WRITE),
+        lambda w, n: Call(_member(w), {"role": "auditor"}),
+    ),
+    "DELETE /api/v1/orgs/{org_id}/members/{user_id}": (
+        tenant(Permission.MEMBERS_WRITE, destructive=True),
+        lambda w, n: Call(_member(w)),
+    ),
+    # Projects and API keys.
+    "GET /api/v1/projects": (
+        tenant(Permission.PROJECTS_READ),
+        lambda w, n: Call("/api/v1/projects", params={"org_id": _org(w)}),
+    ),
+    "POST /api/v1/projects": (
+        tenant(Permission.PROJECTS_WRITE),
+        lambda w, n: Call(
+            "/api/v1/projects", {"slug": f"project-{n}", "name": "Project", "org_id": _org(w)}
+        ),
+    ),
+    "GET /api/v1/projects/{project_id}": (
+        tenant(Permission.PROJECTS_READ),
+        lambda w, n: Call(f"/api/v1/projects/{_project(w)}"),
+    ),
+    "PATCH /api/v1/projects/{project_id}": (
+        tenant(Permission.PROJECTS_WRITE),
+        lambda w, n: Call(f"/api/v1/projects/{_project(w)}", {"description": f"edit {n}"}),
+    ),
+    "DELETE /api/v1/projects/{project_id}": (
+        tenant(Permission.PROJECTS_WRITE, destructive=True),
+        lambda w, n: Call(f"/api/v1/projects/{_project(w)}"),
+    ),
+    "GET /api/v1/projects/{project_id}/api-keys": (
+        tenant(Permission.API_KEYS_READ),
+        lambda w, n: Call(f"/api/v1/projects/{_project(w)}/api-keys"),
+    ),
+    "POST /api/v1/projects/{project_id}/api-keys": (
+        tenant(Permission.API_KEYS_WRITE),
+        lambda w, n: Call(f"/api/v1/projects/{_project(w)}/api-keys", {"name": f"key {n}"}),
+    ),
+    "GET /api/v1/api-keys/{key_id}": (
+        tenant(Permission.API_KEYS_READ),
+        lambda w, n: Call(f"/api/v1/api-keys/{w.victim_key_id}"),
+    ),
+    "POST /api/v1/api-keys/{key_id}/revoke": (
+        # Revoking twice answers the same, so one world serves every caller.
+        tenant(Permission.API_KEYS_WRITE),
+        lambda w, n: Call(f"/api/v1/api-keys/{w.victim_key_id}/revoke"),
+    ),
+    # The catalog: every signed-in caller reads it, only operator-admins change it.
+    "GET /api/v1/regions": (AUTHENTICATED, lambda w, n: Call("/api/v1/regions")),
+    "GET /api/v1/regions/{code}": (
+        AUTHENTICATED,
+        lambda w, n: Call(f"/api/v1/regions/{NODE_REGION}"),
+    ),
+    "POST /api/v1/regions": (
+        provider(ProviderPermission.CATALOG_WRITE),
+        lambda w, n: Call(
+            "/api/v1/regions",
+            {
+                "code": f"fi-test-{n}",
+                "name": "Finland test",
+                "jurisdiction": "FI",
+                "sovereignty_group": "EU",
+                "currency": "EUR",
+                "pue": "1.2",
+                "grid_intensity_g_per_kwh": 80,
+            },
+        ),
+    ),
+    "PATCH /api/v1/regions/{code}": (
+        provider(ProviderPermission.CATALOG_WRITE),
+        lambda w, n: Call(f"/api/v1/regions/{NODE_REGION}", {"grid_intensity_g_per_kwh": 3}),
+    ),
+    "POST /api/v1/regions/{code}/sites": (
+        provider(ProviderPermission.CATALOG_WRITE),
+        lambda w, n: Call(
+            f"/api/v1/regions/{NODE_REGION}/sites",
+            {"code": f"qc-test-{n}", "name": "Test site", "city": "Québec"},
+        ),
+    ),
+    "GET /api/v1/gpu-models": (AUTHENTICATED, lambda w, n: Call("/api/v1/gpu-models")),
+    "POST /api/v1/gpu-models": (
+        provider(ProviderPermission.CATALOG_WRITE),
+        lambda w, n: Call(
+            "/api/v1/gpu-models",
+            {
+                "code": f"gpu-{n}",
+                "name": "Test GPU",
+                "vendor": "NVIDIA",
+                "generation": "Hopper",
+                "memory_gib": 80,
+                "tdp_watts": 700,
+                "interconnect": "NVLink 4",
+            },
+        ),
+    ),
+    # Nodes: provider staff only.
+    "GET /api/v1/nodes": (
+        provider(ProviderPermission.INVENTORY_READ),
+        lambda w, n: Call("/api/v1/nodes", params={"region": NODE_REGION}),
+    ),
+    "GET /api/v1/nodes/summary": (
+        provider(ProviderPermission.INVENTORY_READ),
+        lambda w, n: Call("/api/v1/nodes/summary"),
+    ),
+    "GET /api/v1/nodes/{node_id}": (
+        provider(ProviderPermission.INVENTORY_READ),
+        lambda w, n: Call(f"/api/v1/nodes/{w.node_id}"),
+    ),
+    "GET /api/v1/nodes/{node_id}/events": (
+        provider(ProviderPermission.INVENTORY_READ),
+        lambda w, n: Call(f"/api/v1/nodes/{w.node_id}/events"),
+    ),
+    "POST /api/v1/nodes/{node_id}/transitions": (
+        provider(
+            ProviderPermission.NODES_OPERATE, jurisdiction=NODE_JURISDICTION, destructive=True
+        ),
+        lambda w, n: Call(
+            f"/api/v1/nodes/{w.node_id}/transitions",
+            {"to": "draining", "reason": "isolation test"},
+        ),
+    ),
+    "POST /api/v1/nodes/import": (
+        provider(ProviderPermission.NODES_ENROLL),
+        lambda w, n: Call("/api/v1/nodes/import", {"format": "csv", "content": _import_file(n)}),
+    ),
+}
+
+# Victims first, outsiders last: by the time an outsider calls, the victim has used the API
+# (so e.g. /metrics would show it if it leaked anything).
+CALLER_ORDER = (
+    "victim-owner",
+    "victim-admin",
+    "victim-member",
+    "victim-billing",
+    "victim-auditor",
+    "victim-limited-key",
+    "operator-admin",
+    "operator-ca",
+    "operator-se",
+    "attacker-admin",
+    "attacker-key",
+    "anonymous",
+)
+CSRF_PROBE = "session-without-csrf"
+
+
+def expected_outcome(rule: Rule, caller: Caller) -> Outcome:
+    """What the access model says ``caller`` gets from an operation governed by ``rule``."""
+    if rule.access == "public":
+        return rule.answer
+    if caller.kind == "anonymous":
+        return Outcome.UNAUTHENTICATED
+    if rule.access == "authenticated":
+        if caller.kind == "api_key" and rule.api_keys is not None:
+            return rule.api_keys
+        if caller.victim_role is None and rule.outsiders is not None:
+            return rule.outsiders
+        return Outcome.OK
+    if rule.access == "tenant":
+        assert rule.permission is not None
+        if caller.victim_role is None:
+            return Outcome.HIDDEN  # another tenant must not learn the resource exists
+        granted = tenant_allows(caller.victim_role, rule.permission)
+        if caller.scopes is not None:
+            granted = granted and rule.permission in caller.scopes
+        return Outcome.OK if granted else Outcome.FORBIDDEN
+    assert rule.access == "provider"
+    assert rule.provider_permission is not None
+    if not provider_allows(caller.provider_role, rule.provider_permission):
+        return Outcome.FORBIDDEN
+    if (
+        rule.jurisdiction is not None
+        and caller.provider_role is not ProviderRole.OPERATOR_ADMIN
+        and caller.home_country != rule.jurisdiction
+    ):
+        return Outcome.FORBIDDEN
+    return Outcome.OK
+
+
+def _callers(method: str, rule: Rule, world: World) -> list[Caller]:
+    """The callers of one operation; unsafe non-public ones first get a CSRF-less session."""
+    callers = [world.callers[name] for name in CALLER_ORDER]
+    if method in UNSAFE and rule.access != "public":
+        strongest = world.callers["operator-admin" if rule.access == "provider" else "victim-owner"]
+        callers.insert(
+            0,
+            Caller(CSRF_PROBE, strongest.kind, strongest.headers, csrf={}),
+        )
+    return callers
+
+
+async def _send(
+    client: AsyncTestClient[Litestar], method: str, call: Call, caller: Caller
+) -> httpx.Response:
+    client.cookies.clear()  # each call carries exactly its caller's credential
+    return await client.request(
+        method,
+        call.path,
+        json=call.json,
+        params=call.params,
+        headers={**caller.headers, **caller.csrf},
+    )
+
+
+def _judge(rule: Rule, caller: Caller, response: httpx.Response) -> str:
+    """An empty string when the response is what the model says, else why not."""
+    status = response.status_code
+    if caller.name == CSRF_PROBE:
+        if status != 403 or "CSRF" not in response.text:
+            return f"{caller.name}: expected 403 for the missing CSRF token, got {status}"
+        return ""
+    expected = expected_outcome(rule, caller)
+    good = 200 <= status < 300 if expected is Outcome.OK else status == int(expected.value)
+    if not good:
+        return f"{caller.name}: expected {expected.value}, got {status}: {response.text[:300]}"
+    if status >= 400 and not response.headers.get("content-type", "").startswith(
+        "application/problem+json"
+    ):
+        return f"{caller.name}: a {status} that is not problem+json"
+    return ""
+
+
+def _leaks(response: httpx.Response, call: Call, markers: set[str]) -> list[str]:
+    """Victim ids, slugs or emails in a response, beyond the request path echoed back."""
+    text = response.text
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and body.get("instance") == call.path:
+        text = json.dumps({k: v for k, v in body.items() if k != "instance"})
+    text += json.dumps(
+        {k: v for k, v in response.headers.items() if k.lower() not in {"content-length"}}
+    )
+    return sorted(m for m in markers if m in text)
+
+
+async def _victim_activity(client: AsyncTestClient[Litestar], world: World) -> None:
+    """The victim uses the API before anyone else calls, so its traces exist to leak."""
+    owner = world.callers["victim-owner"]
+    for path in (
+        f"/api/v1/orgs/{world.victim.org_id}",
+        f"/api/v1/projects/{world.victim.project_id}",
+        f"/api/v1/api-keys/{world.victim_key_id}",
+    ):
+        response = await _send(client, "GET", Call(path), owner)
+        assert response.status_code == 200, response.text
+
+
+OPERATIONS = sorted(EXPECTATIONS)
+
+
+class TestRouteIsolation:
+    @pytest.mark.parametrize("operation", OPERATIONS, ids=OPERATIONS)
+    async def test_operation_answers_each_caller_as_the_access_model_says(
+        self,
+        operation: str,
+        client: AsyncTestClient[Litestar],
+        db: AsyncSession,
+        clock: Clock,
+    ) -> None:
+        rule, build = EXPECTATIONS[operation]
+        method = operation.split(" ", 1)[0]
+        await build_catalog(db, clock)
+        world = await build_world(db, clock)
+        await db.commit()
+        await _victim_activity(client, world)
+        markers = set(world.victim_markers)
+        problems: list[str] = []
+        names = [caller.name for caller in _callers(method, rule, world)]
+        for index, name in enumerate(names):
+            if rule.destructive and index:
+                world = await build_world(db, clock)
+                await db.commit()
+                markers |= world.victim_markers
+            caller = {c.name: c for c in _callers(method, rule, world)}[name]
+            call = build(world, unique())
+            response = await _send(client, method, call, caller)
+            if problem := _judge(rule, caller, response):
+                problems.append(problem)
+            if caller.outsider and (leaked := _leaks(response, call, markers)):
+                problems.append(f"{caller.name}: response reveals the victim's {leaked}")
+        assert not problems, f"{operation}:\n  " + "\n  ".join(problems)
+
+
+class TestExpectationsCoverTheApi:
+    def test_every_operation_in_the_openapi_document_has_an_expectation(
+        self, app: Litestar
+    ) -> None:
+        spec = app.openapi_schema.to_schema()
+        in_spec = {
+            f"{method.upper()} {path}"
+            for path, item in spec["paths"].items()
+            for method in item
+            if method in HTTP_METHODS
+        }
+        assert sorted(in_spec - set(EXPECTATIONS)) == [], "operations without an expectation"
+        assert sorted(set(EXPECTATIONS) - in_spec) == [], "expectations of removed operations"
+
+    def test_every_route_declares_the_access_the_table_documents(self, app: Litestar) -> None:
+        declared: dict[str, str] = {}
+        for route in app.routes:
+            if not isinstance(route, HTTPRoute):
+                continue
+            for handler in route.route_handlers:
+                access = handler.opt.get(ACCESS_KEY)
+                for method in handler.http_methods:
+                    if isinstance(access, Access):
+                        declared[f"{method} {route.path_format}"] = access.label
+        wrong = {
+            operation: (rule.label, declared.get(operation))
+            for operation, (rule, _) in EXPECTATIONS.items()
+            if declared.get(operation) != rule.label
+        }
+        assert wrong == {}, "operation: (documented, declared)"
+
+
+def _documented_matrix(section: str) -> dict[str, dict[str, bool]]:
+    """The permission table under ``## section`` of docs/security.md: permission -> role -> yes."""
+    body = SECURITY_DOC.read_text(encoding="utf-8").split(f"\n## {section}\n", 1)[1]
+    lines = [line for line in body.split("\n## ", 1)[0].splitlines() if line.startswith("| ")]
+    roles = [cell.strip() for cell in lines[0].strip("|").split("|")[1:]]
+    matrix = {}
+    for line in lines[1:]:
+        permission, *cells = (cell.strip() for cell in line.strip("|").split("|"))
+        matrix[permission.strip("`")] = {
+            role: cell == "yes" for role, cell in zip(roles, cells, strict=True)
+        }
+    return matrix
+
+
+class TestAccessModelDocument:
+    def test_documented_tenant_matrix_is_the_one_in_roles(self) -> None:
+        assert _documented_matrix("Tenant roles") == {
+            p.value: {r.value: tenant_allows(r, p) for r in TenantRole} for p in Permission
+        }
+
+    def test_documented_provider_matrix_is_the_one_in_roles(self) -> None:
+        assert _documented_matrix("Provider roles") == {
+            p.value: {r.value: provider_allows(r, p) for r in ProviderRole}
+            for p in ProviderPermission
+        }
