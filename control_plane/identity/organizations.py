@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -165,3 +168,33 @@ async def _editable_membership(
 async def _keep_an_owner(db: AsyncSession, org_id: str) -> None:
     if await repository.owner_count(db, org_id) <= 1:
         raise Conflict(detail="An organization needs at least one owner.")
+
+
+@dataclass(frozen=True)
+class OrgCounts:
+    """What an organization holds; None where the caller's role may not see that number."""
+
+    projects: int | None
+    members: int | None
+    active_api_keys: int | None
+
+
+async def org_counts(db: AsyncSession, clock: Clock, scope: TenantScope, org_id: str) -> OrgCounts:
+    """Counts for dashboards, each gated by the permission that lists those items."""
+    scope.require(org_id, Permission.ORG_READ)
+
+    async def gated(permission: Permission, count: Callable[[], Awaitable[int]]) -> int | None:
+        return await count() if scope.allows(org_id, permission) else None
+
+    return OrgCounts(
+        projects=await gated(
+            Permission.PROJECTS_READ, lambda: repository.count_projects(db, scope, org_id)
+        ),
+        members=await gated(
+            Permission.MEMBERS_READ, lambda: repository.count_members(db, scope, org_id)
+        ),
+        active_api_keys=await gated(
+            Permission.API_KEYS_READ,
+            lambda: repository.count_active_api_keys(db, scope, org_id, clock.now()),
+        ),
+    )

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.errors import NotFound
@@ -116,3 +117,32 @@ async def api_key(db: AsyncSession, scope: TenantScope, key_id: str) -> ApiKey |
     if (only := scope.project_filter(ApiKey.project_id)) is not None:
         query = query.where(only)
     return (await db.execute(query)).scalar_one_or_none()
+
+
+async def count_projects(db: AsyncSession, scope: TenantScope, org_id: str) -> int:
+    query = select(func.count()).select_from(Project)
+    query = query.where(scope.org_filter(Project.org_id), Project.org_id == org_id)
+    if (only := scope.project_filter(Project.id)) is not None:
+        query = query.where(only)
+    return int((await db.execute(query)).scalar_one())
+
+
+async def count_members(db: AsyncSession, scope: TenantScope, org_id: str) -> int:
+    query = select(func.count()).select_from(Membership)
+    query = query.where(scope.org_filter(Membership.org_id), Membership.org_id == org_id)
+    return int((await db.execute(query)).scalar_one())
+
+
+async def count_active_api_keys(
+    db: AsyncSession, scope: TenantScope, org_id: str, now: datetime
+) -> int:
+    query = select(func.count()).select_from(ApiKey)
+    query = query.where(
+        scope.org_filter(ApiKey.org_id),
+        ApiKey.org_id == org_id,
+        ApiKey.revoked_at.is_(None),
+        or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > now),
+    )
+    if (only := scope.project_filter(ApiKey.project_id)) is not None:
+        query = query.where(only)
+    return int((await db.execute(query)).scalar_one())

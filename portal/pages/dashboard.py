@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from functools import partial
+from datetime import UTC, timedelta
 from typing import Any
 
 from litestar import Request, get
@@ -12,10 +10,9 @@ from litestar.response import Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.clock import Clock
-from control_plane.identity import api_keys, organizations, projects
+from control_plane.identity import organizations
 from control_plane.identity.authz import TenantScope, tenant
 from control_plane.identity.roles import Permission
-from control_plane.identity.schemas import ApiKeyRead
 from control_plane.inventory import service as inventory
 from control_plane.inventory.lifecycle import NodeState
 from control_plane.inventory.schemas import InventorySummary, RegionRead
@@ -24,22 +21,13 @@ from portal.templating import STATE_LABELS, collect, is_operator, render
 CHANGES_WINDOW_DAYS = 31
 
 
-@dataclass(frozen=True)
-class OrgCounts:
-    """None where the caller's role may not see that number."""
-
-    projects: int | None
-    members: int | None
-    active_api_keys: int | None
-
-
 @get("/dashboard", opt=tenant(Permission.ORG_READ), name="portal:dashboard")
 async def dashboard(
     request: Request[Any, Any, Any], tenant: TenantScope, db: AsyncSession, clock: Clock
 ) -> Template:
     principal = tenant.principal
     org_id = principal.default_org_id
-    counts = await _org_counts(db, clock, tenant, org_id) if org_id else None
+    counts = await organizations.org_counts(db, clock, tenant, org_id) if org_id else None
     regions = await collect(lambda page: inventory.list_regions(db, page))
     context: dict[str, Any] = {
         "page_title": "Dashboard",
@@ -51,35 +39,6 @@ async def dashboard(
     if is_operator(principal):
         context["fleet"] = await _fleet(db, clock)
     return await render(request, db, "dashboard/index.html", context, active="dashboard")
-
-
-async def _org_counts(db: AsyncSession, clock: Clock, scope: TenantScope, org_id: str) -> OrgCounts:
-    project_ids: list[str] | None = None
-    if scope.allows(org_id, Permission.PROJECTS_READ):
-        found = await collect(lambda page: projects.list_projects(db, scope, org_id, page))
-        project_ids = [p.id for p in found]
-    members = None
-    if scope.allows(org_id, Permission.MEMBERS_READ):
-        found_members = await collect(
-            lambda page: organizations.list_members(db, scope, org_id, page)
-        )
-        members = len(found_members)
-    keys = None
-    if project_ids is not None and scope.allows(org_id, Permission.API_KEYS_READ):
-        now = clock.now()
-        keys = 0
-        for project_id in project_ids:
-            found_keys = await collect(partial(api_keys.list_api_keys, db, scope, project_id))
-            keys += sum(1 for k in found_keys if _is_active(k, now))
-    return OrgCounts(
-        projects=None if project_ids is None else len(project_ids),
-        members=members,
-        active_api_keys=keys,
-    )
-
-
-def _is_active(key: ApiKeyRead, now: datetime) -> bool:
-    return key.revoked_at is None and (key.expires_at is None or key.expires_at > now)
 
 
 async def _fleet(db: AsyncSession, clock: Clock) -> dict[str, Any]:
