@@ -17,7 +17,7 @@ from litestar.routes import HTTPRoute
 
 from control_plane import __version__
 from control_plane.clock import Clock
-from control_plane.db.engine import make_engine, make_sessionmaker
+from control_plane.db.engine import make_engine, make_read_sessionmaker, make_sessionmaker
 from control_plane.health.controllers import ROUTES as HEALTH_ROUTES
 from control_plane.http.dependencies import DEPENDENCIES
 from control_plane.http.idempotency import IdempotencyMiddleware
@@ -55,6 +55,7 @@ def create_app(
             "clock": clock,
             "engine": engine,
             "sessionmaker": sessionmaker,
+            "read_sessionmaker": make_read_sessionmaker(engine),
             "authenticator": Authenticator(sessionmaker, clock, settings.api_key_cache_seconds),
             "login_limiter": SlidingWindowLimiter(settings.login_rate_per_minute),
         }

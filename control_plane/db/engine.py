@@ -48,3 +48,12 @@ async def ping(engine: AsyncEngine) -> None:
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     """Sessions never expire on commit, so DTOs can be built after the commit."""
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+def make_read_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions for safe (GET/HEAD) requests: autocommit, so no BEGIN/COMMIT round trips.
+
+    Each statement sees committed data; handlers of safe methods never write.
+    """
+    autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+    return async_sessionmaker(autocommit, expire_on_commit=False, autoflush=False)

@@ -10,10 +10,18 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from control_plane.errors import ProblemError
 
+_SAFE_METHODS = frozenset({"GET", "HEAD"})
+
 
 async def provide_db_session(request: Request[Any, Any, Any]) -> AsyncGenerator[AsyncSession, None]:
-    """One session per request; commits after the handler unless it raised."""
-    factory: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    """One session per request; commits after the handler unless it raised.
+
+    Safe methods get an autocommit session (nothing to commit, no transaction to open).
+    """
+    state = request.app.state
+    factory: async_sessionmaker[AsyncSession] = (
+        state.read_sessionmaker if request.method in _SAFE_METHODS else state.sessionmaker
+    )
     async with factory() as session:
         try:
             yield session

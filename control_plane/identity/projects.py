@@ -31,8 +31,11 @@ async def list_projects(
 ) -> Page[ProjectRead]:
     org = scope.resolve_org(org_id)
     rows = await repository.projects(db, scope, org, page)
-    result = make_page(rows, page, key=lambda p: p.id)
-    return Page(items=[project_read(p) for p in result.items], next_cursor=result.next_cursor)
+    items = [
+        ProjectRead(id=id_, org_id=org, slug=slug, name=name, description=text, created_at=created)
+        for id_, org, slug, name, text, created in rows
+    ]
+    return make_page(items, page, key=lambda p: p.id)
 
 
 async def create_project(

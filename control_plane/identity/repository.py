@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import Row, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.errors import NotFound
@@ -84,15 +84,28 @@ async def owner_count(db: AsyncSession, org_id: str) -> int:
     )
 
 
+PROJECT_COLUMNS = (
+    Project.id,
+    Project.org_id,
+    Project.slug,
+    Project.name,
+    Project.description,
+    Project.created_at,
+)
+
+
 async def projects(
     db: AsyncSession, scope: TenantScope, org_id: str, page: PageRequest
-) -> Sequence[Project]:
-    query = select(Project).where(scope.org_filter(Project.org_id), Project.org_id == org_id)
+) -> Sequence[Row[str, str, str, str, str, datetime]]:
+    """Plain rows (no ORM identity map): this list is on the hottest read path."""
+    query = select(*PROJECT_COLUMNS).where(
+        scope.org_filter(Project.org_id), Project.org_id == org_id
+    )
     if (only := scope.project_filter(Project.id)) is not None:
         query = query.where(only)
     if page.after:
         query = query.where(Project.id > page.after)
-    return (await db.execute(query.order_by(Project.id).limit(page.limit + 1))).scalars().all()
+    return (await db.execute(query.order_by(Project.id).limit(page.limit + 1))).all()
 
 
 async def project(db: AsyncSession, scope: TenantScope, project_id: str) -> Project | None:
