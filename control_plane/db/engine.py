@@ -51,9 +51,14 @@ def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 
 
 def make_read_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    """Sessions for safe (GET/HEAD) requests: autocommit, so no BEGIN/COMMIT round trips.
+    """Sessions for safe (GET/HEAD) requests.
 
-    Each statement sees committed data; handlers of safe methods never write.
+    On PostgreSQL they autocommit, saving the BEGIN/COMMIT round trips (each statement sees
+    committed data; handlers of safe methods never write). On SQLite switching the
+    connection's isolation level per checkout costs more than it saves, so reads use
+    ordinary sessions there.
     """
+    if engine.dialect.name == "sqlite":
+        return make_sessionmaker(engine)
     autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
     return async_sessionmaker(autocommit, expire_on_commit=False, autoflush=False)

@@ -4,6 +4,9 @@ same key with another body is a 422, a retry during the first attempt is a 409.
 Keys are scoped to the credential that sent them and kept for ``ttl_seconds``. Answers a
 retry could change are forgotten, so the retry runs again: 5xx, 401, 403, 409, 423 and 429.
 Every other answer (success, 400, 404, 422 ...) is replayed as first sent.
+
+Sign-in, sign-up and sign-out are never stored: their answers carry fresh credentials
+(session cookie, CSRF token) that must not be handed out again.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ HEADER = b"idempotency-key"
 _VALID_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 _NOT_STORED = frozenset({401, 403, 409, 423, 429})
 MAX_BODY = 10_000_000
+_NEVER_STORED_PREFIX = "/api/v1/auth/"
 
 
 class IdempotencyMiddleware:
@@ -58,7 +62,11 @@ class IdempotencyMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         key = _header(scope, HEADER) if scope["type"] == ScopeType.HTTP else None
-        if key is None or scope.get("method") != "POST":
+        if (
+            key is None
+            or scope.get("method") != "POST"
+            or str(scope.get("path", "")).startswith(_NEVER_STORED_PREFIX)
+        ):
             await self.app(scope, receive, send)
             return
         http_scope = cast("HTTPScope", scope)

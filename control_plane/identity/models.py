@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from control_plane.db.base import Base, UTCDateTime
@@ -50,7 +50,8 @@ class Membership(Base):
 
 class Project(Base):
     __tablename__ = "project"
-    __table_args__ = (UniqueConstraint("org_id", "slug"),)
+    # (org_id, id) serves the cursor-paginated list of an organization's projects.
+    __table_args__ = (UniqueConstraint("org_id", "slug"), Index(None, "org_id", "id"))
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     org_id: Mapped[str] = mapped_column(ForeignKey("organization.id", ondelete="CASCADE"))

@@ -6,7 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.clock import Clock
-from control_plane.errors import Conflict, FieldError, NotFound
+from control_plane.errors import Conflict, FieldError, Forbidden, NotFound
 from control_plane.http.pagination import Page, PageRequest, make_page
 from control_plane.identity import repository
 from control_plane.identity.authz import TenantScope
@@ -42,6 +42,7 @@ async def create_project(
     db: AsyncSession, clock: Clock, scope: TenantScope, data: ProjectCreate
 ) -> ProjectRead:
     org_id = scope.resolve_org(data.org_id)
+    _refuse_project_keys(scope, "create projects")
     taken = await db.execute(
         select(Project.id).where(
             scope.org_filter(Project.org_id), Project.org_id == org_id, Project.slug == data.slug
@@ -62,6 +63,12 @@ async def create_project(
     )
     db.add(project)
     return project_read(project)
+
+
+def _refuse_project_keys(scope: TenantScope, action: str) -> None:
+    """API keys act inside their own project; organization-level changes need a person."""
+    if scope.project_id is not None:
+        raise Forbidden(detail=f"Project API keys cannot {action}; sign in as a user to do so.")
 
 
 async def visible_project(db: AsyncSession, scope: TenantScope, project_id: str) -> Project:
@@ -86,4 +93,5 @@ async def update_project(
 
 async def delete_project(db: AsyncSession, scope: TenantScope, project_id: str) -> None:
     project = await visible_project(db, scope, project_id)
+    _refuse_project_keys(scope, "delete projects")
     await db.delete(project)

@@ -65,11 +65,27 @@ async def login_form(
     settings: Settings,
     next_path: NextParam = None,
     signed_out: Annotated[bool, QueryParameter(name="signed_out")] = False,
+    error: Annotated[str | None, QueryParameter(name="error", max_length=20)] = None,
+    reason: Annotated[str | None, QueryParameter(name="reason", max_length=40)] = None,
 ) -> Response[Any]:
     if await _signed_in(request):
         return _see_other(safe_next(next_path))
     notice = "You have signed out." if signed_out else ""
-    return _login_page(request, settings, FormState(values={"next": next_path or ""}), notice)
+    form = FormState(values={"next": next_path or ""})
+    if error == "sso":
+        form.message = SSO_FAILURES.get(reason or "", SSO_FAILURES["provider_error"])
+    return _login_page(request, settings, form, notice)
+
+
+# What the SSO callback's reason codes mean to the person who just tried to sign in.
+SSO_FAILURES = {
+    "invalid_state": "That sign-on link was already used or does not belong to this browser. "
+    "Start again.",
+    "expired": "The sign-on took too long. Start again.",
+    "denied": "The identity provider did not sign you in.",
+    "provider_error": "Single sign-on failed at the identity provider. Try again.",
+    "no_account": "No account here matches that identity. Ask an administrator to invite you.",
+}
 
 
 def _login_page(

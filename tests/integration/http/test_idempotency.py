@@ -26,10 +26,9 @@ async def org(db: AsyncSession) -> Tenant:
 
 
 @pytest.fixture
-async def auth(db: AsyncSession, org: Tenant) -> dict[str, str]:
-    secret = await make_api_key(db, org, TenantRole.OWNER)
-    await db.commit()
-    return bearer(secret)
+async def auth(client: Client, org: Tenant) -> dict[str, str]:
+    """The owner's signed-in session (project API keys cannot create projects)."""
+    return await login(client, org.accounts[TenantRole.OWNER])
 
 
 async def create_project(
@@ -78,14 +77,15 @@ class TestReplay:
         assert await projects_named(db, org.org_id, "beta") == 0
 
     async def test_keys_belong_to_the_credential_that_sent_them(
-        self, client: Client, db: AsyncSession, org: Tenant, auth: dict[str, str]
+        self, app: Litestar, client: Client, db: AsyncSession, org: Tenant, auth: dict[str, str]
     ) -> None:
-        other_org = await make_org(db, roles=())
-        other_auth = bearer(await make_api_key(db, other_org, TenantRole.OWNER))
+        other_org = await make_org(db, roles=(TenantRole.OWNER,))
         await db.commit()
 
         mine = await create_project(client, auth, "shared-key")
-        theirs = await create_project(client, other_auth, "shared-key")
+        async with AsyncTestClient(app=app, base_url="http://127.0.0.1") as other_browser:
+            other_auth = await login(other_browser, other_org.accounts[TenantRole.OWNER])
+            theirs = await create_project(other_browser, other_auth, "shared-key")
 
         assert mine.status_code == theirs.status_code == 201
         assert "idempotent-replayed" not in theirs.headers
@@ -187,3 +187,20 @@ class TestWhatIsRemembered:
 
         assert first.status_code == second.status_code == 200
         assert "idempotent-replayed" not in second.headers
+
+
+class TestCredentialsAreNeverReplayed:
+    async def test_a_sign_in_with_a_key_starts_a_new_session_each_time(
+        self, client: Client, org: Tenant
+    ) -> None:
+        account = org.accounts[TenantRole.OWNER]
+        body = {"email": account.email, "password": account.password}
+        headers = {"Idempotency-Key": "sign-in-1"}
+
+        first = await client.post("/api/v1/auth/login", json=body, headers=headers)
+        second = await client.post("/api/v1/auth/login", json=body, headers=headers)
+
+        assert first.status_code == second.status_code == 200
+        assert "idempotent-replayed" not in second.headers
+        assert first.json()["csrf_token"] != second.json()["csrf_token"]
+        assert "cp_session" in second.cookies

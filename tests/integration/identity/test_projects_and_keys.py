@@ -298,7 +298,7 @@ class TestApiKeyReach:
         assert created.status_code == 403
         assert created.json()["type"] == "/problems/forbidden"
 
-    async def test_a_key_with_projects_write_creates_projects(
+    async def test_a_project_key_cannot_create_or_delete_projects(
         self, client: Client, db: AsyncSession, org: Tenant
     ) -> None:
         secret = await make_api_key(db, org, TenantRole.ADMIN)
@@ -307,8 +307,13 @@ class TestApiKeyReach:
         created = await client.post(
             "/api/v1/projects", json={"slug": "new", "name": "New"}, headers=bearer(secret)
         )
+        deleted = await client.delete(f"/api/v1/projects/{org.project_id}", headers=bearer(secret))
 
-        assert created.status_code == 201, created.text
+        assert created.status_code == 403, created.text
+        assert "Project API keys cannot create projects" in created.json()["detail"]
+        assert deleted.status_code == 403
+        still_there = await client.get(f"/api/v1/projects/{org.project_id}", headers=bearer(secret))
+        assert still_there.status_code == 200
 
     async def test_a_member_cannot_mint_an_admin_key(self, client: Client, org: Tenant) -> None:
         as_member = await signed_in(client, org.accounts[TenantRole.MEMBER])

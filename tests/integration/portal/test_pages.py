@@ -149,6 +149,22 @@ class TestSignIn:
         assert client.cookies.get("cp_csrf") == form_token(page.text)
         assert 'autocomplete="current-password"' in page.text
 
+    @pytest.mark.parametrize(
+        ("reason", "message"),
+        [
+            ("no_account", "No account here matches that identity"),
+            ("expired", "The sign-on took too long"),
+            ("<script>", "Single sign-on failed at the identity provider"),
+        ],
+    )
+    async def test_a_failed_single_sign_on_says_why(
+        self, client: Client, reason: str, message: str
+    ) -> None:
+        page = await client.get(f"/login?error=sso&reason={reason}", headers=HTML)
+        assert page.status_code == 200
+        assert message in text_of(page.text)
+        assert "<script>" not in page.text
+
     async def test_wrong_password_shows_a_message_and_keeps_the_email(
         self, client: Client, acme: Tenant
     ) -> None:
