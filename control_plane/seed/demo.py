@@ -164,8 +164,7 @@ async def seed_demo(db: AsyncSession, clock: Clock) -> dict[str, int]:
                     created_at=now,
                 )
             )
-    added["regions"] = await _regions(db, clock)
-    await _gpu_models(db)
+    added["regions"] = await seed_catalog(db, clock)
     added["nodes"] = await _fleet(db, clock)
     await db.flush()
     return added
@@ -195,6 +194,13 @@ async def _user(db: AsyncSession, login: DemoLogin, now: datetime) -> tuple[User
     db.add(user)
     await db.flush()
     return user, True
+
+
+async def seed_catalog(db: AsyncSession, clock: Clock) -> int:
+    """The demo regions, sites and GPU catalog, where missing; returns regions added."""
+    added = await _regions(db, clock)
+    await _gpu_models(db)
+    return added
 
 
 async def _regions(db: AsyncSession, clock: Clock) -> int:

@@ -12,7 +12,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.identity.models import Project
 from control_plane.identity.roles import TenantRole
-from tests.fixtures.factories import Tenant, bearer, login, make_api_key, make_org, make_project
+from tests.fixtures.factories import (
+    Tenant,
+    bearer,
+    login,
+    make_api_key,
+    make_org,
+    make_project,
+    signed_in,
+)
 
 Client = AsyncTestClient[Litestar]
 PROJECTS = "/api/v1/projects"
@@ -77,15 +85,15 @@ class TestReplay:
         assert await projects_named(db, org.org_id, "beta") == 0
 
     async def test_keys_belong_to_the_credential_that_sent_them(
-        self, app: Litestar, client: Client, db: AsyncSession, org: Tenant, auth: dict[str, str]
+        self, client: Client, db: AsyncSession, org: Tenant
     ) -> None:
         other_org = await make_org(db, roles=(TenantRole.OWNER,))
         await db.commit()
+        as_me = await signed_in(client, org.accounts[TenantRole.OWNER])
+        as_them = await signed_in(client, other_org.accounts[TenantRole.OWNER])
 
-        mine = await create_project(client, auth, "shared-key")
-        async with AsyncTestClient(app=app, base_url="http://127.0.0.1") as other_browser:
-            other_auth = await login(other_browser, other_org.accounts[TenantRole.OWNER])
-            theirs = await create_project(other_browser, other_auth, "shared-key")
+        mine = await create_project(client, as_me, "shared-key")
+        theirs = await create_project(client, as_them, "shared-key")
 
         assert mine.status_code == theirs.status_code == 201
         assert "idempotent-replayed" not in theirs.headers

@@ -10,20 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.identity.models import Membership, User
 from control_plane.identity.roles import TenantRole
-from tests.fixtures.factories import Account, Tenant, login, make_org, make_user
+from tests.fixtures.factories import Tenant, make_org, make_user, signed_in
 
 Client = AsyncTestClient[Litestar]
-
-
-async def signed_in(client: Client, account: Account) -> dict[str, str]:
-    """Headers acting as ``account`` (session cookie + CSRF), leaving the cookie jar empty.
-
-    Several people act in one test, so each request names its session explicitly.
-    """
-    csrf = await login(client, account)
-    token = client.cookies["cp_session"]
-    client.cookies.clear()
-    return {**csrf, "Cookie": f"cp_session={token}"}
 
 
 @pytest.fixture

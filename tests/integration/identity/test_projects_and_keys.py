@@ -17,24 +17,15 @@ from control_plane.identity.models import ApiKey
 from control_plane.identity.roles import TenantRole
 from control_plane.settings import Settings
 from tests.fixtures.factories import (
-    Account,
     Tenant,
     bearer,
-    login,
     make_api_key,
     make_org,
     make_project,
+    signed_in,
 )
 
 Client = AsyncTestClient[Litestar]
-
-
-async def signed_in(client: Client, account: Account) -> dict[str, str]:
-    """Headers acting as ``account`` (session cookie + CSRF), leaving the cookie jar empty."""
-    csrf = await login(client, account)
-    token = client.cookies["cp_session"]
-    client.cookies.clear()
-    return {**csrf, "Cookie": f"cp_session={token}"}
 
 
 @pytest.fixture

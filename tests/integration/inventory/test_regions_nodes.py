@@ -16,7 +16,7 @@ from control_plane.clock import OffsetClock
 from control_plane.identity.roles import ProviderRole
 from control_plane.inventory.models import Node, NodeEvent
 from control_plane.seed.demo import DEMO_LOGINS, seed_demo
-from tests.fixtures.factories import Account, login, make_user
+from tests.fixtures.factories import Account, make_user, signed_in
 
 Client = AsyncTestClient[Litestar]
 
@@ -57,14 +57,6 @@ async def staff(db: AsyncSession, clock: OffsetClock) -> Staff:
         se=accounts["ops-se@provider.example"],
         tenant_user=accounts["member@demo.example"],
     )
-
-
-async def signed_in(client: Client, account: Account) -> dict[str, str]:
-    """Headers acting as ``account`` (session cookie + CSRF), leaving the cookie jar empty."""
-    csrf = await login(client, account)
-    token = client.cookies["cp_session"]
-    client.cookies.clear()
-    return {**csrf, "Cookie": f"cp_session={token}"}
 
 
 async def node_named(db: AsyncSession, hostname: str) -> Node:

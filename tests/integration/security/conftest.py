@@ -7,7 +7,6 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,11 +17,9 @@ from control_plane.identity.models import ApiKey, Membership, User
 from control_plane.identity.roles import Permission, ProviderRole, TenantRole
 from control_plane.identity.secrets import split_api_key
 from control_plane.ids import new_id
-from control_plane.inventory import service as inventory
 from control_plane.inventory.lifecycle import NodeState
 from control_plane.inventory.models import Gpu, Node
-from control_plane.inventory.schemas import GpuModelCreate, RegionCreate, SiteCreate
-from control_plane.seed.demo import GPU_MODELS, REGIONS
+from control_plane.seed.demo import seed_catalog
 from tests.fixtures.factories import Account, Tenant, make_api_key, make_org, make_user
 
 _unique = itertools.count(1)
@@ -74,41 +71,8 @@ class World:
 
 
 async def build_catalog(db: AsyncSession, clock: Clock) -> None:
-    """The demo regions, sites and GPU models, through the inventory service."""
-    for code, name, country, group, currency, pue, grid, sites in REGIONS:
-        await inventory.create_region(
-            db,
-            clock,
-            RegionCreate(
-                code=code,
-                name=name,
-                jurisdiction=country,
-                sovereignty_group=group,
-                currency=currency,
-                pue=Decimal(pue),
-                grid_intensity_g_per_kwh=grid,
-            ),
-        )
-        await db.flush()
-        for site_code, site_name, city in sites:
-            await inventory.create_site(
-                db, code, SiteCreate(code=site_code, name=site_name, city=city)
-            )
-    for code, name, vendor, generation, memory, tdp, link, mig in GPU_MODELS:
-        await inventory.create_gpu_model(
-            db,
-            GpuModelCreate(
-                code=code,
-                name=name,
-                vendor=vendor,
-                generation=generation,
-                memory_gib=memory,
-                tdp_watts=tdp,
-                interconnect=link,
-                mig_profiles=list(mig),
-            ),
-        )
-    await db.flush()
+    """The demo regions, sites and GPU models."""
+    await seed_catalog(db, clock)
 
 
 async def make_node(db: AsyncSession, state: NodeState = NodeState.AVAILABLE) -> str:
