@@ -48,7 +48,7 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 bench: $(STAMP)
-	$(BIN)/python -m bench.api --quick --json var/bench-api.json
+	$(BIN)/python -m bench.api --quick --databases sqlite --json var/bench-api.json
 
 clean:
 	rm -rf var/control-plane.db* var/test-* .pytest_cache .mypy_cache .ruff_cache
