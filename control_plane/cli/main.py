@@ -114,14 +114,10 @@ def main() -> None:  # pragma: no cover
 
 
 def _register_client_commands() -> None:
-    """Client commands (SDK-backed) live in their own module."""
-    import importlib
+    """Client commands (SDK-backed) live in the control_plane.cli.client package."""
+    from control_plane.cli.client import register
 
-    try:
-        module = importlib.import_module("control_plane.cli.client_commands")
-    except ModuleNotFoundError:  # pragma: no cover - only while the module is being written
-        return
-    module.register(cli)
+    register(cli)
 
 
 _register_client_commands()

@@ -1,0 +1,70 @@
+"""``cpctl`` commands that drive the API through the SDK: profiles, sign-in, tenants, fleet.
+
+Shared plumbing (invocation, errors, output) is in :mod:`.base`; each other module holds one
+area's command groups. :func:`register` adds them all to the ``cpctl`` group.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import click
+
+from control_plane.cli.client.account import login, logout, profile_group, whoami
+from control_plane.cli.client.base import OUTPUTS
+from control_plane.cli.client.catalog import gpu_models_group, regions_group
+from control_plane.cli.client.nodes import nodes_group
+from control_plane.cli.client.tenants import (
+    api_keys_group,
+    members_group,
+    orgs_group,
+    projects_group,
+)
+from control_plane.cli.profiles import DEFAULT_PROFILE, PROFILE_ENV
+
+GROUPS = (
+    profile_group,
+    orgs_group,
+    members_group,
+    projects_group,
+    api_keys_group,
+    regions_group,
+    gpu_models_group,
+    nodes_group,
+)
+TOP_LEVEL = (login, logout, whoami)
+
+
+def register(cli: click.Group) -> None:
+    """Add the client commands and the global --profile/--output options to ``cli``."""
+    _add_global_options(cli)
+    for command in (*GROUPS, *TOP_LEVEL):
+        cli.add_command(command)
+
+
+def _add_global_options(cli: click.Group) -> None:
+    cli.params.extend(
+        [
+            click.Option(
+                ["--profile"],
+                envvar=PROFILE_ENV,
+                metavar="NAME",
+                help=f"Profile for API commands (env {PROFILE_ENV}; default: current, "
+                f"else {DEFAULT_PROFILE!r}).",
+            ),
+            click.Option(
+                ["--output", "-o"], type=click.Choice(OUTPUTS), help="table (default) or json."
+            ),
+        ]
+    )
+    original = cli.callback
+
+    @functools.wraps(original or (lambda: None))
+    def callback(profile: str | None = None, output: str | None = None, **kwargs: Any) -> Any:
+        ctx = click.get_current_context()
+        ctx.meta["cpctl.profile"] = profile
+        ctx.meta["cpctl.output"] = output
+        return original(**kwargs) if original else None
+
+    cli.callback = callback
