@@ -1,0 +1,175 @@
+"""Every portal page and form, called by every kind of caller: the same access model as the
+API, in HTML. Portal routes are not in the OpenAPI document, so they are listed from the
+app's own routing table and the test fails when a page appears without an expectation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from litestar import Litestar
+from litestar.routes import HTTPRoute
+from litestar.testing import AsyncTestClient
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from control_plane.clock import OffsetClock
+from control_plane.identity.authz import ACCESS_KEY, Access
+from control_plane.identity.roles import provider_allows, tenant_allows
+from tests.integration.security.conftest import Caller, World, build_catalog, build_world
+
+Client = AsyncTestClient[Litestar]
+HTML = {"Accept": "text/html"}
+# Not portal pages: the API, its schema, health/metrics, static files and the SSO hops
+# (covered by test_route_isolation.py, test_basics.py and test_sso.py).
+NOT_PAGES = ("/api/", "/schema", "/healthz", "/readyz", "/metrics", "/static", "/auth/oidc")
+
+
+@dataclass(frozen=True)
+class Page:
+    method: str
+    path: str  # with the victim's ids filled in
+    form: dict[str, str]
+
+
+def pages(world: World) -> dict[tuple[str, str], Page]:
+    """One call per portal route (route template → call with the victim's real ids)."""
+    project, key, node = world.victim.project_id, world.victim_key_id, world.node_id
+    return {
+        ("GET", "/"): Page("GET", "/", {}),
+        ("GET", "/login"): Page("GET", "/login", {}),
+        ("POST", "/login"): Page("POST", "/login", {"email": "x@y.z", "password": "nope"}),
+        ("POST", "/logout"): Page("POST", "/logout", {}),
+        ("POST", "/orgs/switch"): Page("POST", "/orgs/switch", {"org_id": world.victim.org_id}),
+        ("GET", "/dashboard"): Page("GET", "/dashboard", {}),
+        ("GET", "/projects"): Page("GET", "/projects", {}),
+        ("POST", "/projects"): Page("POST", "/projects", {"slug": "made-here", "name": "Made"}),
+        ("GET", "/projects/{project_id:str}"): Page("GET", f"/projects/{project}", {}),
+        ("POST", "/projects/{project_id:str}/api-keys"): Page(
+            "POST", f"/projects/{project}/api-keys", {"name": "from-portal"}
+        ),
+        ("POST", "/api-keys/{key_id:str}/revoke"): Page("POST", f"/api-keys/{key}/revoke", {}),
+        ("GET", "/operator/inventory"): Page("GET", "/operator/inventory", {}),
+        ("GET", "/operator/nodes/{node_id:str}"): Page("GET", f"/operator/nodes/{node}", {}),
+        ("POST", "/operator/nodes/{node_id:str}/transitions"): Page(
+            "POST", f"/operator/nodes/{node}/transitions", {"to": "draining", "reason": "test"}
+        ),
+    }
+
+
+def portal_routes(app: Litestar) -> dict[tuple[str, str], Access]:
+    found = {}
+    for route in app.routes:
+        if not isinstance(route, HTTPRoute) or route.path.startswith(NOT_PAGES):
+            continue
+        for handler in route.route_handlers:
+            for method in handler.http_methods - {"OPTIONS", "HEAD"}:
+                found[(method, route.path)] = handler.opt[ACCESS_KEY]
+    return found
+
+
+ORG_CONTEXT = ("/dashboard", "/projects")  # act on the caller's own current organization
+NODE_JURISDICTION = "CA"  # where build_world puts the node
+
+
+def expected(access: Access, caller: Caller, page: Page) -> str:
+    """'allowed', 'login' (redirect to sign in), 'denied' (403) or 'hidden' (404)."""
+    if access.public:
+        return "allowed"
+    if caller.kind == "anonymous":
+        return "login"
+    if page.path == "/orgs/switch":  # names the victim organization
+        return "allowed" if caller.victim_role else "hidden"
+    if access.permission is not None:
+        if page.path in ORG_CONTEXT:
+            if caller.victim_role is not None:
+                return (
+                    "allowed" if tenant_allows(caller.victim_role, access.permission) else "denied"
+                )
+            if caller.outsider:  # the attacker acts in its own organization, as its admin
+                return "allowed"
+            return "allowed" if page.method == "GET" else "hidden"  # no organization at all
+        if caller.victim_role is None:
+            return "hidden"
+        return "allowed" if tenant_allows(caller.victim_role, access.permission) else "denied"
+    if access.provider_permission is not None:
+        if not provider_allows(caller.provider_role, access.provider_permission):
+            return "denied"
+        if page.method == "POST" and caller.home_country not in (None, NODE_JURISDICTION):
+            return "denied"  # operators act only in their home jurisdiction
+        return "allowed"
+    return "allowed"
+
+
+@pytest.fixture
+async def world(db: AsyncSession, clock: OffsetClock) -> World:
+    await build_catalog(db, clock)
+    built = await build_world(db, clock)
+    await db.commit()
+    return built
+
+
+class TestPortalIsolation:
+    async def test_every_portal_route_has_an_expectation(self, app: Litestar, world: World) -> None:
+        assert set(portal_routes(app)) == set(pages(world))
+
+    async def test_each_caller_gets_what_the_access_model_says(
+        self, app: Litestar, client: Client, world: World
+    ) -> None:
+        routes = portal_routes(app)
+        failures = []
+        for (method, template), page in pages(world).items():
+            if template in ("/logout",):
+                continue  # ends the caller's session; covered in test_pages.py
+            access = routes[(method, template)]
+            for caller in world.callers.values():
+                if caller.kind == "api_key":
+                    continue  # the portal is for people; keys are covered by the API test
+                want = expected(access, caller, page)
+                got, text = await self._call(client, caller, page)
+                if not _matches(want, got):
+                    failures.append(f"{method} {template} as {caller.name}: want {want}, got {got}")
+                if caller.outsider and caller.kind != "anonymous":
+                    leaked = [m for m in world.victim_markers if m in text and m not in page.path]
+                    if leaked:
+                        failures.append(f"{method} {template} as {caller.name} leaks {leaked}")
+        assert not failures, "\n".join(failures)
+
+    async def test_forms_without_the_csrf_token_are_refused(
+        self, client: Client, world: World
+    ) -> None:
+        owner = world.callers["victim-owner"]
+        for page in pages(world).values():
+            if page.method != "POST" or page.path == "/login":
+                continue
+            response = await client.post(
+                page.path, data=page.form, headers={**owner.headers, **HTML}
+            )
+            assert response.status_code == 403, f"{page.path}: {response.status_code}"
+
+    @staticmethod
+    async def _call(client: Client, caller: Caller, page: Page) -> tuple[int, str]:
+        client.cookies.clear()
+        headers = {**caller.headers, **HTML}
+        if page.method == "GET":
+            response = await client.get(page.path, headers=headers, follow_redirects=False)
+        else:
+            form = {**page.form, "_csrf": caller.csrf.get("X-CSRF-Token", "")}
+            if page.path == "/login":  # anonymous form: double-submit cookie
+                form["email"] = f"nobody-{caller.name}@example.test"  # no lockout across calls
+                cookie = "; ".join(filter(None, [headers.get("Cookie"), "cp_csrf=t"]))
+                headers["Cookie"] = cookie
+                form["_csrf"] = "t"
+            response = await client.post(
+                page.path, data=form, headers=headers, follow_redirects=False
+            )
+        return response.status_code, response.text
+
+
+def _matches(want: str, got: int) -> bool:
+    if want == "login":
+        return got in (302, 303) or got == 401
+    if want == "denied":
+        return got == 403
+    if want == "hidden":
+        return got == 404
+    return got < 400 or got in (400, 401, 409, 422)  # allowed: form errors are fine
