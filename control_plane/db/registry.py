@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from control_plane.audit import models as _audit_models
 from control_plane.db.base import Base
 from control_plane.http import models as _http_models
 from control_plane.identity import models as _identity_models
@@ -9,5 +10,5 @@ from control_plane.inventory import models as _inventory_models
 
 __all__ = ["Base", "metadata"]
 
-_LOADED = (_http_models, _identity_models, _inventory_models)
+_LOADED = (_audit_models, _http_models, _identity_models, _inventory_models)
 metadata = Base.metadata
