@@ -1,0 +1,451 @@
+"""Audit ledger: stored appends under contention and offline verification speed.
+
+    python -m bench.audit [--quick] --json FILE [--pg-url URL]
+
+1. Append throughput on PostgreSQL: 32 concurrent writers, each looping
+   ``async with sessionmaker() as db: await store.record(db, ...); await db.commit()`` over
+   100 organizations picked at random, so chains contend on their head row as they would
+   in production. Afterwards every touched chain is read back and checked with
+   ``verify_chain``; a broken or short chain fails the run.
+2. Offline verification: 1,000,000 entries (quick: 200,000) built in memory with
+   ``append`` over 100 chains (10 organizations x 10 regions; not timed), then
+   ``verify_chain`` over all of them is timed. Separately, one organization's slice
+   (100,000 entries; quick 20,000) is written with ``write_bundle`` (with a signed
+   checkpoint per region and inclusion proofs) and ``verify_bundle`` is timed on it.
+
+Goals (from the issue): >= 5,000 appends/s and >= 500,000 entries/s verified.
+See docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import make_url, text
+from sqlalchemy.exc import SQLAlchemyError
+
+from bench.common import (
+    VAR_DIR,
+    load_average,
+    log,
+    machine_info,
+    parse_args,
+    percentile,
+)
+from bench.common import write_json as write_result
+from control_plane.audit import (
+    AuditEntry,
+    Keyring,
+    Leaf,
+    SigningKey,
+    append,
+    build_checkpoint,
+    chain_name,
+    payload_hash,
+    proofs_for,
+    store,
+    verify_bundle,
+    verify_chain,
+    write_bundle,
+)
+from control_plane.db.engine import make_engine, make_sessionmaker
+from control_plane.db.migrate import upgrade
+
+WRITERS = 32
+ORGS = 100
+REGION = "ca-qc-1"
+GOALS = {"append_per_s_min": 5000, "verify_per_s_min": 500_000}
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+OFFLINE_ORGS = 10
+OFFLINE_REGIONS = tuple(f"region-{i}" for i in range(10))
+PAGE = 5000
+
+
+class BenchmarkError(RuntimeError):
+    """The ledger did not behave as the benchmark requires; the numbers would lie."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    warmup: float
+    duration: float
+    offline_entries: int
+
+
+QUICK = Plan(warmup=1.0, duration=5.0, offline_entries=200_000)
+FULL = Plan(warmup=2.0, duration=20.0, offline_entries=1_000_000)
+
+
+# --- (1) appends on PostgreSQL ---------------------------------------------------------
+
+
+def org_id(i: int) -> str:
+    return f"org_bench{i:03d}"
+
+
+async def _reset_postgres(url: str) -> None:
+    engine = make_engine(url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+            await conn.execute(text("CREATE SCHEMA public"))
+    finally:
+        await engine.dispose()
+
+
+def prepare_database(url: str) -> None:
+    """Empty public schema, then every migration."""
+    try:
+        asyncio.run(_reset_postgres(url))
+        upgrade(url)
+    except (OSError, SQLAlchemyError) as exc:
+        shown = make_url(url).render_as_string(hide_password=True)
+        raise BenchmarkError(f"cannot prepare {shown}: {type(exc).__name__}: {exc}") from exc
+
+
+@dataclass
+class WriterStats:
+    latencies_ms: list[float] = field(default_factory=list)
+    committed: int = 0
+    total: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+
+
+async def _writer(
+    number: int, maker: Any, measure_from: float, deadline: float, touched: set[str]
+) -> WriterStats:
+    """Append until ``deadline``; only appends started after ``measure_from`` are timed."""
+    rng = random.Random(number)  # not security-sensitive: spreads writers over the orgs
+    stats = WriterStats()
+    i = 0
+    while (started := time.perf_counter()) < deadline:
+        org = org_id(rng.randrange(ORGS))
+        touched.add(chain_name(org, REGION))
+        i += 1
+        try:
+            async with maker() as db:
+                await store.record(
+                    db,
+                    org_id=org,
+                    region=REGION,
+                    actor_kind="user",
+                    actor_id=f"usr_bench{number:02d}",
+                    action="projects.create",
+                    target_type="project",
+                    target_id=f"prj_{number}_{i}",
+                    request_id=f"req_{number}_{i}",
+                    source_address="198.51.100.9",
+                    outcome="success",
+                    payload={"writer": number, "i": i},
+                    at=datetime.now(UTC),
+                )
+                await db.commit()
+        except store.LedgerInconsistent as exc:
+            raise BenchmarkError(f"ledger corrupted during the benchmark: {exc}") from exc
+        except Exception as exc:
+            stats.errors[type(exc).__name__] += 1
+            continue
+        stats.total += 1
+        if started >= measure_from:
+            stats.committed += 1
+            stats.latencies_ms.append((time.perf_counter() - started) * 1000)
+    return stats
+
+
+async def _verify_stored(maker: Any, chains: set[str]) -> tuple[int, int]:
+    """Read back every touched chain and check it; returns (chains, entries) checked."""
+    total = 0
+    async with maker() as db:
+        for chain in sorted(chains):
+            entries: list[AuditEntry] = []
+            while True:
+                after = entries[-1].seq if entries else 0
+                page = await store.entries(db, chain, after_seq=after, limit=PAGE)
+                entries += page
+                if len(page) < PAGE:
+                    break
+            problem = verify_chain(entries, chain=chain)
+            if problem is not None:
+                raise BenchmarkError(f"ledger corrupted by the benchmark: {problem}")
+            head = (
+                await db.execute(
+                    text("SELECT seq, entry_hash FROM audit_chain_head WHERE chain = :c"),
+                    {"c": chain},
+                )
+            ).one()
+            if not entries or (head.seq, head.entry_hash) != (
+                entries[-1].seq,
+                entries[-1].entry_hash,
+            ):
+                raise BenchmarkError(f"{chain}: head {tuple(head)} is not the last stored entry")
+            total += len(entries)
+    return len(chains), total
+
+
+async def _run_appends(url: str, plan: Plan) -> dict[str, Any]:
+    engine = make_engine(url, pool_size=WRITERS, max_overflow=0)
+    maker = make_sessionmaker(engine)
+    touched: set[str] = set()
+    try:
+        cpu_before = time.process_time()
+        start = time.perf_counter()
+        measure_from = start + plan.warmup
+        deadline = measure_from + plan.duration
+        results = await asyncio.gather(
+            *(_writer(n, maker, measure_from, deadline, touched) for n in range(WRITERS))
+        )
+        # Appends started before the deadline finish after it: count the real window.
+        elapsed = time.perf_counter() - measure_from
+        cpu_seconds = time.process_time() - cpu_before
+        load = load_average()
+        log(f"  verifying {len(touched)} stored chains ...")
+        chains, stored = await _verify_stored(maker, touched)
+    finally:
+        await engine.dispose()
+    latencies = [x for r in results for x in r.latencies_ms]
+    errors: Counter[str] = Counter()
+    for r in results:
+        errors.update(r.errors)
+    committed = sum(r.committed for r in results)
+    return {
+        "append_per_s": round(committed / elapsed, 1),
+        "append_p50_ms": round(percentile(latencies, 50), 3),
+        "append_p99_ms": round(percentile(latencies, 99), 3),
+        "append_errors": sum(errors.values()),
+        "append_error_kinds": dict(errors),
+        "appends_committed": committed,
+        # This process's CPU (writers: SQLAlchemy, asyncpg, hashing) per append, warm-up
+        # included; PostgreSQL's own CPU is not counted.
+        "append_client_cpu_ms": round(
+            1000 * cpu_seconds / max(1, sum(r.total for r in results)), 3
+        ),
+        "append_seconds": round(elapsed, 2),
+        "chains_verified_after_append": chains,
+        "stored_entries_verified": stored,
+        "load_average_after_append": load,
+    }
+
+
+def bench_appends(url: str, plan: Plan) -> dict[str, Any]:
+    log("append: resetting schema and migrating")
+    prepare_database(url)
+    log(f"append: {WRITERS} writers over {ORGS} orgs, {plan.warmup:.0f}+{plan.duration:.0f} s ...")
+    return asyncio.run(_run_appends(url, plan))
+
+
+# --- (2) offline verification ----------------------------------------------------------
+
+
+def build_entries(total: int) -> dict[str, list[AuditEntry]]:
+    """``total`` entries round-robin over 10 orgs x 10 regions (100 chains), in memory."""
+    chains = [
+        (f"org_off{o:02d}", region, chain_name(f"org_off{o:02d}", region))
+        for o in range(OFFLINE_ORGS)
+        for region in OFFLINE_REGIONS
+    ]
+    by_chain: dict[str, list[AuditEntry]] = {c: [] for _, _, c in chains}
+    digests = [payload_hash({"i": i}) for i in range(64)]
+    heads: dict[str, AuditEntry | None] = dict.fromkeys(by_chain)
+    for i in range(total):
+        org, _, chain = chains[i % len(chains)]
+        entry = append(
+            heads[chain],
+            chain=chain,
+            at=T0 + timedelta(milliseconds=i),
+            actor_kind="user",
+            actor_id="usr_1",
+            org_id=org,
+            action="projects.create",
+            target_type="project",
+            target_id=f"prj_{i}",
+            request_id=f"req_{i}",
+            source_address="198.51.100.9",
+            outcome="success",
+            decision_ref=None,
+            payload_hash=digests[i % len(digests)],
+        )
+        heads[chain] = entry
+        by_chain[chain].append(entry)
+    return by_chain
+
+
+def time_verify_chain(by_chain: dict[str, list[AuditEntry]]) -> tuple[int, float]:
+    count = sum(len(v) for v in by_chain.values())
+    started = time.perf_counter()
+    for chain, entries in by_chain.items():
+        problem = verify_chain(entries, chain=chain)
+        if problem is not None:
+            raise BenchmarkError(f"freshly built chain does not verify: {problem}")
+    return count, time.perf_counter() - started
+
+
+def time_verify_bundle(by_chain: dict[str, list[AuditEntry]]) -> tuple[int, float]:
+    """Write one organization's slice as a bundle (signed checkpoints, proofs) and time
+    ``verify_bundle`` on it."""
+    org = "org_off00"
+    ring = Keyring()
+    for region in OFFLINE_REGIONS:
+        ring.add(region, SigningKey.generate(), T0)
+    end = T0 + timedelta(days=1)
+    cps, proofs = [], []
+    for region in OFFLINE_REGIONS:
+        heads = [
+            Leaf(c, v[-1].seq, v[-1].entry_hash)
+            for c, v in by_chain.items()
+            if c.endswith("/" + region) and v
+        ]
+        cp, leaves = build_checkpoint(
+            region=region, at=end, heads=heads, prev=None, key=ring.signing_key(region)
+        )
+        cps.append(cp)
+        proofs += proofs_for(cp, leaves, [c for c in by_chain if c.startswith(org + "/")])
+    entries = [e for c, v in by_chain.items() if c.startswith(org + "/") for e in v]
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    workdir = tempfile.mkdtemp(prefix="audit-", dir=VAR_DIR)
+    try:
+        write_bundle(workdir, entries, cps, proofs, ring.public_keys(), org_id=org)
+        started = time.perf_counter()
+        result = verify_bundle(workdir)
+        elapsed = time.perf_counter() - started
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    if not result.ok:
+        raise BenchmarkError(f"freshly written bundle does not verify: {result.message}")
+    return len(entries), elapsed
+
+
+def bench_offline(plan: Plan) -> dict[str, Any]:
+    log(f"verify: building {plan.offline_entries:,} entries in memory (not timed) ...")
+    by_chain = build_entries(plan.offline_entries)
+    log("verify: verify_chain over all chains ...")
+    count, seconds = time_verify_chain(by_chain)
+    log("verify: write_bundle + verify_bundle on one organization's slice ...")
+    bundle_count, bundle_seconds = time_verify_bundle(by_chain)
+    return {
+        "verify_per_s": round(count / seconds, 1),
+        "entries_verified": count,
+        "verify_seconds": round(seconds, 3),
+        "verify_chains": len(by_chain),
+        "verify_bundle_per_s": round(bundle_count / bundle_seconds, 1),
+        "bundle_entries": bundle_count,
+        "bundle_seconds": round(bundle_seconds, 3),
+        "load_average_after_verify": load_average(),
+    }
+
+
+# --- report ----------------------------------------------------------------------------
+
+
+def print_table(result: dict[str, Any]) -> None:
+    goals = result["goals"]
+    print(f"\naudit benchmark ({'quick' if result['quick'] else 'full'})")
+    print(f"{'measure':<46}{'value':>14}{'goal':>12}")
+    rows = [
+        (
+            f"appends/s ({result['writers']} writers, {result['orgs']} orgs, PostgreSQL)",
+            f"{result['append_per_s']:,.0f}",
+            f">= {goals['append_per_s_min']:,}",
+        ),
+        (
+            "append+commit p50 / p99 ms",
+            f"{result['append_p50_ms']:.1f} / {result['append_p99_ms']:.1f}",
+            "",
+        ),
+        ("append errors", str(result["append_errors"]), "0"),
+        ("benchmark process CPU ms per append", f"{result['append_client_cpu_ms']:.2f}", ""),
+        (
+            f"verify_chain entries/s ({result['entries_verified']:,})",
+            f"{result['verify_per_s']:,.0f}",
+            f">= {goals['verify_per_s_min']:,}",
+        ),
+        (
+            f"verify_bundle entries/s ({result['bundle_entries']:,})",
+            f"{result['verify_bundle_per_s']:,.0f}",
+            "",
+        ),
+    ]
+    for label, value, goal in rows:
+        print(f"{label:<46}{value:>14}{goal:>12}")
+    met = result["goals_met"]
+    print(
+        f"goals: append {'met' if met['append'] else 'MISSED'}, "
+        f"verify {'met' if met['verify'] else 'MISSED'}"
+    )
+    print(
+        f"load average (1/5/15 min) at start {result['machine']['load_average_at_start']}, "
+        f"at end {result['machine']['load_average']}"
+    )
+
+
+# --- entry point -----------------------------------------------------------------------
+
+
+def _options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--pg-url",
+        default=os.environ.get("CP_BENCH_DATABASE_URL"),
+        help="PostgreSQL database to use; its public schema is DROPPED and recreated "
+        "(default: $CP_BENCH_DATABASE_URL)",
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(
+        "Audit ledger: concurrent stored appends on PostgreSQL and offline verification speed.",
+        argv,
+        _options,
+    )
+    if not args.pg_url:
+        log(
+            "bench.audit needs a PostgreSQL database whose public schema it may drop: "
+            "pass --pg-url postgresql://USER@HOST:PORT/DB or set CP_BENCH_DATABASE_URL"
+        )
+        return 2
+    if not args.pg_url.startswith("postgresql"):
+        log(f"--pg-url must be a postgresql:// URL, got {args.pg_url.split(':', 1)[0]}:")
+        return 2
+    plan = QUICK if args.quick else FULL
+    started_load = load_average()
+    try:
+        appends = bench_appends(args.pg_url, plan)
+        offline = bench_offline(plan)
+    except BenchmarkError as exc:
+        log(f"audit benchmark failed: {exc}")
+        return 1
+    result = {
+        "benchmark": "audit",
+        "quick": args.quick,
+        "writers": WRITERS,
+        "orgs": ORGS,
+        **appends,
+        **offline,
+        "goals": GOALS,
+        "goals_met": {
+            "append": appends["append_per_s"] >= GOALS["append_per_s_min"],
+            "verify": offline["verify_per_s"] >= GOALS["verify_per_s_min"],
+        },
+        "machine": {
+            **machine_info(),
+            "load_average_at_start": started_load,
+            "note": "writers, PostgreSQL and other jobs share the same cores",
+        },
+    }
+    write_result(args.json, result)
+    print_table(result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
