@@ -136,39 +136,31 @@ class TestRecord:
 
 
 class TestAppendOnly:
-    async def test_postgresql_refuses_to_update_or_delete_an_entry(
+    async def test_an_entry_cannot_be_changed_unnoticed(
         self, db: AsyncSession, db_kind: str
     ) -> None:
-        if db_kind != "postgres":
-            pytest.skip("the append-only trigger exists on PostgreSQL only")
-        await _record(db, 1)
-        await db.commit()
-
-        with pytest.raises(DBAPIError, match="append-only"):
-            await db.execute(text("UPDATE audit_entry SET outcome = 'denied'"))
-        await db.rollback()
-        with pytest.raises(DBAPIError, match="append-only"):
-            await db.execute(text("DELETE FROM audit_entry"))
-        await db.rollback()
-
-        stored = await entries(db, "org_a/ca-qc-1")
-        assert [(e.seq, e.outcome) for e in stored] == [(1, "success")]
-
-    async def test_an_entry_changed_behind_the_ledger_is_caught_on_sqlite(
-        self, db: AsyncSession, db_kind: str
-    ) -> None:
-        if db_kind != "sqlite":
-            pytest.skip("PostgreSQL refuses the change outright (test above)")
+        """PostgreSQL refuses the change outright (trigger); on SQLite, which has no
+        trigger, the change lands and the hash chain shows exactly where."""
         for n in range(3):
             await _record(db, n)
         await db.commit()
 
-        await db.execute(text("UPDATE audit_entry SET outcome = 'denied' WHERE seq = 2"))
-        await db.commit()
-
-        problem = verify_chain(await entries(db, "org_a/ca-qc-1"))
-        assert problem is not None
-        assert (problem.seq, problem.kind) == (2, ProblemKind.MODIFIED)
+        if db_kind == "postgres":
+            with pytest.raises(DBAPIError, match="append-only"):
+                await db.execute(text("UPDATE audit_entry SET outcome = 'denied' WHERE seq = 2"))
+            await db.rollback()
+            with pytest.raises(DBAPIError, match="append-only"):
+                await db.execute(text("DELETE FROM audit_entry"))
+            await db.rollback()
+            stored = await entries(db, "org_a/ca-qc-1")
+            assert [(e.seq, e.outcome) for e in stored] == [(n, "success") for n in (1, 2, 3)]
+            assert verify_chain(stored) is None
+        else:
+            await db.execute(text("UPDATE audit_entry SET outcome = 'denied' WHERE seq = 2"))
+            await db.commit()
+            problem = verify_chain(await entries(db, "org_a/ca-qc-1"))
+            assert problem is not None
+            assert (problem.seq, problem.kind) == (2, ProblemKind.MODIFIED)
 
     def test_the_store_offers_no_way_to_change_or_remove_an_entry(self) -> None:
         from control_plane.audit import store
