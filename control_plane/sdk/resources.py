@@ -47,6 +47,7 @@ class _Resource:
         page_size: int | None,
         params: Mapping[str, Any] | None = None,
     ) -> PageIterator[T]:
+        # A generic parametrised with a runtime type: mypy cannot express it statically.
         page_type: Any = Page[item]  # type: ignore[valid-type]
 
         def fetch(cursor: str | None) -> Page[T]:
