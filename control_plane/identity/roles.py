@@ -33,6 +33,10 @@ class Permission(StrEnum):
     BILLING_WRITE = "billing:write"
     AUDIT_READ = "audit:read"
     AUDIT_EXPORT = "audit:export"
+    POLICY_READ = "policy:read"
+    POLICY_WRITE = "policy:write"  # residency policy changes
+    ACCESS_READ = "access:read"  # operator access requests and grants (access transparency)
+    ACCESS_APPROVE = "access:approve"  # approve or deny operator access, review break-glass
 
 
 class ProviderPermission(StrEnum):
@@ -43,6 +47,10 @@ class ProviderPermission(StrEnum):
     NODES_ENROLL = "nodes:enroll"
     CATALOG_WRITE = "catalog:write"  # regions, sites, GPU models
     USERS_READ = "users:read"
+    ACCESS_REQUEST = "access:request"  # ask a tenant for access to one of its resources
+    BREAK_GLASS = "access:break-glass"  # emergency access, reviewed afterwards
+    KEYS_MANAGE = "keys:manage"  # rotate key-encryption and audit signing keys
+    PROVIDER_AUDIT_READ = "provider-audit:read"  # the provider's own ledger chains
 
 
 _ALL = frozenset(Permission)
@@ -55,6 +63,8 @@ _READ_ONLY = frozenset(
         Permission.BILLING_READ,
         Permission.AUDIT_READ,
         Permission.AUDIT_EXPORT,
+        Permission.POLICY_READ,
+        Permission.ACCESS_READ,
     }
 )
 
@@ -82,7 +92,11 @@ TENANT_GRANTS: dict[TenantRole, frozenset[Permission]] = {
 
 PROVIDER_GRANTS: dict[ProviderRole, frozenset[ProviderPermission]] = {
     ProviderRole.OPERATOR: frozenset(
-        {ProviderPermission.INVENTORY_READ, ProviderPermission.NODES_OPERATE}
+        {
+            ProviderPermission.INVENTORY_READ,
+            ProviderPermission.NODES_OPERATE,
+            ProviderPermission.ACCESS_REQUEST,
+        }
     ),
     ProviderRole.OPERATOR_ADMIN: frozenset(ProviderPermission),
 }

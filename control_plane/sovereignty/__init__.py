@@ -1,0 +1,1 @@
+"""Sovereignty: residency policies, in-region keys and operator access approval."""
