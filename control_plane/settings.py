@@ -25,6 +25,13 @@ class Settings(BaseSettings):
     log_format: Literal["console", "json"] = "console"
     log_level: str = "INFO"
 
+    # The data region this deployment serves (one release per region). Its ledger chains,
+    # signing keys and key-encryption keys live here.
+    region: str = Field(default="ca-qc-1", pattern=r"^[a-z0-9][a-z0-9-]{1,38}$")
+    # Where file-backed keys live (audit signing keys, key-encryption keys): one directory
+    # per deployment, readable only by the control plane.
+    key_dir: Path = Path("var/keys")
+
     # Sessions and cookies. ``cookie_secure`` defaults to True; localhost runs turn it off.
     secret_key: SecretStr = SecretStr("")
     cookie_secure: bool = True

@@ -97,9 +97,10 @@ def _reset_postgres(url: str) -> None:
 
 
 @pytest.fixture
-def settings(database_url: str) -> Settings:
+def settings(database_url: str, tmp_path: Path) -> Settings:
     return Settings(
         database_url=database_url,
+        key_dir=tmp_path / "keys",
         environment="test",
         cookie_secure=False,
         api_key_cache_seconds=2.0,
