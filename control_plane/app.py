@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncGenerator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -16,6 +18,9 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.routes import HTTPRoute
 
 from control_plane import __version__
+from control_plane.audit.checkpoints import checkpoint_loop
+from control_plane.audit.controllers import ROUTES as AUDIT_ROUTES
+from control_plane.audit.recorder import FailedRequestAudit
 from control_plane.clock import Clock
 from control_plane.db.engine import make_engine, make_read_sessionmaker, make_sessionmaker
 from control_plane.health.controllers import ROUTES as HEALTH_ROUTES
@@ -63,9 +68,13 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncGenerator[None, None]:
+        checkpoints = asyncio.create_task(checkpoint_loop(sessionmaker, settings, clock))
         try:
             yield
         finally:
+            checkpoints.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await checkpoints
             await engine.dispose()
 
     app = Litestar(
@@ -74,6 +83,7 @@ def create_app(
             *IDENTITY_ROUTES,
             *SSO_ROUTES,
             *INVENTORY_ROUTES,
+            *AUDIT_ROUTES,
             portal_router(),
             *extra_route_handlers,
         ],
@@ -82,6 +92,7 @@ def create_app(
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[
             RequestContextMiddleware,
+            FailedRequestAudit,
             DefineMiddleware(
                 IdempotencyMiddleware,
                 sessionmaker=lambda: sessionmaker,

@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     # Where file-backed keys live (audit signing keys, key-encryption keys): one directory
     # per deployment, readable only by the control plane.
     key_dir: Path = Path("var/keys")
+    # Signed audit checkpoints: one per interval when the ledger moved (CloudTrail: hourly).
+    audit_checkpoint_seconds: float = Field(default=600, gt=0)
 
     # Sessions and cookies. ``cookie_secure`` defaults to True; localhost runs turn it off.
     secret_key: SecretStr = SecretStr("")

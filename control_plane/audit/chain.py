@@ -54,6 +54,7 @@ class ActorKind(StrEnum):
     API_KEY = "api_key"
     OPERATOR = "operator"
     SYSTEM = "system"
+    ANONYMOUS = "anonymous"  # not signed in: failed sign-ins, sign-ups
 
 
 _ACTOR_KINDS = frozenset(k.value for k in ActorKind)

@@ -11,7 +11,7 @@ On SQLite there is no such trigger; the application never updates or deletes ent
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Index, String, UniqueConstraint
+from sqlalchemy import BigInteger, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from control_plane.db.base import Base
@@ -53,3 +53,23 @@ class AuditChainHead(Base):
     chain: Mapped[str] = mapped_column(String(80), primary_key=True)
     seq: Mapped[int] = mapped_column(BigInteger)
     entry_hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditCheckpointRow(Base):
+    """A signed checkpoint over every chain head of one region (see merkle.Checkpoint).
+
+    ``leaves`` keeps the heads it commits to, as compact JSON ``[[chain, seq, hash], ...]``
+    in leaf order, so inclusion proofs can be built for any chain later.
+    """
+
+    __tablename__ = "audit_checkpoint"
+
+    region: Mapped[str] = mapped_column(String(40), primary_key=True)
+    number: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    at: Mapped[str] = mapped_column(String(40))
+    tree_size: Mapped[int] = mapped_column(BigInteger)
+    root: Mapped[str] = mapped_column(String(64))
+    prev_checkpoint_hash: Mapped[str] = mapped_column(String(64))
+    key_id: Mapped[str] = mapped_column(String(80))
+    signature: Mapped[str] = mapped_column(String(200))
+    leaves: Mapped[str] = mapped_column(Text)

@@ -152,6 +152,18 @@ class Keyring:
 
     rotate = add
 
+    @classmethod
+    def from_records(cls, records: Iterable[PublicKeyRecord], active: SigningKey) -> Keyring:
+        """A keyring from stored public records (of one region); ``active`` signs from now."""
+        ring = cls()
+        for record in records:
+            ring._records[record.key_id] = record
+            if record.key_id == active.key_id:
+                ring._active[record.region] = active
+        if active.key_id not in ring._records:
+            raise ValueError(f"active key {active.key_id} has no public record")
+        return ring
+
     def signing_key(self, region: str) -> SigningKey:
         return self._active[region]
 

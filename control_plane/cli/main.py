@@ -116,8 +116,48 @@ def main() -> None:  # pragma: no cover
 def _register_client_commands() -> None:
     """Client commands (SDK-backed) live in the control_plane.cli.client package."""
     from control_plane.cli.client import register
+    from control_plane.cli.client.audit import audit_group
 
     register(cli)
+    audit_group.add_command(audit_rotate_key)
+    audit_group.add_command(audit_checkpoint)
+
+
+@click.command("rotate-key")
+def audit_rotate_key() -> None:
+    """(On the server) start signing this region's checkpoints with a new key."""
+    from control_plane.audit.keyfiles import load_keyring, rotate_signing_key
+    from control_plane.clock import Clock
+
+    settings = Settings()
+    now = Clock().now()
+    load_keyring(settings.key_dir, settings.region, now)  # the first key, if none yet
+    record = rotate_signing_key(settings.key_dir, settings.region, now)
+    click.echo(
+        f"{settings.region}: now signing with {record.key_id} (public key {record.public_key})"
+    )
+
+
+@click.command("checkpoint")
+def audit_checkpoint() -> None:
+    """(On the server) sign a checkpoint of this region's ledger now."""
+    taken = asyncio.run(_checkpoint(Settings()))
+    click.echo(f"{taken}")
+
+
+async def _checkpoint(settings: Settings) -> str:
+    from control_plane.audit.checkpoints import take_checkpoint
+    from control_plane.clock import Clock
+    from control_plane.db.engine import make_engine, make_sessionmaker
+
+    engine = make_engine(settings.database_url)
+    try:
+        async with make_sessionmaker(engine)() as session, session.begin():
+            cp = await take_checkpoint(session, settings, Clock().now(), force=True)
+    finally:
+        await engine.dispose()
+    assert cp is not None
+    return f"{cp.region} checkpoint #{cp.number} over {cp.tree_size} chains, root {cp.root}"
 
 
 _register_client_commands()

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from control_plane.audit.hints import hint as audit_hint
 from control_plane.clock import Clock
 from control_plane.errors import Conflict, FieldError, Locked, NotFound, Unauthenticated
 from control_plane.identity import repository
@@ -111,11 +112,20 @@ async def start_session(
         source_address=source,
     )
     db.add(session)
+    audit_hint(
+        db,
+        actor_kind="user",
+        actor_id=user.id,
+        org_id=first_org,
+        target_type="user",
+        target_id=user.id,
+    )
     await db.execute(delete(WebSession).where(WebSession.expires_at < now))
     return NewSession(token, user, session.csrf_token, session.expires_at)
 
 
-async def end_session(db: AsyncSession, session_id: str) -> None:
+async def end_session(db: AsyncSession, session_id: str, user_id: str | None = None) -> None:
+    audit_hint(db, target_type="user", target_id=user_id)
     await db.execute(delete(WebSession).where(WebSession.id == session_id))
 
 
@@ -127,6 +137,7 @@ async def switch_org(db: AsyncSession, principal: Principal, org_id: str) -> Non
     if session is None:
         raise Unauthenticated(detail="Your session has ended.")
     session.current_org_id = org_id
+    audit_hint(db, org_id=org_id, target_type="organization", target_id=org_id)
 
 
 async def who_am_i(

@@ -171,7 +171,7 @@ class AuthController(Controller):
         self, request: Request[Any, Any, Any], principal: Principal, db: AsyncSession
     ) -> None:
         if principal.session_id:
-            await accounts.end_session(db, principal.session_id)
+            await accounts.end_session(db, principal.session_id, principal.user_id)
             authenticator: Authenticator = request.app.state.authenticator
             authenticator.forget_session(principal.session_id)
 

@@ -9,6 +9,7 @@ from types import TracebackType
 import httpx
 
 from control_plane.sdk._http import SESSION_COOKIE, Credentials, RetryPolicy, Transport, decode
+from control_plane.sdk.audit import Audit
 from control_plane.sdk.errors import UnexpectedResponseError
 from control_plane.sdk.models import MeRead, SessionRead
 from control_plane.sdk.resources import (
@@ -65,6 +66,7 @@ class Client:
         self.regions = Regions(self._t)
         self.gpu_models = GpuModels(self._t)
         self.nodes = Nodes(self._t)
+        self.audit = Audit(self._t)
 
     def __enter__(self) -> Client:
         return self

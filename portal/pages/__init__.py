@@ -4,6 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from portal.pages import auth, dashboard, inventory, projects
+from portal.pages import audit, auth, dashboard, inventory, projects
 
-ROUTES: list[Any] = [*auth.ROUTES, *dashboard.ROUTES, *projects.ROUTES, *inventory.ROUTES]
+ROUTES: list[Any] = [
+    *auth.ROUTES,
+    *dashboard.ROUTES,
+    *projects.ROUTES,
+    *inventory.ROUTES,
+    *audit.ROUTES,
+]

@@ -173,7 +173,7 @@ async def logout(
     request: Request[Any, Any, Any], principal: Principal, db: AsyncSession
 ) -> Redirect:
     if principal.session_id:
-        await accounts.end_session(db, principal.session_id)
+        await accounts.end_session(db, principal.session_id, principal.user_id)
         authenticator: Authenticator = request.app.state.authenticator
         authenticator.forget_session(principal.session_id)
     response = _see_other("/login?signed_out=1")

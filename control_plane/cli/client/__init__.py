@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from control_plane.cli.client.account import login, logout, profile_group, whoami
+from control_plane.cli.client.audit import audit_group
 from control_plane.cli.client.base import OUTPUTS
 from control_plane.cli.client.catalog import gpu_models_group, regions_group
 from control_plane.cli.client.nodes import nodes_group
@@ -32,6 +33,7 @@ GROUPS = (
     regions_group,
     gpu_models_group,
     nodes_group,
+    audit_group,
 )
 TOP_LEVEL = (login, logout, whoami)
 

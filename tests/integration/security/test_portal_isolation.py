@@ -53,6 +53,8 @@ def pages(world: World) -> dict[tuple[str, str], Page]:
         ("POST", "/operator/nodes/{node_id:str}/transitions"): Page(
             "POST", f"/operator/nodes/{node}/transitions", {"to": "draining", "reason": "test"}
         ),
+        ("GET", "/audit"): Page("GET", "/audit", {}),
+        ("GET", "/audit/export"): Page("GET", "/audit/export", {}),
     }
 
 
@@ -67,7 +69,9 @@ def portal_routes(app: Litestar) -> dict[tuple[str, str], Access]:
     return found
 
 
-ORG_CONTEXT = ("/dashboard", "/projects")  # act on the caller's own current organization
+# Act on the caller's own current organization.
+ORG_CONTEXT = ("/dashboard", "/projects", "/audit", "/audit/export")
+NEEDS_ORG = ("/audit/export",)
 NODE_JURISDICTION = "CA"  # where build_world puts the node
 
 
@@ -87,7 +91,8 @@ def expected(access: Access, caller: Caller, page: Page) -> str:
                 )
             if caller.outsider:  # the attacker acts in its own organization, as its admin
                 return "allowed"
-            return "allowed" if page.method == "GET" else "hidden"  # no organization at all
+            # No organization at all: pages show an empty state; a download has nothing to give.
+            return "allowed" if page.method == "GET" and page.path not in NEEDS_ORG else "hidden"
         if caller.victim_role is None:
             return "hidden"
         return "allowed" if tenant_allows(caller.victim_role, access.permission) else "denied"

@@ -254,6 +254,16 @@ EXPECTATIONS: dict[str, tuple[Rule, Build]] = {
         lambda w, n: Call(f"/api/v1/api-keys/{w.victim_key_id}/revoke"),
     ),
     # The catalog: every signed-in caller reads it, only operator-admins change it.
+    # The audit ledger: public keys for anyone; entries and exports for the org's auditors.
+    "GET /api/v1/audit/keys": (PUBLIC, lambda w, n: Call("/api/v1/audit/keys")),
+    "GET /api/v1/orgs/{org_id}/audit/entries": (
+        tenant(Permission.AUDIT_READ),
+        lambda w, n: Call(f"/api/v1/orgs/{_org(w)}/audit/entries"),
+    ),
+    "GET /api/v1/orgs/{org_id}/audit/export": (
+        tenant(Permission.AUDIT_EXPORT),
+        lambda w, n: Call(f"/api/v1/orgs/{_org(w)}/audit/export"),
+    ),
     "GET /api/v1/regions": (AUTHENTICATED, lambda w, n: Call("/api/v1/regions")),
     "GET /api/v1/regions/{code}": (
         AUTHENTICATED,
