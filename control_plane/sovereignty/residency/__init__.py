@@ -1,0 +1,1 @@
+"""Residency policies: where an organization's data, keys and operators may be."""
