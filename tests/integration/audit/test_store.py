@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.audit import ProblemKind, chain_name, verify_chain
 from control_plane.audit.chain import AuditEntry
-from control_plane.audit.store import entries, record
+from control_plane.audit.store import LedgerInconsistent, NewEntry, entries, record, record_many
 from control_plane.db.engine import make_engine, make_sessionmaker
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
@@ -135,6 +135,131 @@ class TestRecord:
         assert verify_chain(stored) is None
 
 
+def _new(n: int, org_id: str | None = "org_a", **over: Any) -> NewEntry:
+    fields: dict[str, Any] = {
+        "org_id": org_id,
+        "region": "ca-qc-1",
+        "actor_kind": "user",
+        "actor_id": "usr_1",
+        "action": "projects.create",
+        "target_type": "project",
+        "target_id": f"prj_{n}",
+        "request_id": f"req_{n}",
+        "source_address": "203.0.113.7",
+        "outcome": "success",
+        "payload": {"name": f"project {n}"},
+        "at": T0 + timedelta(seconds=n),
+    }
+    fields.update(over)
+    return NewEntry(**fields)
+
+
+class TestRecordMany:
+    async def test_appends_each_chain_in_the_order_given_and_returns_entries_in_that_order(
+        self, db: AsyncSession
+    ) -> None:
+        await _record(db, 0, org_id="org_b")
+        batch = [_new(1), _new(2, org_id="org_b"), _new(3), _new(4, org_id=None), _new(5)]
+
+        written = await record_many(db, batch)
+        await db.commit()
+
+        assert [(e.chain, e.seq, e.target_id) for e in written] == [
+            ("org_a/ca-qc-1", 1, "prj_1"),
+            ("org_b/ca-qc-1", 2, "prj_2"),
+            ("org_a/ca-qc-1", 2, "prj_3"),
+            ("_provider/ca-qc-1", 1, "prj_4"),
+            ("org_a/ca-qc-1", 3, "prj_5"),
+        ]
+        for chain in ("org_a/ca-qc-1", "org_b/ca-qc-1", "_provider/ca-qc-1"):
+            stored = await entries(db, chain)
+            mine = [e for e in written if e.chain == chain]
+            assert stored[-len(mine) :] == mine
+            assert verify_chain(stored) is None
+
+    async def test_a_batch_hashes_exactly_as_single_records_would(self, db: AsyncSession) -> None:
+        batch = [_new(1), _new(2)]
+        written = await record_many(db, batch)
+        await db.rollback()
+
+        one_by_one = [await _record(db, 1), await _record(db, 2)]
+
+        assert written == one_by_one
+
+    async def test_an_empty_batch_writes_nothing(self, db: AsyncSession) -> None:
+        assert await record_many(db, []) == []
+        assert await entries(db, "org_a/ca-qc-1") == []
+
+    async def test_a_rolled_back_batch_leaves_no_entry_and_no_gap(self, db: AsyncSession) -> None:
+        await record_many(db, [_new(1), _new(2, org_id="org_b")])
+        await db.rollback()
+        await record_many(db, [_new(3), _new(4, org_id="org_b")])
+        await db.commit()
+
+        assert [(e.seq, e.target_id) for e in await entries(db, "org_a/ca-qc-1")] == [(1, "prj_3")]
+        assert [(e.seq, e.target_id) for e in await entries(db, "org_b/ca-qc-1")] == [(1, "prj_4")]
+
+    async def test_concurrent_batches_over_shared_chains_neither_deadlock_nor_fork(
+        self, db: AsyncSession, database_url: str
+    ) -> None:
+        """Each batch names the same chains in a different order, including chains that do
+        not exist yet: heads are created and locked in chain order, so no batch waits on
+        another in a cycle."""
+        engine = make_engine(database_url)
+        sessions = make_sessionmaker(engine)
+        orgs = ["org_a", "org_b", "org_c", None]
+
+        async def one(n: int) -> None:
+            rotated = orgs[n % 4 :] + orgs[: n % 4]
+            async with sessions() as session:
+                await record_many(session, [_new(10 * n + i, org) for i, org in enumerate(rotated)])
+                await session.commit()
+
+        try:
+            await asyncio.gather(*(one(n) for n in range(12)))
+        finally:
+            await engine.dispose()
+
+        for org in orgs:
+            stored = await entries(db, chain_name(org, "ca-qc-1"))
+            assert [e.seq for e in stored] == list(range(1, 13))
+            assert verify_chain(stored) is None
+
+
+class TestLedgerInconsistent:
+    async def test_a_head_that_names_no_stored_entry_stops_the_append_and_writes_nothing(
+        self, db: AsyncSession
+    ) -> None:
+        await _record(db, 1)
+        await db.commit()
+        await db.execute(
+            text("UPDATE audit_chain_head SET entry_hash = :h WHERE chain = 'org_a/ca-qc-1'"),
+            {"h": "f" * 64},
+        )
+        await db.commit()
+
+        with pytest.raises(LedgerInconsistent, match="org_a/ca-qc-1: head seq 1 does not match"):
+            await record_many(db, [_new(2, org_id="org_b"), _new(3)])
+        await db.rollback()
+
+        assert [e.seq for e in await entries(db, "org_a/ca-qc-1")] == [1]
+        assert await entries(db, "org_b/ca-qc-1") == []
+
+    async def test_a_head_ahead_of_the_stored_entries_stops_a_single_record(
+        self, db: AsyncSession
+    ) -> None:
+        await _record(db, 1)
+        await db.commit()
+        await db.execute(text("UPDATE audit_chain_head SET seq = 2"))
+        await db.commit()
+
+        with pytest.raises(LedgerInconsistent, match="head seq 2 does not match"):
+            await _record(db, 2)
+        await db.rollback()
+
+        assert [e.seq for e in await entries(db, "org_a/ca-qc-1")] == [1]
+
+
 class TestAppendOnly:
     async def test_an_entry_cannot_be_changed_unnoticed(
         self, db: AsyncSession, db_kind: str
@@ -165,4 +290,10 @@ class TestAppendOnly:
     def test_the_store_offers_no_way_to_change_or_remove_an_entry(self) -> None:
         from control_plane.audit import store
 
-        assert set(store.__all__) == {"LedgerInconsistent", "entries", "record"}
+        assert set(store.__all__) == {
+            "LedgerInconsistent",
+            "NewEntry",
+            "entries",
+            "record",
+            "record_many",
+        }

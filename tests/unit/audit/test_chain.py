@@ -22,7 +22,7 @@ from control_plane.audit import (
     payload_hash,
     verify_chain,
 )
-from control_plane.audit.chain import entry_body, entry_hash
+from control_plane.audit.chain import _BATCH, _bodies, entry_body, entry_hash
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 CHAIN = "org_a/ca-qc-1"
@@ -222,6 +222,74 @@ class TestVerifyChain:
         problem = verify_chain(entries)
         assert problem is not None
         assert (problem.seq, problem.kind) == (5, ProblemKind.FOREIGN)
+
+
+class TestVerifyChainFastEncoding:
+    """verify_chain encodes in batches with msgspec; it must judge exactly as entry_body."""
+
+    @given(
+        actor_id=st.none() | text,
+        target_id=st.none() | text,
+        source=st.none() | text,
+        decision=st.none() | text,
+        request=st.none() | text,
+    )
+    def test_batch_bodies_are_the_canonical_bodies(
+        self,
+        actor_id: str | None,
+        target_id: str | None,
+        source: str | None,
+        decision: str | None,
+        request: str | None,
+    ) -> None:
+        entry = dataclasses.replace(
+            make_chain(1)[0],
+            actor_id=actor_id,
+            target_id=target_id,
+            source_address=source,
+            decision_ref=decision,
+            request_id=request,
+        )
+        plain = make_chain(2)[1]
+
+        expected = [entry_body(plain), entry_body(entry), entry_body(plain)]
+        assert _bodies([plain, entry, plain]) == expected
+
+    @pytest.mark.parametrize("value", ['say "hi"', "back\\slash", "tab\tnew\nline", "\x00\x1f\x7f"])
+    def test_escaped_strings_verify_and_their_tampering_is_named(self, value: str) -> None:
+        entries = make_chain(3)
+        prev = entries[0]
+        entries[1] = append(prev, **{**_fields(entries[1]), "target_id": value})
+        entries[2] = append(entries[1], **_fields(entries[2]))
+
+        assert verify_chain(entries) is None
+        tampered = [
+            *entries[:1],
+            dataclasses.replace(entries[1], target_id=value + " "),
+            entries[2],
+        ]
+        problem = verify_chain(tampered)
+        assert problem is not None
+        assert (problem.seq, problem.kind) == (2, ProblemKind.MODIFIED)
+
+    def test_a_lone_surrogate_is_malformed_not_a_crash(self) -> None:
+        entries = make_chain(3)
+        entries[1] = dataclasses.replace(entries[1], actor_id="\ud800")
+
+        problem = verify_chain(entries)
+
+        assert problem is not None
+        assert (problem.seq, problem.kind) == (2, ProblemKind.MALFORMED)
+
+    def test_tampering_is_named_across_batch_boundaries(self) -> None:
+        entries = make_chain(_BATCH + 5)
+        assert verify_chain(entries) is None
+        for i in (_BATCH - 1, _BATCH, _BATCH + 4):
+            tampered = list(entries)
+            tampered[i] = dataclasses.replace(entries[i], outcome="denied")
+            problem = verify_chain(tampered)
+            assert problem is not None
+            assert (problem.seq, problem.kind) == (i + 1, ProblemKind.MODIFIED)
 
 
 KNOWN_HASH = "9f6f5b9d249c1bd75ca3128b9fdf12288f7385aad01ef83b07a4b2b9d8904bb2"
