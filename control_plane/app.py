@@ -37,6 +37,12 @@ from control_plane.identity.sso_controllers import close_oidc_client
 from control_plane.inventory.controllers import ROUTES as INVENTORY_ROUTES
 from control_plane.logging import configure_logging
 from control_plane.settings import Settings
+from control_plane.sovereignty.access.controllers import ROUTES as ACCESS_ROUTES
+from control_plane.sovereignty.keys import service as keys_service
+from control_plane.sovereignty.keys.controllers import ROUTES as KEYS_ROUTES
+from control_plane.sovereignty.keys.residency import org_key_resources
+from control_plane.sovereignty.residency.controllers import ROUTES as RESIDENCY_ROUTES
+from control_plane.sovereignty.residency.resources import ORG_KEYS_SOURCE, builtin_sources
 from portal.routes import install_portal, portal_router
 
 
@@ -63,8 +69,16 @@ def create_app(
             "read_sessionmaker": make_read_sessionmaker(engine),
             "authenticator": Authenticator(sessionmaker, clock, settings.api_key_cache_seconds),
             "login_limiter": SlidingWindowLimiter(settings.login_rate_per_minute),
+            # Called when an organization is deleted, in its transaction: keys shreds its
+            # data keys (identity knows no other domain).
+            "org_deletion_hooks": (keys_service.org_deletion_hook(settings, clock),),
+            # Resource sources residency checks policy changes against (tenancies,
+            # endpoints and keys register theirs here).
+            "residency_sources": builtin_sources(),
         }
     )
+
+    state.residency_sources.register(ORG_KEYS_SOURCE, org_key_resources)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncGenerator[None, None]:
@@ -84,6 +98,9 @@ def create_app(
             *SSO_ROUTES,
             *INVENTORY_ROUTES,
             *AUDIT_ROUTES,
+            *RESIDENCY_ROUTES,
+            *ACCESS_ROUTES,
+            *KEYS_ROUTES,
             portal_router(),
             *extra_route_handlers,
         ],

@@ -19,6 +19,7 @@ from control_plane.identity.principal import Principal
 from control_plane.identity.roles import ProviderPermission, provider_allows
 from control_plane.identity.schemas import OrgRead
 from control_plane.inventory.lifecycle import NodeState
+from control_plane.sovereignty.access.notifications import banner_notifications
 
 PORTAL_DIR = Path(__file__).resolve().parent
 TEMPLATES_DIR = PORTAL_DIR / "templates"
@@ -97,6 +98,7 @@ def shell_context(
         "active": active,
         "current_path": request.url.path,
         "page_title": "",
+        "access_alerts": [],  # break-glass notices; render() fills them in
     }
 
 
@@ -138,5 +140,6 @@ async def render(
     if principal is not None and principal.memberships:
         orgs = await collect(lambda page: organizations.list_orgs(db, principal, page))
     full = shell_context(request, principal, orgs, active)
+    full["access_alerts"] = await banner_notifications(db, principal)
     full.update(context)
     return Template(template_name=template, context=full, status_code=status_code, headers=headers)

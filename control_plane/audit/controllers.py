@@ -26,6 +26,17 @@ Since = Annotated[
 Until = Annotated[
     datetime | None, Parameter(description="Entries at or before this time (RFC 3339).")
 ]
+Destination = Annotated[
+    str | None,
+    Parameter(
+        pattern=r"^[A-Za-z]{2}$",
+        description=(
+            "Jurisdiction (ISO 3166 alpha-2) the bundle goes to; the organization's residency "
+            "policy must allow exporting there. Policies that forbid cross-border export "
+            "refuse an undeclared destination."
+        ),
+    ),
+]
 ZIP = "application/zip"
 
 
@@ -93,9 +104,18 @@ class AuditLedgerController(Controller):
         clock: Clock,
         since: Since = None,
         until: Until = None,
+        destination: Destination = None,
     ) -> Response[bytes]:
         content = await service.export_zip(
-            db, request.app.state.sessionmaker, tenant, settings, clock, org_id, since, until
+            db,
+            request.app.state.sessionmaker,
+            tenant,
+            settings,
+            clock,
+            org_id,
+            since,
+            until,
+            destination.upper() if destination else None,
         )
         name = f"audit-{org_id}-{settings.region}-{clock.now():%Y%m%dT%H%M%SZ}.zip"
         return Response(

@@ -42,6 +42,7 @@ from control_plane.audit.store import record
 __all__ = [
     "AUDITED_READ",
     "FailedRequestAudit",
+    "actor_of",
     "audited_read",
     "record_request",
     "track_changes",
@@ -181,6 +182,11 @@ def _action(scope: Scope) -> str:
 def _clean(text: str) -> str:
     cleaned = _ACTION_PART.sub("_", text.lower()).strip("_")
     return cleaned if cleaned and cleaned[0].isalpha() else f"x{cleaned}"
+
+
+def actor_of(principal: Any) -> tuple[str, str | None]:
+    """How the ledger names a caller: (actor kind, actor id)."""
+    return _actor(principal, AuditHint())
 
 
 def _actor(principal: Any, hint: AuditHint) -> tuple[str, str | None]:

@@ -23,6 +23,7 @@ from control_plane.audit.checkpoints import checkpoints_for_chain, take_checkpoi
 from control_plane.audit.keyfiles import load_keyring
 from control_plane.audit.merkle import proofs_for
 from control_plane.audit.models import AuditEntryRow
+from control_plane.audit.recorder import actor_of
 from control_plane.audit.rows import entry_columns, to_entry
 from control_plane.audit.schemas import (
     ActorRead,
@@ -36,6 +37,7 @@ from control_plane.errors import FieldError, InvalidInput
 from control_plane.http.pagination import Page, PageRequest, make_page
 from control_plane.identity.authz import TenantScope
 from control_plane.settings import Settings
+from control_plane.sovereignty.residency import service as residency
 
 __all__ = ["EntryFilter", "export_zip", "list_entries", "public_keys"]
 
@@ -132,16 +134,35 @@ async def export_zip(
     org_id: str,
     since: datetime | None,
     until: datetime | None,
+    destination: str | None = None,
 ) -> bytes:
     """The organization's bundle (docs/audit-format.md) for [since, until], zipped.
+
+    ``destination`` is the jurisdiction the bundle goes to, as the caller declares it; the
+    organization's residency policy must allow the export there (recorded either way).
 
     A checkpoint is signed first (in its own short transaction) so the bundle ends on a
     signed commitment to the newest entry.
     """
     scope.require(org_id)
     _check_window(since, until)
+    # Sealed first, in its own transaction (SQLite has one writer: the request's own
+    # transaction must not hold the write lock yet).
     async with sessionmaker() as checkpoint_db, checkpoint_db.begin():
         await take_checkpoint(checkpoint_db, settings, clock.now())
+    actor_kind, actor_id = actor_of(scope.principal)
+    # The bundle leaves the operator: the organization's residency policy decides where to.
+    await residency.check_export(
+        db,
+        org_id=org_id,
+        region_code=settings.region,
+        destination_jurisdiction=destination,
+        actor_kind=actor_kind,
+        actor_id=actor_id,
+        subject=f"audit_export:{chain_name(org_id, settings.region)}",
+        clock=clock,
+        settings=settings,
+    )
     with tempfile.TemporaryDirectory(prefix="cp-audit-export-") as tmp:
         await write_org_bundle(db, settings, clock, org_id, since, until, Path(tmp))
         return _zip(Path(tmp))

@@ -7,8 +7,19 @@ from control_plane.db.base import Base
 from control_plane.http import models as _http_models
 from control_plane.identity import models as _identity_models
 from control_plane.inventory import models as _inventory_models
+from control_plane.sovereignty.access import models as _access_models
+from control_plane.sovereignty.keys import models as _keys_models
+from control_plane.sovereignty.residency import models as _residency_models
 
 __all__ = ["Base", "metadata"]
 
-_LOADED = (_audit_models, _http_models, _identity_models, _inventory_models)
+_LOADED = (
+    _access_models,
+    _audit_models,
+    _http_models,
+    _identity_models,
+    _inventory_models,
+    _keys_models,
+    _residency_models,
+)
 metadata = Base.metadata

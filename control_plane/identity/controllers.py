@@ -15,7 +15,7 @@ from control_plane.clock import Clock
 from control_plane.errors import TooManyRequests
 from control_plane.http.pagination import Page, PageRequest
 from control_plane.http.problems import problem_responses
-from control_plane.identity import accounts, api_keys, organizations, projects
+from control_plane.identity import accounts, api_keys, org_deletion, organizations, projects
 from control_plane.identity.authentication import SESSION_COOKIE, Authenticator
 from control_plane.identity.authz import TenantScope, authenticated, public, tenant
 from control_plane.identity.models import User
@@ -238,6 +238,27 @@ class OrgController(Controller):
         self, org_id: OrgId, data: OrgUpdate, tenant: TenantScope, db: AsyncSession
     ) -> OrgRead:
         return await organizations.update_org(db, tenant, org_id, data)
+
+    @delete(
+        "/{org_id:str}",
+        opt=tenant(Permission.ORG_DELETE),
+        summary="Delete the organization: members lose access, its keys are destroyed",
+    )
+    async def delete_org(
+        self,
+        request: Request[Any, Any, Any],
+        org_id: OrgId,
+        confirm: Annotated[
+            str, Parameter(max_length=63, description="The organization's slug (or id), again.")
+        ],
+        tenant: TenantScope,
+        db: AsyncSession,
+        clock: Clock,
+    ) -> None:
+        hooks = getattr(request.app.state, "org_deletion_hooks", ())
+        members = await org_deletion.delete_org(db, clock, tenant, org_id, confirm, hooks)
+        for user_id in members:
+            request.app.state.authenticator.forget_user(user_id)
 
     @get("/{org_id:str}/members", opt=tenant(Permission.MEMBERS_READ))
     async def list_members(

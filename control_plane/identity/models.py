@@ -33,6 +33,8 @@ class Organization(Base):
     slug: Mapped[str] = mapped_column(String(63), unique=True)
     name: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Set when the organization is deleted (its row stays for the ledger; migration 0006).
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class Membership(Base):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.clock import Clock
@@ -13,8 +13,9 @@ from control_plane.errors import Conflict, FieldError, Forbidden, NotFound
 from control_plane.http.pagination import Page, PageRequest, make_page
 from control_plane.identity import repository
 from control_plane.identity.authz import TenantScope
-from control_plane.identity.models import Membership, Organization, User
+from control_plane.identity.models import Membership, Organization, Project, User
 from control_plane.identity.principal import Principal
+from control_plane.identity.projects import project_read
 from control_plane.identity.roles import ROLE_RANK, Permission, TenantRole
 from control_plane.identity.schemas import (
     MemberCreate,
@@ -23,6 +24,7 @@ from control_plane.identity.schemas import (
     OrgCreate,
     OrgRead,
     OrgUpdate,
+    ProjectRead,
 )
 from control_plane.ids import new_id
 
@@ -197,4 +199,45 @@ async def org_counts(db: AsyncSession, clock: Clock, scope: TenantScope, org_id:
             Permission.API_KEYS_READ,
             lambda: repository.count_active_api_keys(db, scope, org_id, clock.now()),
         ),
+    )
+
+
+# Provider support ---------------------------------------------------------------------------
+# Operators are not members, so these take no TenantScope. The only caller is operator
+# access approval (control_plane.sovereignty.access), which asks only under a grant the
+# tenant approved and records every use in the tenant's ledger.
+
+
+@dataclass(frozen=True)
+class SupportView:
+    """What provider support may see of an organization: names, projects, a member count."""
+
+    org: OrgRead
+    member_count: int
+    projects: list[ProjectRead]
+
+
+async def find_org(db: AsyncSession, ref: str) -> OrgRead | None:
+    """A live organization by id or slug (None when there is none)."""
+    column = Organization.id if ref.startswith("org_") else Organization.slug
+    query = select(Organization).where(column == ref, Organization.deleted_at.is_(None))
+    org = (await db.execute(query)).scalar_one_or_none()
+    return None if org is None else org_read(org, None)
+
+
+async def support_view(db: AsyncSession, org_id: str, max_projects: int = 500) -> SupportView:
+    """The organization's projects and member count (no keys, no member identities)."""
+    org = await find_org(db, org_id)
+    if org is None:
+        raise NotFound(detail="No such organization.")
+    members = await db.execute(
+        select(func.count()).select_from(Membership).where(Membership.org_id == org_id)
+    )
+    rows = await db.execute(
+        select(Project).where(Project.org_id == org_id).order_by(Project.id).limit(max_projects)
+    )
+    return SupportView(
+        org=org,
+        member_count=int(members.scalar_one()),
+        projects=[project_read(p) for p in rows.scalars()],
     )

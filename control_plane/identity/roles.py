@@ -37,6 +37,9 @@ class Permission(StrEnum):
     POLICY_WRITE = "policy:write"  # residency policy changes
     ACCESS_READ = "access:read"  # operator access requests and grants (access transparency)
     ACCESS_APPROVE = "access:approve"  # approve or deny operator access, review break-glass
+    SECRETS_READ = "secrets:read"  # secret metadata and data-key versions (never values)
+    SECRETS_WRITE = "secrets:write"  # store, replace and delete secrets; rotate the data key
+    ORG_DELETE = "org:delete"  # delete the organization and crypto-shred its keys
 
 
 class ProviderPermission(StrEnum):
@@ -65,18 +68,20 @@ _READ_ONLY = frozenset(
         Permission.AUDIT_EXPORT,
         Permission.POLICY_READ,
         Permission.ACCESS_READ,
+        Permission.SECRETS_READ,
     }
 )
 
 TENANT_GRANTS: dict[TenantRole, frozenset[Permission]] = {
     TenantRole.OWNER: _ALL,
-    TenantRole.ADMIN: _ALL - {Permission.BILLING_WRITE},
+    TenantRole.ADMIN: _ALL - {Permission.BILLING_WRITE, Permission.ORG_DELETE},
     TenantRole.MEMBER: frozenset(
         {
             Permission.ORG_READ,
             Permission.PROJECTS_READ,
             Permission.API_KEYS_READ,
             Permission.API_KEYS_WRITE,
+            Permission.SECRETS_READ,
         }
     ),
     TenantRole.BILLING: frozenset(

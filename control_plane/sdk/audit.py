@@ -49,13 +49,22 @@ class Audit(_Resource):
         return self._paginate(path, AuditEntryRead, page_size, filters)
 
     def export(
-        self, org_id: str, *, since: datetime | None = None, until: datetime | None = None
+        self,
+        org_id: str,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        destination: str | None = None,
     ) -> bytes:
-        """The export bundle as zip bytes; :func:`extract_bundle` unpacks it for verifying."""
+        """The export bundle as zip bytes; :func:`extract_bundle` unpacks it for verifying.
+
+        ``destination``: the jurisdiction (e.g. ``"CA"``) the bundle goes to; the
+        organization's residency policy must allow it.
+        """
         response = self._t.send(
             "GET",
             f"{API}/orgs/{_seg(org_id)}/audit/export",
-            params={"since": _time(since), "until": _time(until)},
+            params={"since": _time(since), "until": _time(until), "destination": destination},
         )
         if response.status_code >= 400:
             raise error_from_response(response)

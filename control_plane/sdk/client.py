@@ -9,9 +9,12 @@ from types import TracebackType
 import httpx
 
 from control_plane.sdk._http import SESSION_COOKIE, Credentials, RetryPolicy, Transport, decode
+from control_plane.sdk.access import Access
 from control_plane.sdk.audit import Audit
 from control_plane.sdk.errors import UnexpectedResponseError
+from control_plane.sdk.keys import Keys, Secrets
 from control_plane.sdk.models import MeRead, SessionRead
+from control_plane.sdk.residency import Residency
 from control_plane.sdk.resources import (
     API,
     ApiKeys,
@@ -66,7 +69,11 @@ class Client:
         self.regions = Regions(self._t)
         self.gpu_models = GpuModels(self._t)
         self.nodes = Nodes(self._t)
+        self.access = Access(self._t)
+        self.secrets = Secrets(self._t)
+        self.keys = Keys(self._t)
         self.audit = Audit(self._t)
+        self.residency = Residency(self._t)
 
     def __enter__(self) -> Client:
         return self

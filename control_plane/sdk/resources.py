@@ -8,6 +8,7 @@ from urllib.parse import quote
 
 from control_plane.http.pagination import Page
 from control_plane.sdk._http import Transport
+from control_plane.sdk.errors import error_from_response
 from control_plane.sdk.models import (
     ApiKeyCreated,
     ApiKeyRead,
@@ -75,6 +76,15 @@ class Orgs(_Resource):
     def update(self, org_id: str, *, name: str | None = None) -> OrgRead:
         body = _without_none({"name": name})
         return self._t.call("PATCH", f"{API}/orgs/{_seg(org_id)}", OrgRead, body=body)
+
+    def delete(self, org_id: str, *, confirm: str) -> None:
+        """Delete an organization (owners, signed in): irreversible, its keys are destroyed.
+
+        ``confirm`` repeats the organization's slug.
+        """
+        response = self._t.send("DELETE", f"{API}/orgs/{_seg(org_id)}", params={"confirm": confirm})
+        if response.status_code >= 400:
+            raise error_from_response(response)
 
     def members(self, org_id: str) -> Members:
         """The members of one organization."""

@@ -17,6 +17,8 @@ from control_plane.identity.secrets import hash_password
 from control_plane.ids import new_id
 from control_plane.inventory.lifecycle import NodeState
 from control_plane.inventory.models import Gpu, GpuModel, Node, NodeEvent, Region, Site
+from control_plane.sovereignty.residency import service as residency
+from control_plane.sovereignty.residency.schemas import PolicyChange
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,16 @@ _STATE_PATHS = {
 }
 
 
+# The demo lab keeps data in Canada and the EU (Québec and Sweden usable, us-east-1 refused),
+# with Canadian and Swedish operators; docs/residency.md explains the choice.
+DEMO_RESIDENCY = PolicyChange(
+    template="canada-sovereign",
+    name="Canada and EU",
+    allowed_groups=["EU"],
+    operator_jurisdictions=["CA", "SE"],
+)
+
+
 async def seed_demo(db: AsyncSession, clock: Clock) -> dict[str, int]:
     """Insert the demo organization, users, regions, GPU catalog and fleet if missing."""
     added = {"users": 0, "regions": 0, "nodes": 0}
@@ -166,6 +178,7 @@ async def seed_demo(db: AsyncSession, clock: Clock) -> dict[str, int]:
             )
     added["regions"] = await seed_catalog(db, clock)
     added["nodes"] = await _fleet(db, clock)
+    await residency.seed_policy(db, clock, org.id, DEMO_RESIDENCY)
     await db.flush()
     return added
 

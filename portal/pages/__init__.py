@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from portal.pages import audit, auth, dashboard, inventory, projects
+from portal.pages import access, audit, auth, dashboard, inventory, keys, projects, residency
 
 ROUTES: list[Any] = [
     *auth.ROUTES,
     *dashboard.ROUTES,
     *projects.ROUTES,
     *inventory.ROUTES,
+    *residency.ROUTES,
+    *keys.ROUTES,
+    *access.ROUTES,
     *audit.ROUTES,
 ]

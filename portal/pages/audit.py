@@ -19,9 +19,10 @@ from control_plane.errors import FieldError, InvalidInput, NotFound
 from control_plane.http.pagination import page_request
 from control_plane.identity.authz import TenantScope, tenant
 from control_plane.identity.roles import Permission
+from control_plane.inventory import service as inventory
 from control_plane.settings import Settings
 from portal.forms import FormState
-from portal.templating import render
+from portal.templating import collect, render
 
 ACTIVITY_DAYS = 30
 ENTRIES_PER_PAGE = 25
@@ -90,6 +91,8 @@ async def audit_page(
         db, tenant, settings, org_id, today - timedelta(days=ACTIVITY_DAYS - 1), today
     )
     filters = {k: v for k, v in form.values.items() if v}
+    jurisdictions = await _jurisdictions(db)
+    form.values["destination"] = jurisdictions.get(settings.region, "")
     context = {
         "page_title": "Audit ledger",
         "no_org": False,
@@ -106,8 +109,15 @@ async def audit_page(
         "filtered": bool(filters),
         "region": settings.region,
         "can_export": tenant.allows(org_id, Permission.AUDIT_EXPORT),
+        "destination_options": [(j, j) for j in sorted(set(jurisdictions.values()))],
     }
     return await render(request, db, "audit/index.html", context, active="audit")
+
+
+async def _jurisdictions(db: AsyncSession) -> dict[str, str]:
+    """Region code → jurisdiction, for the export's destination choices."""
+    regions = await collect(lambda page: inventory.list_regions(db, page))
+    return {r.code: r.jurisdiction for r in regions}
 
 
 def _activity_chart(per_day: dict[date, dict[str, int]]) -> dict[str, Any]:
@@ -141,11 +151,20 @@ async def audit_export(
     clock: Clock,
     since: Day = None,
     until: Day = None,
+    destination: Annotated[str | None, Parameter(pattern=r"^([A-Za-z]{2})?$")] = None,
 ) -> Response[bytes]:
     org_id = _org(tenant)
     start, end = _window(since, until)
     content = await audit.export_zip(
-        db, request.app.state.sessionmaker, tenant, settings, clock, org_id, start, end
+        db,
+        request.app.state.sessionmaker,
+        tenant,
+        settings,
+        clock,
+        org_id,
+        start,
+        end,
+        destination.upper() if destination else None,
     )
     name = f"audit-{org_id}-{settings.region}-{clock.now():%Y%m%dT%H%M%SZ}.zip"
     return Response(

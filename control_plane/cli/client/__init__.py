@@ -11,11 +11,14 @@ from typing import Any
 
 import click
 
+from control_plane.cli.client.access import access_group
 from control_plane.cli.client.account import login, logout, profile_group, whoami
 from control_plane.cli.client.audit import audit_group
 from control_plane.cli.client.base import OUTPUTS
 from control_plane.cli.client.catalog import gpu_models_group, regions_group
 from control_plane.cli.client.nodes import nodes_group
+from control_plane.cli.client.policy import policy_group
+from control_plane.cli.client.secrets import keys_group, secrets_group
 from control_plane.cli.client.tenants import (
     api_keys_group,
     members_group,
@@ -33,7 +36,11 @@ GROUPS = (
     regions_group,
     gpu_models_group,
     nodes_group,
+    access_group,
     audit_group,
+    policy_group,
+    secrets_group,
+    keys_group,
 )
 TOP_LEVEL = (login, logout, whoami)
 

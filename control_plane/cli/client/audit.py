@@ -68,12 +68,18 @@ def audit_entries(
 @click.option("--org", "org_ref", required=True, help="Organization id or slug.")
 @click.option("--since", type=TIME, help="First moment included (UTC unless an offset is given).")
 @click.option("--until", type=TIME, help="Last moment included.")
+@click.option(
+    "--destination",
+    metavar="CC",
+    help="Jurisdiction the bundle goes to (ISO code, e.g. CA); your residency policy decides.",
+)
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
 def audit_export(
     inv: Invocation,
     org_ref: str,
     since: datetime | None,
     until: datetime | None,
+    destination: str | None,
     out_dir: Path,
 ) -> None:
     """Download an organization's bundle into OUT (entries, checkpoints, manifest)."""
@@ -83,7 +89,9 @@ def audit_export(
         raise click.UsageError(f"{out_dir} is not empty")
     with inv.client() as client:
         org_id = org_id_of(client, org_ref)
-        content = client.audit.export(org_id, since=_utc(since), until=_utc(until))
+        content = client.audit.export(
+            org_id, since=_utc(since), until=_utc(until), destination=destination
+        )
     extract_bundle(content, out_dir)
     manifest = json.loads((out_dir / "manifest.json").read_text())
     count = sum(c["last_seq"] - c["first_seq"] + 1 for c in manifest["chains"].values())

@@ -23,6 +23,7 @@ from control_plane.cli.main import cli
 from control_plane.clock import OffsetClock
 from control_plane.db.engine import make_engine, make_sessionmaker
 from control_plane.identity.roles import TenantRole
+from control_plane.seed.demo import seed_catalog
 from control_plane.settings import Settings
 from tests.fixtures.factories import Tenant, make_org, signed_in
 
@@ -61,7 +62,8 @@ def _verify(bundle: Path, *extra: str) -> tuple[int, str]:
 
 
 @pytest.fixture
-async def org(db: AsyncSession) -> Tenant:
+async def org(db: AsyncSession, clock: OffsetClock) -> Tenant:
+    await seed_catalog(db, clock)  # the deployment's region (ca-qc-1, Canada) is in it
     tenant = await make_org(db)
     await db.commit()
     return tenant
@@ -171,6 +173,52 @@ class TestExport:
         (entry,) = listed.json()["items"]
         assert entry["action"] == "audit.export_audit_bundle"
         assert entry["actor"]["id"] == org.accounts[TenantRole.AUDITOR].user_id
+
+
+class TestResidency:
+    async def test_a_sovereign_policy_refuses_an_undeclared_destination_and_records_it(
+        self, client: Client, org: Tenant, tmp_path: Path
+    ) -> None:
+        owner = await signed_in(client, org.accounts[TenantRole.OWNER])
+        changed = await client.put(
+            f"/api/v1/orgs/{org.org_id}/residency-policy",
+            json={"template": "canada-sovereign"},
+            headers=owner,
+        )
+        assert changed.status_code == 200, changed.text
+
+        refused = await client.get(f"/api/v1/orgs/{org.org_id}/audit/export", headers=owner)
+        abroad = await client.get(
+            f"/api/v1/orgs/{org.org_id}/audit/export", headers=owner, params={"destination": "US"}
+        )
+        at_home = await client.get(
+            f"/api/v1/orgs/{org.org_id}/audit/export", headers=owner, params={"destination": "ca"}
+        )
+
+        for answer in (refused, abroad):
+            assert answer.status_code == 403
+            assert answer.json()["type"].endswith("/residency-denied")
+            assert answer.json()["rule"]
+        assert at_home.status_code == 200
+        decisions = await client.get(
+            f"/api/v1/orgs/{org.org_id}/audit/entries",
+            headers=owner,
+            params={"action": "residency.decision"},
+        )
+        outcomes = [e["outcome"] for e in decisions.json()["items"]]
+        assert outcomes == ["allowed", "denied", "denied"]
+
+    async def test_a_malformed_destination_is_a_field_error(
+        self, client: Client, org: Tenant
+    ) -> None:
+        owner = await signed_in(client, org.accounts[TenantRole.OWNER])
+        answer = await client.get(
+            f"/api/v1/orgs/{org.org_id}/audit/export",
+            headers=owner,
+            params={"destination": "Canada"},
+        )
+        assert answer.status_code == 400
+        assert answer.json()["errors"][0]["field"] == "query.destination"
 
 
 class TestEntriesApi:

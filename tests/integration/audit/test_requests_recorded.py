@@ -45,9 +45,19 @@ REFUSABLE = [
 
 
 async def _entry_for(db: AsyncSession, request_id: str) -> AuditEntryRow | None:
+    """The request's own entry: the last one with its request id.
+
+    Services may record decisions (residency, key use, operator access) during the request,
+    with the same request id; the request's own entry is appended just before the commit.
+    """
     db.expire_all()
-    found = await db.execute(select(AuditEntryRow).where(AuditEntryRow.request_id == request_id))
-    return found.scalars().one_or_none()
+    found = await db.execute(
+        select(AuditEntryRow)
+        .where(AuditEntryRow.request_id == request_id)
+        .order_by(AuditEntryRow.at.desc(), AuditEntryRow.seq.desc())
+        .limit(1)
+    )
+    return found.scalars().first()
 
 
 class TestEveryChangeIsRecorded:

@@ -20,6 +20,8 @@ from control_plane.ids import new_id
 from control_plane.inventory.lifecycle import NodeState
 from control_plane.inventory.models import Gpu, Node
 from control_plane.seed.demo import seed_catalog
+from control_plane.sovereignty.keys.models import Secret, SecretKind
+from tests.fixtures.access import AccessWorld, build_access_world
 from tests.fixtures.factories import Account, Tenant, make_api_key, make_org, make_user
 
 _unique = itertools.count(1)
@@ -68,6 +70,8 @@ class World:
     node_id: str  # an available node in NODE_REGION
     callers: dict[str, Caller]
     victim_markers: set[str]  # ids, slugs, emails and key prefixes of the victim
+    victim_secret_id: str = ""  # a stored secret of the victim (its value is never read here)
+    access: AccessWorld | None = None  # operator access requests on the victim
 
 
 async def build_catalog(db: AsyncSession, clock: Clock) -> None:
@@ -196,11 +200,15 @@ async def build_world(db: AsyncSession, clock: Clock) -> World:
     )
 
     victim_key_id = await _key_id(db, target_secret)
+    victim_secret_id = await _make_secret(db, victim.org_id)
     markers = {victim.org_id, victim.slug, victim.project_id, victim_key_id, second.user_id}
     markers |= {a.user_id for a in victim.accounts.values()}
     markers |= {a.email for a in victim.accounts.values()} | {second.email}
     markers |= {split_api_key(s) or "" for s in (target_secret, limited_secret)}
-    markers |= {await _key_id(db, limited_secret)}
+    markers |= {await _key_id(db, limited_secret), victim_secret_id}
+    access = await build_access_world(
+        db, clock, victim.org_id, {name: account for name, (account, _, _) in operators.items()}
+    )
     return World(
         victim=victim,
         second_member=second,
@@ -210,4 +218,27 @@ async def build_world(db: AsyncSession, clock: Clock) -> World:
         node_id=node_id,
         callers=callers,
         victim_markers=markers - {""},
+        victim_secret_id=victim_secret_id,
+        access=access,
     )
+
+
+async def _make_secret(db: AsyncSession, org_id: str) -> str:
+    """A secret row of the victim in NODE_REGION. Its ciphertext is a stand-in: the routes
+    tested here list, replace and delete secrets, none decrypts one."""
+    secret = Secret(
+        id=new_id("sec"),
+        keyring=org_id,
+        org_id=org_id,
+        region=NODE_REGION,
+        name=f"iso-secret-{unique()}",
+        kind=SecretKind.OTHER,
+        description="",
+        ciphertext=b"stand-in ciphertext, never decrypted",
+        data_key_version=1,
+        created_by=None,
+        created_at=datetime.now(UTC),
+    )
+    db.add(secret)
+    await db.flush()
+    return secret.id

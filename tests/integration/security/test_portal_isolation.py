@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.clock import OffsetClock
 from control_plane.identity.authz import ACCESS_KEY, Access
-from control_plane.identity.roles import provider_allows, tenant_allows
+from control_plane.identity.roles import ProviderRole, provider_allows, tenant_allows
 from tests.integration.security.conftest import Caller, World, build_catalog, build_world
 
 Client = AsyncTestClient[Litestar]
@@ -34,7 +34,50 @@ class Page:
 def pages(world: World) -> dict[tuple[str, str], Page]:
     """One call per portal route (route template → call with the victim's real ids)."""
     project, key, node = world.victim.project_id, world.victim_key_id, world.node_id
+    assert world.access is not None
+    access, org = world.access, world.victim.org_id
     return {
+        # Operator access first: the decisions below end operator-ca's grant.
+        ("GET", "/operator/access"): Page("GET", "/operator/access", {}),
+        ("POST", "/operator/access"): Page(
+            "POST",
+            "/operator/access",
+            {
+                "org_id": org,
+                "resource_type": "tenancy",
+                "resource_id": "ten_portal_isolation",
+                "reason_code": "incident_response",
+                "justification": "portal isolation",
+                "duration_minutes": "60",
+            },
+        ),
+        ("POST", "/operator/access/{request_id:str}/withdraw"): Page(
+            "POST", f"/operator/access/{access.pending_id}/withdraw", {}
+        ),
+        ("GET", "/operator/access/support"): Page(
+            "GET", f"/operator/access/support?org_id={org}", {}
+        ),
+        ("GET", "/access"): Page("GET", "/access", {}),
+        ("GET", "/access/report"): Page("GET", "/access/report", {}),
+        ("GET", "/access/report.csv"): Page("GET", "/access/report.csv", {}),
+        ("GET", "/access/requests/{request_id:str}"): Page(
+            "GET", f"/access/requests/{access.grant_id}", {}
+        ),
+        ("POST", "/access/requests/{request_id:str}/approve"): Page(
+            "POST", f"/access/requests/{access.pending_id}/approve", {}
+        ),
+        ("POST", "/access/requests/{request_id:str}/deny"): Page(
+            "POST", f"/access/requests/{access.pending_id}/deny", {"reason": "isolation"}
+        ),
+        ("POST", "/access/requests/{request_id:str}/revoke"): Page(
+            "POST", f"/access/requests/{access.grant_id}/revoke", {}
+        ),
+        ("POST", "/access/requests/{request_id:str}/review"): Page(
+            "POST", f"/access/requests/{access.break_glass_id}/review", {"verdict": "accepted"}
+        ),
+        ("POST", "/access/notifications/{notification_id:str}/acknowledge"): Page(
+            "POST", f"/access/notifications/{access.notification_id}/acknowledge", {}
+        ),
         ("GET", "/"): Page("GET", "/", {}),
         ("GET", "/login"): Page("GET", "/login", {}),
         ("POST", "/login"): Page("POST", "/login", {"email": "x@y.z", "password": "nope"}),
@@ -55,6 +98,19 @@ def pages(world: World) -> dict[tuple[str, str], Page]:
         ),
         ("GET", "/audit"): Page("GET", "/audit", {}),
         ("GET", "/audit/export"): Page("GET", "/audit/export", {}),
+        ("GET", "/keys"): Page("GET", "/keys", {}),
+        ("POST", "/keys/rotate"): Page("POST", "/keys/rotate", {}),
+        ("POST", "/keys/secrets"): Page(
+            "POST", "/keys/secrets", {"name": "portal-made", "kind": "other", "value": "v"}
+        ),
+        ("POST", "/keys/secrets/delete"): Page(
+            "POST", "/keys/secrets/delete", {"secret_id": world.victim_secret_id}
+        ),
+        ("GET", "/residency"): Page("GET", "/residency", {}),
+        ("POST", "/residency"): Page(
+            "POST", "/residency", {"action": "preview", "template": "canada-sovereign"}
+        ),
+        ("GET", "/residency/report"): Page("GET", "/residency/report", {}),
     }
 
 
@@ -70,7 +126,25 @@ def portal_routes(app: Litestar) -> dict[tuple[str, str], Access]:
 
 
 # Act on the caller's own current organization.
-ORG_CONTEXT = ("/dashboard", "/projects", "/audit", "/audit/export")
+ORG_CONTEXT = (
+    "/dashboard",
+    "/audit",
+    "/audit/export",
+    "/projects",
+    "/keys",
+    "/keys/rotate",
+    "/keys/secrets",
+    "/keys/secrets/delete",
+    "/access",
+    "/access/report",
+    "/access/report.csv",
+    "/residency",
+    "/residency/report",
+)
+# Operators ask for access from anywhere (the tenant's residency policy decides, not the
+# page), and see only their own requests: build_world's pending one is operator-ca's.
+OPERATOR_ACCESS = "/operator/access"
+ACCESS_REQUEST_OWNER = "operator-ca"
 NEEDS_ORG = ("/audit/export",)
 NODE_JURISDICTION = "CA"  # where build_world puts the node
 
@@ -97,11 +171,21 @@ def expected(access: Access, caller: Caller, page: Page) -> str:
             return "hidden"
         return "allowed" if tenant_allows(caller.victim_role, access.permission) else "denied"
     if access.provider_permission is not None:
-        if not provider_allows(caller.provider_role, access.provider_permission):
-            return "denied"
-        if page.method == "POST" and caller.home_country not in (None, NODE_JURISDICTION):
-            return "denied"  # operators act only in their home jurisdiction
+        return _provider_expected(access, caller, page)
+    return "allowed"
+
+
+def _provider_expected(access: Access, caller: Caller, page: Page) -> str:
+    assert access.provider_permission is not None
+    if not provider_allows(caller.provider_role, access.provider_permission):
+        return "denied"
+    if page.path.startswith(f"{OPERATOR_ACCESS}/acr_"):
+        plain = caller.provider_role is ProviderRole.OPERATOR
+        return "hidden" if plain and caller.name != ACCESS_REQUEST_OWNER else "allowed"
+    if page.path.startswith(OPERATOR_ACCESS):
         return "allowed"
+    if page.method == "POST" and caller.home_country not in (None, NODE_JURISDICTION):
+        return "denied"  # operators act only in their home jurisdiction
     return "allowed"
 
 

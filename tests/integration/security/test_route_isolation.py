@@ -34,6 +34,7 @@ from control_plane.identity.roles import (
     provider_allows,
     tenant_allows,
 )
+from tests.fixtures.access import AccessWorld
 from tests.fixtures.factories import PASSWORD
 from tests.integration.security.conftest import (
     NODE_JURISDICTION,
@@ -75,6 +76,9 @@ class Rule:
     destructive: bool = False
     # Public routes whose answer here is not a success, the same whoever calls.
     answer: Outcome = Outcome.OK
+    # Provider routes on one operator's own record (the caller who made it): other plain
+    # operators are told it does not exist; operator-admins oversee every operator's.
+    owner: str | None = None
 
     @property
     def label(self) -> str:
@@ -96,13 +100,18 @@ def tenant(permission: Permission, *, destructive: bool = False) -> Rule:
 
 
 def provider(
-    permission: ProviderPermission, *, jurisdiction: str | None = None, destructive: bool = False
+    permission: ProviderPermission,
+    *,
+    jurisdiction: str | None = None,
+    destructive: bool = False,
+    owner: str | None = None,
 ) -> Rule:
     return Rule(
         "provider",
         provider_permission=permission,
         jurisdiction=jurisdiction,
         destructive=destructive,
+        owner=owner,
     )
 
 
@@ -134,6 +143,31 @@ def _org(w: World) -> str:
 
 def _project(w: World) -> str:
     return w.victim.project_id
+
+
+def _access(w: World) -> AccessWorld:
+    assert w.access is not None
+    return w.access
+
+
+def _access_request(w: World, n: int, resource: str = "tenancy") -> dict[str, Any]:
+    """A valid request body for a resource nobody asked for yet."""
+    return {
+        "org_id": _org(w),
+        "resource_type": resource,
+        "resource_id": f"{resource}-iso-{n}",
+        "reason_code": "customer_initiated_support",
+        "justification": f"Isolation test {n}",
+        "duration_minutes": 60,
+    }
+
+
+def _org_access(w: World, tail: str = "") -> str:
+    return f"/api/v1/orgs/{_org(w)}/access-requests{tail}"
+
+
+def _org_notice(w: World, tail: str) -> str:
+    return f"/api/v1/orgs/{_org(w)}/access-notifications/{_access(w).notification_id}{tail}"
 
 
 def _member(w: World) -> str:
@@ -341,6 +375,153 @@ EXPECTATIONS: dict[str, tuple[Rule, Build]] = {
         provider(ProviderPermission.NODES_ENROLL),
         lambda w, n: Call("/api/v1/nodes/import", {"format": "csv", "content": _import_file(n)}),
     ),
+    # Residency policies (unrestricted: a change that never strands the victim's resources).
+    "GET /api/v1/residency-templates": (
+        AUTHENTICATED,
+        lambda w, n: Call("/api/v1/residency-templates"),
+    ),
+    "GET /api/v1/orgs/{org_id}/residency-policy": (
+        tenant(Permission.POLICY_READ),
+        lambda w, n: Call(f"/api/v1/orgs/{_org(w)}/residency-policy"),
+    ),
+    "PUT /api/v1/orgs/{org_id}/residency-policy": (
+        tenant(Permission.POLICY_WRITE),
+        lambda w, n: Call(
+            f"/api/v1/orgs/{_org(w)}/residency-policy",
+            {"template": "unrestricted", "classification": f"Isolation {n}"},
+        ),
+    ),
+    "GET /api/v1/orgs/{org_id}/residency-policy/versions": (
+        tenant(Permission.POLICY_READ),
+        lambda w, n: Call(f"/api/v1/orgs/{_org(w)}/residency-policy/versions"),
+    ),
+    "POST /api/v1/orgs/{org_id}/residency-policy/preview": (
+        tenant(Permission.POLICY_READ),
+        lambda w, n: Call(
+            f"/api/v1/orgs/{_org(w)}/residency-policy/preview", {"template": "canada-sovereign"}
+        ),
+    ),
+    "POST /api/v1/orgs/{org_id}/residency-policy/evaluate": (
+        tenant(Permission.POLICY_READ),
+        lambda w, n: Call(
+            f"/api/v1/orgs/{_org(w)}/residency-policy/evaluate", {"region_code": NODE_REGION}
+        ),
+    ),
+    "GET /api/v1/orgs/{org_id}/residency-report": (
+        tenant(Permission.POLICY_READ),
+        lambda w, n: Call(f"/api/v1/orgs/{_org(w)}/residency-report", params={"format": "csv"}),
+    ),
+    # Deleting an organization (a signed-in owner only; shreds its keys).
+    "DELETE /api/v1/orgs/{org_id}": (
+        tenant(Permission.ORG_DELETE, destructive=True),
+        lambda w, n: Call(f"/api/v1/orgs/{_org(w)}", params={"confirm": w.victim.slug}),
+    ),
+    # Secrets (values write-only) and data keys; the provider's KEK rotation.
+    "GET /api/v1/orgs/{org_id}/secrets": (
+        tenant(Permission.SECRETS_READ),
+        lambda w, n: Call(f"/api/v1/orgs/{_org(w)}/secrets"),
+    ),
+    "POST /api/v1/orgs/{org_id}/secrets": (
+        tenant(Permission.SECRETS_WRITE),
+        lambda w, n: Call(
+            f"/api/v1/orgs/{_org(w)}/secrets",
+            {"name": f"iso-{n}", "kind": "other", "value": f"value {n}"},
+        ),
+    ),
+    "GET /api/v1/orgs/{org_id}/secrets/{secret_id}": (
+        tenant(Permission.SECRETS_READ),
+        lambda w, n: Call(f"/api/v1/orgs/{_org(w)}/secrets/{w.victim_secret_id}"),
+    ),
+    "PUT /api/v1/orgs/{org_id}/secrets/{secret_id}": (
+        tenant(Permission.SECRETS_WRITE),
+        lambda w, n: Call(
+            f"/api/v1/orgs/{_org(w)}/secrets/{w.victim_secret_id}", {"value": f"new {n}"}
+        ),
+    ),
+    "DELETE /api/v1/orgs/{org_id}/secrets/{secret_id}": (
+        tenant(Permission.SECRETS_WRITE, destructive=True),
+        lambda w, n: Call(f"/api/v1/orgs/{_org(w)}/secrets/{w.victim_secret_id}"),
+    ),
+    "GET /api/v1/orgs/{org_id}/keys": (
+        tenant(Permission.SECRETS_READ),
+        lambda w, n: Call(f"/api/v1/orgs/{_org(w)}/keys"),
+    ),
+    "POST /api/v1/orgs/{org_id}/keys/rotate": (
+        tenant(Permission.SECRETS_WRITE),
+        lambda w, n: Call(f"/api/v1/orgs/{_org(w)}/keys/rotate"),
+    ),
+    "POST /api/v1/regions/{code}/kek/rotate": (
+        provider(ProviderPermission.KEYS_MANAGE),
+        lambda w, n: Call(f"/api/v1/regions/{NODE_REGION}/kek/rotate"),
+    ),
+    # Operator access approval. Operators ask (and see their own requests); every operator
+    # holds an open support_data grant on the victim, operator-ca a pending request and
+    # operator-admin an unreviewed break-glass. Deciding twice answers the same.
+    "POST /api/v1/access-requests": (
+        provider(ProviderPermission.ACCESS_REQUEST),
+        lambda w, n: Call("/api/v1/access-requests", _access_request(w, n)),
+    ),
+    "GET /api/v1/access-requests": (
+        provider(ProviderPermission.ACCESS_REQUEST),
+        lambda w, n: Call("/api/v1/access-requests"),
+    ),
+    "GET /api/v1/access-requests/{request_id}": (
+        provider(ProviderPermission.ACCESS_REQUEST, owner="operator-ca"),
+        lambda w, n: Call(f"/api/v1/access-requests/{_access(w).pending_id}"),
+    ),
+    "POST /api/v1/access-requests/{request_id}/withdraw": (
+        provider(ProviderPermission.ACCESS_REQUEST, owner="operator-ca"),
+        lambda w, n: Call(f"/api/v1/access-requests/{_access(w).pending_id}/withdraw"),
+    ),
+    "POST /api/v1/break-glass": (
+        provider(ProviderPermission.BREAK_GLASS),
+        lambda w, n: Call("/api/v1/break-glass", _access_request(w, n, "node_console")),
+    ),
+    "GET /api/v1/operator/orgs/{org_id}/support-data": (
+        provider(ProviderPermission.ACCESS_REQUEST),
+        lambda w, n: Call(f"/api/v1/operator/orgs/{_org(w)}/support-data"),
+    ),
+    "GET /api/v1/orgs/{org_id}/access-requests": (
+        tenant(Permission.ACCESS_READ),
+        lambda w, n: Call(_org_access(w), params={"state": "pending"}),
+    ),
+    "GET /api/v1/orgs/{org_id}/access-requests/{request_id}": (
+        tenant(Permission.ACCESS_READ),
+        lambda w, n: Call(_org_access(w, f"/{_access(w).grant_id}")),
+    ),
+    "POST /api/v1/orgs/{org_id}/access-requests/{request_id}/approve": (
+        tenant(Permission.ACCESS_APPROVE),
+        lambda w, n: Call(_org_access(w, f"/{_access(w).pending_id}/approve")),
+    ),
+    "POST /api/v1/orgs/{org_id}/access-requests/{request_id}/deny": (
+        tenant(Permission.ACCESS_APPROVE),
+        lambda w, n: Call(
+            _org_access(w, f"/{_access(w).pending_id}/deny"), {"reason": "isolation test"}
+        ),
+    ),
+    "POST /api/v1/orgs/{org_id}/access-requests/{request_id}/revoke": (
+        tenant(Permission.ACCESS_APPROVE),
+        lambda w, n: Call(_org_access(w, f"/{_access(w).grant_id}/revoke")),
+    ),
+    "POST /api/v1/orgs/{org_id}/access-requests/{request_id}/review": (
+        tenant(Permission.ACCESS_APPROVE),
+        lambda w, n: Call(
+            _org_access(w, f"/{_access(w).break_glass_id}/review"),
+            {"verdict": "accepted", "comment": "isolation test"},
+        ),
+    ),
+    "GET /api/v1/orgs/{org_id}/access-report": (
+        tenant(Permission.ACCESS_READ),
+        lambda w, n: Call(f"/api/v1/orgs/{_org(w)}/access-report", params={"format": "csv"}),
+    ),
+    "GET /api/v1/orgs/{org_id}/access-notifications": (
+        tenant(Permission.ACCESS_READ),
+        lambda w, n: Call(f"/api/v1/orgs/{_org(w)}/access-notifications"),
+    ),
+    "POST /api/v1/orgs/{org_id}/access-notifications/{notification_id}/acknowledge": (
+        tenant(Permission.ACCESS_APPROVE),
+        lambda w, n: Call(_org_notice(w, "/acknowledge")),
+    ),
 }
 
 # Victims first, outsiders last: by the time an outsider calls, the victim has used the API
@@ -392,6 +573,12 @@ def expected_outcome(rule: Rule, caller: Caller) -> Outcome:
         and caller.home_country != rule.jurisdiction
     ):
         return Outcome.FORBIDDEN
+    if (
+        rule.owner is not None
+        and caller.provider_role is not ProviderRole.OPERATOR_ADMIN
+        and caller.name != rule.owner
+    ):
+        return Outcome.HIDDEN
     return Outcome.OK
 
 

@@ -130,7 +130,9 @@ class FuzzTarget:
 
 
 @pytest.fixture(scope="module")
-async def fuzz_target(database_url: str) -> AsyncIterator[FuzzTarget]:
+async def fuzz_target(
+    database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[FuzzTarget]:
     """The two-tenant world, an owner key of the victim, and an app fuzzed by every test here.
 
     The world is arranged through an engine of its own, closed before fuzzing: schemathesis
@@ -138,6 +140,7 @@ async def fuzz_target(database_url: str) -> AsyncIterator[FuzzTarget]:
     """
     app_settings = Settings(
         database_url=database_url,
+        key_dir=tmp_path_factory.mktemp("keys"),  # never the working copy's var/keys
         environment="test",
         cookie_secure=False,
         login_rate_per_minute=100_000,  # fuzzing signs in far more often than a person

@@ -27,9 +27,9 @@ class TestTenantRoles:
     def test_the_owner_may_do_everything(self) -> None:
         assert all(tenant_allows(TenantRole.OWNER, p) for p in Permission)
 
-    def test_an_admin_may_do_everything_but_pay(self) -> None:
+    def test_an_admin_may_do_everything_but_pay_or_delete_the_organization(self) -> None:
         denied = {p for p in Permission if not tenant_allows(TenantRole.ADMIN, p)}
-        assert denied == {Permission.BILLING_WRITE}
+        assert denied == {Permission.BILLING_WRITE, Permission.ORG_DELETE}
 
     def test_a_member_works_with_projects_and_keys_but_not_people(self) -> None:
         member = TENANT_GRANTS[TenantRole.MEMBER]
