@@ -25,7 +25,7 @@ from control_plane.clock import Clock
 from control_plane.db.engine import make_engine, make_read_sessionmaker, make_sessionmaker
 from control_plane.health.controllers import ROUTES as HEALTH_ROUTES
 from control_plane.http.dependencies import DEPENDENCIES
-from control_plane.http.idempotency import IdempotencyMiddleware
+from control_plane.http.idempotency import IdempotencyMiddleware, digest_key
 from control_plane.http.problems import EXCEPTION_HANDLERS, problem_responses
 from control_plane.http.request_context import RequestContextMiddleware
 from control_plane.identity.authentication import Authenticator
@@ -115,6 +115,7 @@ def create_app(
                 sessionmaker=lambda: sessionmaker,
                 clock=clock,
                 ttl_seconds=settings.idempotency_ttl_seconds,
+                key=digest_key(settings.key_dir),
             ),
         ],
         openapi_config=OpenAPIConfig(

@@ -12,10 +12,14 @@ Sign-in, sign-up and sign-out are never stored: their answers carry fresh creden
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
+import os
 import re
+import secrets
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from litestar.enums import ScopeType
@@ -47,6 +51,19 @@ MAX_BODY = 10_000_000
 _NEVER_STORED_PREFIX = "/api/v1/auth/"
 
 
+def digest_key(key_dir: Path) -> bytes:
+    """The deployment's key for request digests, created on first use (``idempotency.key``,
+    mode 0600). Stored digests are HMACs under it, so a leaked table does not let anyone
+    confirm a guess of a request body (a secret's value) offline."""
+    file = key_dir / "idempotency.key"
+    if not file.exists():
+        key_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(secrets.token_bytes(32))
+    return file.read_bytes()
+
+
 class IdempotencyMiddleware:
     def __init__(
         self,
@@ -54,11 +71,13 @@ class IdempotencyMiddleware:
         sessionmaker: Callable[[], async_sessionmaker[AsyncSession]],
         clock: Clock,
         ttl_seconds: int,
+        key: bytes,
     ) -> None:
         self.app = app
         self._sessionmaker = sessionmaker
         self._clock = clock
         self._ttl = timedelta(seconds=ttl_seconds)
+        self._key = key
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         key = _header(scope, HEADER) if scope["type"] == ScopeType.HTTP else None
@@ -83,16 +102,10 @@ class IdempotencyMiddleware:
             )
         body = await _read_body(receive)
         principal = _principal_key(scope)
-        digest = hashlib.sha256(
-            b"\0".join(
-                [
-                    scope["method"].encode(),
-                    scope["path"].encode(),
-                    scope.get("query_string", b""),
-                    body,
-                ]
-            )
-        ).hexdigest()
+        message = b"\0".join(
+            [scope["method"].encode(), scope["path"].encode(), scope.get("query_string", b""), body]
+        )
+        digest = hmac.new(self._key, message, hashlib.sha256).hexdigest()
         record_id = await self._reserve(principal, key, digest, scope)
         if record_id is None:
             return await self._replay(principal, key, digest, send)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import stat
 from typing import Any
 
 import pytest
@@ -10,8 +13,10 @@ from litestar.testing import AsyncTestClient
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from control_plane.http.models import IdempotencyRecord
 from control_plane.identity.models import Project
 from control_plane.identity.roles import TenantRole
+from control_plane.settings import Settings
 from tests.fixtures.factories import (
     Tenant,
     bearer,
@@ -212,3 +217,29 @@ class TestCredentialsAreNeverReplayed:
         assert "idempotent-replayed" not in second.headers
         assert first.json()["csrf_token"] != second.json()["csrf_token"]
         assert "cp_session" in second.cookies
+
+
+class TestStoredDigest:
+    async def test_the_stored_digest_cannot_be_recomputed_from_a_guessed_body(
+        self,
+        client: Client,
+        db: AsyncSession,
+        org: Tenant,
+        auth: dict[str, str],
+        settings: Settings,
+    ) -> None:
+        """A leaked idempotency table must not confirm a guess of what was sent (a secret
+        value): the digest is an HMAC under the deployment's key, not a bare SHA-256."""
+        body = {"slug": "alpha", "name": "Alpha"}
+        response = await create_project(client, auth, "digest-1")
+        assert response.status_code == 201
+        stored = (await db.execute(select(IdempotencyRecord.request_hash))).scalar_one()
+        for encoded in (
+            json.dumps(body).encode(),
+            json.dumps(body, separators=(",", ":")).encode(),
+        ):
+            guess = b"\0".join([b"POST", PROJECTS.encode(), b"", encoded])
+            assert stored != hashlib.sha256(guess).hexdigest()
+            assert stored != hashlib.sha256(encoded).hexdigest()
+        key_file = settings.key_dir / "idempotency.key"
+        assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
