@@ -6,8 +6,10 @@ marks as audited) gets one entry:
 * on success, inside the request's own transaction just before it commits (see
   ``control_plane.http.database``), so the change and its entry land together or not at
   all;
-* on failure, by :class:`FailedRequestAudit` in a short transaction of its own, after the
-  request's transaction rolled back and before the answer leaves: denials (401/403),
+* on failure, by :class:`FailedRequestAudit` outside the request's transaction (through
+  the app's group-commit :class:`~control_plane.audit.appender.LedgerAppender`, which
+  answers once the entry is committed), after the request's transaction rolled back and
+  before the answer leaves: denials (401/403),
   refusals (other 4xx) and errors (5xx). Anonymous calls to protected routes are not
   recorded (nobody to attribute them to; they are counted in ``/metrics``); anonymous
   calls to public forms (sign-in, sign-up) are.
@@ -35,9 +37,10 @@ from sqlalchemy import event, inspect
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session, UOWTransaction
 
+from control_plane.audit.appender import LedgerAppender
 from control_plane.audit.chain import ActorKind
 from control_plane.audit.hints import HINT_KEY, AuditHint
-from control_plane.audit.store import record
+from control_plane.audit.store import NewEntry, record_many
 
 __all__ = [
     "AUDITED_READ",
@@ -123,6 +126,17 @@ async def _append(
     hint: AuditHint,
     decision_ref: str | None,
 ) -> None:
+    await record_many(db, (_entry(scope, status, changes, hint, decision_ref),))
+
+
+def _entry(
+    scope: Scope,
+    status: int,
+    changes: list[Change],
+    hint: AuditHint,
+    decision_ref: str | None,
+) -> NewEntry:
+    """The ledger entry for ``scope``'s request, answered with ``status``."""
     app_state = scope["app"].state
     state: dict[str, Any] = scope.get("state", {})
     params: dict[str, Any] = {k: str(v) for k, v in (scope.get("path_params") or {}).items()}
@@ -134,8 +148,7 @@ async def _append(
         target_id = None
     org_id = _org(state.get("principal"), params, changes, hint, status)
     client = scope.get("client")
-    await record(
-        db,
+    return NewEntry(
         org_id=org_id,
         region=app_state.settings.region,
         actor_kind=actor_kind,
@@ -262,7 +275,14 @@ def _query(scope: Scope) -> str:
 
 
 class FailedRequestAudit:
-    """Record refused and failed requests, in their own transaction, before answering."""
+    """Record refused and failed requests, outside the request's transaction, before
+    answering.
+
+    The entry goes through the app's ``audit_appender`` (:class:`LedgerAppender`): it
+    shares a transaction with other such entries (group commit) and the answer leaves
+    only once that transaction committed. An app state without one writes the entry in a
+    transaction of its own.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -292,10 +312,17 @@ class FailedRequestAudit:
         access = opt.get("access")
         if state.get("principal") is None and not getattr(access, "public", False):
             return
-        factory: async_sessionmaker[AsyncSession] = scope["app"].state.sessionmaker
+        app_state = scope["app"].state
         try:
-            async with factory() as db, db.begin():
-                await _append(db, scope, status, [], AuditHint(), _decision_ref(state))
+            new = _entry(scope, status, [], AuditHint(), _decision_ref(state))
+            appender: LedgerAppender | None = app_state.get("audit_appender")
+            if appender is not None:
+                # Shares a transaction with other such entries; returns once committed.
+                await appender.append(new)
+            else:
+                factory: async_sessionmaker[AsyncSession] = app_state.sessionmaker
+                async with factory() as db, db.begin():
+                    await record_many(db, (new,))
             state[_RECORDED] = True
         except Exception:  # the answer still goes out; the gap is logged loudly
             log.exception("audit entry for a failed request could not be written")
