@@ -18,6 +18,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.routes import HTTPRoute
 
 from control_plane import __version__
+from control_plane.audit.appender import LedgerAppender
 from control_plane.audit.checkpoints import checkpoint_loop
 from control_plane.audit.controllers import ROUTES as AUDIT_ROUTES
 from control_plane.audit.recorder import FailedRequestAudit
@@ -43,6 +44,8 @@ from control_plane.sovereignty.keys.controllers import ROUTES as KEYS_ROUTES
 from control_plane.sovereignty.keys.residency import org_key_resources
 from control_plane.sovereignty.residency.controllers import ROUTES as RESIDENCY_ROUTES
 from control_plane.sovereignty.residency.resources import ORG_KEYS_SOURCE, builtin_sources
+from control_plane.tenancies.controllers import ROUTES as TENANCY_ROUTES
+from control_plane.tenancies.wiring import build_reconciler
 from portal.routes import install_portal, portal_router
 
 
@@ -60,6 +63,8 @@ def create_app(
         configure_logging(settings.log_format, settings.log_level)
     engine = make_engine(settings.database_url)
     sessionmaker = make_sessionmaker(engine)
+    audit_appender = LedgerAppender(sessionmaker)
+    reconciler = build_reconciler(sessionmaker, clock, settings)
     state = State(
         {
             "settings": settings,
@@ -69,12 +74,17 @@ def create_app(
             "read_sessionmaker": make_read_sessionmaker(engine),
             "authenticator": Authenticator(sessionmaker, clock, settings.api_key_cache_seconds),
             "login_limiter": SlidingWindowLimiter(settings.login_rate_per_minute),
+            # Group commit for ledger entries outside a change's transaction (refusals).
+            "audit_appender": audit_appender,
             # Called when an organization is deleted, in its transaction: keys shreds its
             # data keys (identity knows no other domain).
             "org_deletion_hooks": (keys_service.org_deletion_hook(settings, clock),),
             # Resource sources residency checks policy changes against (tenancies,
             # endpoints and keys register theirs here).
             "residency_sources": builtin_sources(),
+            # Tenancy drivers per (region, kind) and the reconciler that drives them.
+            "drivers": reconciler.drivers,
+            "reconciler": reconciler,
         }
     )
 
@@ -83,12 +93,21 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncGenerator[None, None]:
         checkpoints = asyncio.create_task(checkpoint_loop(sessionmaker, settings, clock))
+        audit_appender.start()
+        reconciling = (
+            asyncio.create_task(reconciler.run_forever()) if settings.reconciler_enabled else None
+        )
         try:
             yield
         finally:
+            if reconciling is not None:
+                reconciling.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reconciling
             checkpoints.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await checkpoints
+            await audit_appender.close()  # writes what is queued
             await engine.dispose()
 
     app = Litestar(
@@ -101,6 +120,7 @@ def create_app(
             *RESIDENCY_ROUTES,
             *ACCESS_ROUTES,
             *KEYS_ROUTES,
+            *TENANCY_ROUTES,
             portal_router(),
             *extra_route_handlers,
         ],

@@ -58,6 +58,52 @@ class Settings(BaseSettings):
     oidc_display_name: str = "Single sign-on"
     oidc_default_org: str = ""
 
+    # Tenancy drivers: "<region>/<kind>" -> driver name (sim, redfish, slurm, ...), as JSON,
+    # e.g. CP_DRIVERS='{"se-sto-1/bare_metal": "redfish"}'. Unlisted pairs use "sim".
+    drivers: dict[str, str] = Field(default_factory=dict)
+    # Where the simulated data centre keeps its machines (survives restarts).
+    sim_dir: Path = Path("var/sim")
+    # How many provisioning polls a simulated machine takes to come up ("installing").
+    sim_boot_polls: int = Field(default=2, ge=1, le=100)
+    # Reconciler: whether this process runs it, how often it looks for work, how long a
+    # claim lasts, how many failed attempts fail a provisioning.
+    reconciler_enabled: bool = True
+    reconcile_interval_seconds: float = Field(default=1.0, gt=0)
+    reconcile_lease_seconds: float = Field(default=60.0, gt=0)
+    reconcile_max_attempts: int = Field(default=8, ge=1)
+
+    # --- driver options (one block per driver) ---
+
+    # Redfish (bare metal over BMCs, driver "redfish"): request timeouts; TLS verification
+    # of the BMCs (a CA bundle pins the BMCs' CA; turning verification off is for labs);
+    # plain-http BMC endpoints are refused unless allowed (basic-auth credentials would
+    # cross in clear); BMC URLs the health check probes besides those already used; where
+    # each node's step progress is journaled (must survive restarts and be shared by the
+    # reconciler replicas); how long a power action may stay unapplied before it is resent.
+    redfish_connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    redfish_read_timeout_seconds: float = Field(default=30.0, gt=0)
+    redfish_verify_tls: bool = True
+    redfish_ca_bundle: Path | None = None
+    redfish_allow_http: bool = False
+    redfish_health_urls: list[str] = Field(default_factory=list)
+    redfish_state_dir: Path = Path("var/redfish")
+    redfish_power_wait_seconds: float = Field(default=120.0, gt=0)
+
+    # Slurm (driver "slurm": a tenancy is an account + QOS + reservation): where the client
+    # commands (sacctmgr, scontrol, squeue, scancel) live (empty: PATH) and the slurm.conf
+    # they read (SLURM_CONF; empty: Slurm's default); the cluster name in slurmdbd (empty:
+    # the ClusterName slurmctld reports); a time limit per command (clients hang while
+    # slurmctld is down); Slurm users added to every tenancy account besides its own user
+    # (operators; they need a default account of their own). Per-region overrides as JSON,
+    # e.g. CP_SLURM_REGIONS='{"se-sto-1": {"conf": "/etc/slurm-sto/slurm.conf",
+    # "bin_dir": "/opt/slurm/bin", "cluster": "sto"}}'.
+    slurm_bin_dir: Path | None = None
+    slurm_conf: Path | None = None
+    slurm_cluster: str = ""
+    slurm_command_timeout_seconds: float = Field(default=20.0, gt=0)
+    slurm_admin_users: list[str] = Field(default_factory=list)
+    slurm_regions: dict[str, dict[str, str]] = Field(default_factory=dict)
+
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, value: str) -> str:

@@ -101,6 +101,8 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
     return Settings(
         database_url=database_url,
         key_dir=tmp_path / "keys",
+        sim_dir=tmp_path / "sim",
+        reconciler_enabled=False,
         environment="test",
         cookie_secure=False,
         api_key_cache_seconds=2.0,

@@ -7,9 +7,11 @@ from control_plane.db.base import Base
 from control_plane.http import models as _http_models
 from control_plane.identity import models as _identity_models
 from control_plane.inventory import models as _inventory_models
+from control_plane.metering import models as _metering_models
 from control_plane.sovereignty.access import models as _access_models
 from control_plane.sovereignty.keys import models as _keys_models
 from control_plane.sovereignty.residency import models as _residency_models
+from control_plane.tenancies import models as _tenancies_models
 
 __all__ = ["Base", "metadata"]
 
@@ -20,6 +22,8 @@ _LOADED = (
     _identity_models,
     _inventory_models,
     _keys_models,
+    _metering_models,
     _residency_models,
+    _tenancies_models,
 )
 metadata = Base.metadata

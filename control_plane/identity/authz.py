@@ -128,7 +128,9 @@ class TenantScope:
         orgs = self.visible_org_ids
         return column.in_(sorted(orgs)) if orgs else false()
 
-    def project_filter(self, column: InstrumentedAttribute[str]) -> ColumnElement[bool] | None:
+    def project_filter(
+        self, column: InstrumentedAttribute[str] | InstrumentedAttribute[str | None]
+    ) -> ColumnElement[bool] | None:
         """Extra filter for API keys, which see only their own project."""
         return column == self.project_id if self.project_id else None
 

@@ -40,6 +40,8 @@ class Permission(StrEnum):
     SECRETS_READ = "secrets:read"  # secret metadata and data-key versions (never values)
     SECRETS_WRITE = "secrets:write"  # store, replace and delete secrets; rotate the data key
     ORG_DELETE = "org:delete"  # delete the organization and crypto-shred its keys
+    TENANCIES_READ = "tenancies:read"  # tenancies, their events, quotas and shapes
+    TENANCIES_WRITE = "tenancies:write"  # create, resize and release tenancies
 
 
 class ProviderPermission(StrEnum):
@@ -54,6 +56,7 @@ class ProviderPermission(StrEnum):
     BREAK_GLASS = "access:break-glass"  # emergency access, reviewed afterwards
     KEYS_MANAGE = "keys:manage"  # rotate key-encryption and audit signing keys
     PROVIDER_AUDIT_READ = "provider-audit:read"  # the provider's own ledger chains
+    CAPACITY_WRITE = "capacity:write"  # shapes and GPU quotas
 
 
 _ALL = frozenset(Permission)
@@ -69,6 +72,7 @@ _READ_ONLY = frozenset(
         Permission.POLICY_READ,
         Permission.ACCESS_READ,
         Permission.SECRETS_READ,
+        Permission.TENANCIES_READ,
     }
 )
 
@@ -82,6 +86,8 @@ TENANT_GRANTS: dict[TenantRole, frozenset[Permission]] = {
             Permission.API_KEYS_READ,
             Permission.API_KEYS_WRITE,
             Permission.SECRETS_READ,
+            Permission.TENANCIES_READ,
+            Permission.TENANCIES_WRITE,
         }
     ),
     TenantRole.BILLING: frozenset(

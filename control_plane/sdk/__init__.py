@@ -26,6 +26,7 @@ from control_plane.sdk.errors import (
     ValidationError,
 )
 from control_plane.sdk.pagination import PageIterator
+from control_plane.sdk.tenancies import TenancyFailedError, WaitTimeoutError
 
 __all__ = [
     "ApiConnectionError",
@@ -40,7 +41,9 @@ __all__ = [
     "RateLimitError",
     "SdkError",
     "ServerError",
+    "TenancyFailedError",
     "UnexpectedResponseError",
     "ValidationError",
+    "WaitTimeoutError",
     "models",
 ]

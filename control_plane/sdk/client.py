@@ -24,6 +24,7 @@ from control_plane.sdk.resources import (
     Projects,
     Regions,
 )
+from control_plane.sdk.tenancies import Quotas, Shapes, Tenancies
 
 
 class Client:
@@ -74,6 +75,9 @@ class Client:
         self.keys = Keys(self._t)
         self.audit = Audit(self._t)
         self.residency = Residency(self._t)
+        self.tenancies = Tenancies(self._t)
+        self.shapes = Shapes(self._t)
+        self.quotas = Quotas(self._t)
 
     def __enter__(self) -> Client:
         return self

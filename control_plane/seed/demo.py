@@ -19,6 +19,9 @@ from control_plane.inventory.lifecycle import NodeState
 from control_plane.inventory.models import Gpu, GpuModel, Node, NodeEvent, Region, Site
 from control_plane.sovereignty.residency import service as residency
 from control_plane.sovereignty.residency.schemas import PolicyChange
+from control_plane.tenancies import quotas, shapes
+from control_plane.tenancies.models import Shape
+from control_plane.tenancies.schemas import QuotaSet, ShapeCreate
 
 
 @dataclass(frozen=True)
@@ -178,9 +181,49 @@ async def seed_demo(db: AsyncSession, clock: Clock) -> dict[str, int]:
             )
     added["regions"] = await seed_catalog(db, clock)
     added["nodes"] = await _fleet(db, clock)
+    added["shapes"] = await _shapes(db, clock)
+    await _default_quota(db, now)
     await residency.seed_policy(db, clock, org.id, DEMO_RESIDENCY)
     await db.flush()
     return added
+
+
+# (region, name, GPU model, GPUs per node, nodes, thousandths, interconnect, price per hour)
+SHAPES = (
+    ("ca-qc-1", "inference-quarter", "l40s", 1, 1, 250, "pcie", "0.55", "A quarter of an L40S"),
+    ("ca-qc-1", "small", "l40s", 1, 1, 1000, "pcie", "2.10", "1x L40S"),
+    ("ca-qc-1", "medium", "h100", 2, 1, 1000, "nvlink", "8.90", "2x H100 (NVLink)"),
+    ("ca-qc-1", "large", "h100", 8, 1, 1000, "nvlink", "34.80", "One 8x H100 NVLink node"),
+    ("ca-qc-1", "large-h200", "h200", 8, 1, 1000, "nvlink", "46.40", "One 8x H200 node"),
+    ("ca-qc-1", "xlarge", "h100", 8, 2, 1000, "nvlink", "69.60", "Two 8x H100 nodes"),
+    ("se-north-1", "medium", "h100", 2, 1, 1000, "nvlink", "62.00", "2x H100 (NVLink)"),
+    ("se-north-1", "large", "h100", 8, 1, 1000, "nvlink", "242.00", "One 8x H100 node"),
+    ("se-north-1", "large-a100", "a100", 8, 1, 1000, "nvlink", "168.00", "One 8x A100 node"),
+    ("us-east-1", "small", "l40s", 1, 1, 1000, "pcie", "1.45", "1x L40S"),
+    ("us-east-1", "large-a100", "a100", 8, 1, 1000, "nvlink", "17.60", "One 8x A100 node"),
+)
+DEFAULT_MAX_GPUS = 64
+
+
+async def _shapes(db: AsyncSession, clock: Clock) -> int:
+    existing = {(r, n) for r, n in await db.execute(select(Shape.region_code, Shape.name))}
+    added = 0
+    for region, name, model, per_node, nodes, milli, link, price, text in SHAPES:
+        if (region, name) in existing:
+            continue
+        change = ShapeCreate(
+            name=name, gpu_model=model, gpus_per_node=per_node, node_count=nodes,
+            gpu_milli=milli, interconnect=link, hourly_price=Decimal(price), description=text,
+        )  # fmt: skip
+        await shapes.create_shape(db, clock, region, change)
+        added += 1
+    return added
+
+
+async def _default_quota(db: AsyncSession, now: datetime) -> None:
+    """Every organization may hold 64 GPUs at once unless an operator says otherwise."""
+    if not any(rule.org_id == "*" for rule in await quotas.all_rules(db)):
+        await quotas.set_rule(db, QuotaSet(max_gpus=DEFAULT_MAX_GPUS), now)
 
 
 async def _user(db: AsyncSession, login: DemoLogin, now: datetime) -> tuple[User, bool]:

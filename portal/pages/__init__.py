@@ -4,11 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from portal.pages import access, audit, auth, dashboard, inventory, keys, projects, residency
+from portal.pages import (
+    access,
+    audit,
+    auth,
+    dashboard,
+    inventory,
+    keys,
+    projects,
+    residency,
+    tenancies,
+)
 
 ROUTES: list[Any] = [
     *auth.ROUTES,
     *dashboard.ROUTES,
+    *tenancies.ROUTES,
     *projects.ROUTES,
     *inventory.ROUTES,
     *residency.ROUTES,

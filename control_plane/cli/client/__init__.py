@@ -19,6 +19,7 @@ from control_plane.cli.client.catalog import gpu_models_group, regions_group
 from control_plane.cli.client.nodes import nodes_group
 from control_plane.cli.client.policy import policy_group
 from control_plane.cli.client.secrets import keys_group, secrets_group
+from control_plane.cli.client.tenancies import quotas_group, shapes_group, tenancies_group
 from control_plane.cli.client.tenants import (
     api_keys_group,
     members_group,
@@ -41,6 +42,9 @@ GROUPS = (
     policy_group,
     secrets_group,
     keys_group,
+    tenancies_group,
+    shapes_group,
+    quotas_group,
 )
 TOP_LEVEL = (login, logout, whoami)
 

@@ -24,6 +24,7 @@ from control_plane.http.pagination import Page, PageRequest, make_page
 from control_plane.identity.authz import TenantScope
 from control_plane.ids import new_id
 from control_plane.inventory import service as inventory
+from control_plane.inventory.capacity import region_currencies
 from control_plane.settings import Settings
 from control_plane.sovereignty.residency.engine import (
     Decision,
@@ -101,6 +102,17 @@ async def region_facts(db: AsyncSession, region_code: str) -> RegionFacts:
         jurisdiction=region.jurisdiction.upper(),
         sovereignty_group=region.sovereignty_group.upper(),
     )
+
+
+async def allowed_regions(db: AsyncSession, org_id: str) -> list[str]:
+    """Every region the organization's policy allows a placement in (nothing recorded: a
+    caller that then places in one of them still calls :func:`check_placement`)."""
+    policy = await current_policy(db, org_id)
+    allowed = []
+    for code in sorted(await region_currencies(db)):
+        if decide_placement(policy, await region_facts(db, code)).allowed:
+            allowed.append(code)
+    return allowed
 
 
 async def check_placement(

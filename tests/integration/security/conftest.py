@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,6 +22,7 @@ from control_plane.inventory.lifecycle import NodeState
 from control_plane.inventory.models import Gpu, Node
 from control_plane.seed.demo import seed_catalog
 from control_plane.sovereignty.keys.models import Secret, SecretKind
+from control_plane.tenancies.models import GpuAllocation, GpuClaim, Shape, Tenancy
 from tests.fixtures.access import AccessWorld, build_access_world
 from tests.fixtures.factories import Account, Tenant, make_api_key, make_org, make_user
 
@@ -72,6 +74,8 @@ class World:
     victim_markers: set[str]  # ids, slugs, emails and key prefixes of the victim
     victim_secret_id: str = ""  # a stored secret of the victim (its value is never read here)
     access: AccessWorld | None = None  # operator access requests on the victim
+    tenancy_id: str = ""  # an active 1-GPU Slurm tenancy of the victim on node_id
+    shape_name: str = ""  # a shape offered in NODE_REGION
 
 
 async def build_catalog(db: AsyncSession, clock: Clock) -> None:
@@ -206,6 +210,9 @@ async def build_world(db: AsyncSession, clock: Clock) -> World:
     markers |= {a.email for a in victim.accounts.values()} | {second.email}
     markers |= {split_api_key(s) or "" for s in (target_secret, limited_secret)}
     markers |= {await _key_id(db, limited_secret), victim_secret_id}
+    tenancy_id = await _make_tenancy(db, victim.org_id, node_id)
+    shape_name = await _make_shape(db)
+    markers.add(tenancy_id)
     access = await build_access_world(
         db, clock, victim.org_id, {name: account for name, (account, _, _) in operators.items()}
     )
@@ -220,6 +227,8 @@ async def build_world(db: AsyncSession, clock: Clock) -> World:
         victim_markers=markers - {""},
         victim_secret_id=victim_secret_id,
         access=access,
+        tenancy_id=tenancy_id,
+        shape_name=shape_name,
     )
 
 
@@ -242,3 +251,45 @@ async def _make_secret(db: AsyncSession, org_id: str) -> str:
     db.add(secret)
     await db.flush()
     return secret.id
+
+
+async def _make_tenancy(db: AsyncSession, org_id: str, node_id: str) -> str:
+    """An active simulated Slurm tenancy of ``org_id`` holding GPU 0 of ``node_id``, with
+    its claim and allocation (as a create and a reconciler pass leave them)."""
+    now = datetime.now(UTC)
+    gpu = (await db.execute(select(Gpu).where(Gpu.node_id == node_id, Gpu.index == 0))).scalar_one()
+    tenancy = Tenancy(
+        id=new_id("ten"), org_id=org_id, project_id=None, name=f"iso-tenancy-{unique()}",
+        labels={}, kind="slurm", region_code=NODE_REGION, gpu_model_code="h100", shape=None,
+        node_count=1, gpus_per_node=1, gpu_milli=1000, image=None, ssh_public_keys=[],
+        ends_at=None, idle_release_minutes=None, state="active", failure_reason=None,
+        driver="sim", simulated=True, facts={"access": "sbatch", "simulated": "true"},
+        generation=1, applied_generation=1, lease_token=None, lease_expires_at=None,
+        next_attempt_at=None, attempts=0, last_error=None, created_by="isolation",
+        created_at=now, state_changed_at=now, activated_at=now, release_requested_at=None,
+        released_at=None, accrued_until=now, idle_since=None, expiry_warned=False,
+    )  # fmt: skip
+    db.add(tenancy)
+    await db.flush()
+    db.add(GpuClaim(gpu_id=gpu.id, node_id=node_id, used_milli=1000))
+    db.add(
+        GpuAllocation(
+            id=new_id("gal"), tenancy_id=tenancy.id, node_id=node_id, gpu_id=gpu.id,
+            gpu_index=0, milli=1000, allocated_at=now, released_at=None,
+        )
+    )  # fmt: skip
+    await db.flush()
+    return tenancy.id
+
+
+async def _make_shape(db: AsyncSession) -> str:
+    name = f"iso-shape-{unique()}"
+    db.add(
+        Shape(
+            id=new_id("shp"), region_code=NODE_REGION, name=name, description="isolation",
+            gpu_model_code="h100", gpus_per_node=1, node_count=1, gpu_milli=1000,
+            interconnect="nvlink", hourly_price=Decimal("3.50"), created_at=datetime.now(UTC),
+        )
+    )  # fmt: skip
+    await db.flush()
+    return name

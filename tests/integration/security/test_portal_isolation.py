@@ -34,6 +34,7 @@ class Page:
 def pages(world: World) -> dict[tuple[str, str], Page]:
     """One call per portal route (route template → call with the victim's real ids)."""
     project, key, node = world.victim.project_id, world.victim_key_id, world.node_id
+    tenancy = world.tenancy_id
     assert world.access is not None
     access, org = world.access, world.victim.org_id
     return {
@@ -111,6 +112,28 @@ def pages(world: World) -> dict[tuple[str, str], Page]:
             "POST", "/residency", {"action": "preview", "template": "canada-sovereign"}
         ),
         ("GET", "/residency/report"): Page("GET", "/residency/report", {}),
+        ("GET", "/tenancies"): Page("GET", "/tenancies", {}),
+        ("GET", "/tenancies/new"): Page("GET", "/tenancies/new?gpu_memory_gib=80", {}),
+        ("POST", "/tenancies"): Page(
+            "POST",
+            "/tenancies",
+            {
+                "name": "portal-made",
+                "kind": "slurm",
+                "region": "ca-qc-1",
+                "shape": "",
+                "gpu_model": "h100",
+                "gpus_per_node": "1",
+            },
+        ),
+        ("GET", "/tenancies/{tenancy_id:str}"): Page("GET", f"/tenancies/{tenancy}", {}),
+        ("GET", "/tenancies/{tenancy_id:str}/live"): Page("GET", f"/tenancies/{tenancy}/live", {}),
+        ("POST", "/tenancies/{tenancy_id:str}/resize"): Page(
+            "POST", f"/tenancies/{tenancy}/resize", {"gpus_per_node": "2"}
+        ),
+        ("POST", "/tenancies/{tenancy_id:str}/release"): Page(
+            "POST", f"/tenancies/{tenancy}/release", {}
+        ),
     }
 
 
@@ -140,6 +163,8 @@ ORG_CONTEXT = (
     "/access/report.csv",
     "/residency",
     "/residency/report",
+    "/tenancies",
+    "/tenancies/new?gpu_memory_gib=80",
 )
 # Operators ask for access from anywhere (the tenant's residency policy decides, not the
 # page), and see only their own requests: build_world's pending one is operator-ca's.

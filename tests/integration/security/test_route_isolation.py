@@ -170,6 +170,10 @@ def _org_notice(w: World, tail: str) -> str:
     return f"/api/v1/orgs/{_org(w)}/access-notifications/{_access(w).notification_id}{tail}"
 
 
+def _tenancies(w: World, tail: str = "") -> str:
+    return f"/api/v1/orgs/{_org(w)}/tenancies{tail}"
+
+
 def _member(w: World) -> str:
     return f"/api/v1/orgs/{_org(w)}/members/{w.second_member.user_id}"
 
@@ -521,6 +525,76 @@ EXPECTATIONS: dict[str, tuple[Rule, Build]] = {
     "POST /api/v1/orgs/{org_id}/access-notifications/{notification_id}/acknowledge": (
         tenant(Permission.ACCESS_APPROVE),
         lambda w, n: Call(_org_notice(w, "/acknowledge")),
+    ),
+    # Tenancies: the victim's own (an active 1-GPU one on the world's node), its quotas and
+    # shape suggestions; shapes per region for everyone signed in; shapes and quota rules
+    # for operators. Releasing twice answers the same; a resize leaves one pending.
+    "GET /api/v1/orgs/{org_id}/tenancies": (
+        tenant(Permission.TENANCIES_READ),
+        lambda w, n: Call(_tenancies(w), params={"state": "active"}),
+    ),
+    "POST /api/v1/orgs/{org_id}/tenancies": (
+        tenant(Permission.TENANCIES_WRITE),
+        lambda w, n: Call(
+            _tenancies(w),
+            {
+                "name": f"iso-{n}",
+                "kind": "slurm",
+                "region": NODE_REGION,
+                "gpu_model": "h100",
+                "gpus_per_node": 1,
+            },
+        ),
+    ),
+    "GET /api/v1/orgs/{org_id}/tenancies/{tenancy_id}": (
+        tenant(Permission.TENANCIES_READ),
+        lambda w, n: Call(_tenancies(w, f"/{w.tenancy_id}")),
+    ),
+    "GET /api/v1/orgs/{org_id}/tenancies/{tenancy_id}/events": (
+        tenant(Permission.TENANCIES_READ),
+        lambda w, n: Call(_tenancies(w, f"/{w.tenancy_id}/events")),
+    ),
+    "POST /api/v1/orgs/{org_id}/tenancies/{tenancy_id}/resize": (
+        tenant(Permission.TENANCIES_WRITE, destructive=True),
+        lambda w, n: Call(_tenancies(w, f"/{w.tenancy_id}/resize"), {"gpus_per_node": 2}),
+    ),
+    "POST /api/v1/orgs/{org_id}/tenancies/{tenancy_id}/release": (
+        tenant(Permission.TENANCIES_WRITE),
+        lambda w, n: Call(_tenancies(w, f"/{w.tenancy_id}/release")),
+    ),
+    "GET /api/v1/orgs/{org_id}/quotas": (
+        tenant(Permission.TENANCIES_READ),
+        lambda w, n: Call(f"/api/v1/orgs/{_org(w)}/quotas"),
+    ),
+    "GET /api/v1/orgs/{org_id}/shape-suggestion": (
+        tenant(Permission.TENANCIES_READ),
+        lambda w, n: Call(
+            f"/api/v1/orgs/{_org(w)}/shape-suggestion",
+            params={"gpu_memory_gib": "80", "gpu_count": "1"},
+        ),
+    ),
+    "GET /api/v1/regions/{code}/shapes": (
+        AUTHENTICATED,
+        lambda w, n: Call(f"/api/v1/regions/{NODE_REGION}/shapes"),
+    ),
+    "POST /api/v1/regions/{code}/shapes": (
+        provider(ProviderPermission.CAPACITY_WRITE),
+        lambda w, n: Call(
+            f"/api/v1/regions/{NODE_REGION}/shapes",
+            {"name": f"iso-{n}", "gpu_model": "h100", "gpus_per_node": 1, "hourly_price": "3.25"},
+        ),
+    ),
+    "DELETE /api/v1/regions/{code}/shapes/{name}": (
+        provider(ProviderPermission.CAPACITY_WRITE, destructive=True),
+        lambda w, n: Call(f"/api/v1/regions/{NODE_REGION}/shapes/{w.shape_name}"),
+    ),
+    "GET /api/v1/quotas": (
+        provider(ProviderPermission.INVENTORY_READ),
+        lambda w, n: Call("/api/v1/quotas"),
+    ),
+    "PUT /api/v1/quotas": (
+        provider(ProviderPermission.CAPACITY_WRITE),
+        lambda w, n: Call("/api/v1/quotas", {"max_gpus": 64, "org_id": _org(w)}),
     ),
 }
 

@@ -1,0 +1,70 @@
+"""Recording usage: exactly once per (source, event_id), whatever the producer retries."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import cast
+
+from sqlalchemy import Table, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from control_plane.ids import new_id
+from control_plane.metering.models import UsageEvent
+
+__all__ = ["NewUsage", "record_usage", "usage_total"]
+
+
+@dataclass(frozen=True, slots=True)
+class NewUsage:
+    source: str
+    event_id: str
+    org_id: str
+    project_id: str | None
+    type: str  # gpu_seconds, tokens_in, tokens_out, cached_tokens
+    value: Decimal
+    window_start: datetime
+    window_end: datetime
+    dimensions: Mapping[str, str] = field(default_factory=dict)
+
+
+async def record_usage(db: AsyncSession, events: Sequence[NewUsage], at: datetime) -> int:
+    """Store the events in the caller's transaction; returns how many were duplicates
+    (already stored under the same source and id) and so ignored."""
+    if not events:
+        return 0
+    rows = [
+        {
+            "id": new_id("use"), "source": e.source, "event_id": e.event_id,
+            "org_id": e.org_id, "project_id": e.project_id, "type": e.type, "value": e.value,
+            "dimensions": dict(e.dimensions), "window_start": e.window_start,
+            "window_end": e.window_end, "recorded_at": at,
+        }
+        for e in events
+    ]  # fmt: skip
+    dialect = (await db.connection()).dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    # On the table (Core), not the entity: an ORM bulk insert's result has no rowcount.
+    statement = insert(cast(Table, UsageEvent.__table__)).on_conflict_do_nothing(
+        index_elements=["source", "event_id"]
+    )
+    result = await db.execute(statement, rows)
+    stored = result.rowcount if result.rowcount is not None and result.rowcount >= 0 else len(rows)  # type: ignore[attr-defined]
+    return len(rows) - stored
+
+
+async def usage_total(
+    db: AsyncSession, *, org_id: str, type: str, dimension: tuple[str, str] | None = None
+) -> Decimal:
+    """Sum of an organization's usage of one type (optionally where a dimension matches)."""
+    query = select(UsageEvent.value, UsageEvent.dimensions).where(
+        UsageEvent.org_id == org_id, UsageEvent.type == type
+    )
+    total = Decimal(0)
+    for value, dimensions in await db.execute(query):
+        if dimension is None or dimensions.get(dimension[0]) == dimension[1]:
+            total += value
+    return total

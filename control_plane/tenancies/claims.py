@@ -1,0 +1,97 @@
+"""The GPU allocation ledger: what is free, and taking or giving back shares of GPUs.
+
+Taking is one conditional upsert per GPU: it raises ``used_milli`` only if the result
+stays within the GPU (and the CHECK constraint refuses anything else), so two
+transactions racing for the same GPU cannot both win. PostgreSQL evaluates the condition
+against the row after waiting for its lock, so the loser sees the winner's claim.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from control_plane.inventory.capacity import NodeCapacity
+from control_plane.placement import GpuFree, NodeState
+from control_plane.tenancies.models import GpuClaim
+
+# Placement also checks CPU and memory; tenancies take whole nodes' worth of neither yet,
+# so nodes offer "plenty" of both.
+_PLENTY = 1 << 40
+
+_TAKE = text(
+    "INSERT INTO gpu_claim (gpu_id, node_id, used_milli) VALUES (:gpu_id, :node_id, :milli) "
+    "ON CONFLICT (gpu_id) DO UPDATE SET used_milli = gpu_claim.used_milli + excluded.used_milli "
+    "WHERE gpu_claim.used_milli + excluded.used_milli <= 1000"
+)
+_GIVE_BACK = text(
+    "UPDATE gpu_claim SET used_milli = used_milli - :milli "
+    "WHERE gpu_id = :gpu_id AND used_milli >= :milli"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Share:
+    gpu_id: str
+    node_id: str
+    milli: int
+
+
+async def free_state(
+    db: AsyncSession, nodes: Sequence[NodeCapacity], *, returning: Iterable[Share] = ()
+) -> list[NodeState]:
+    """The nodes as placement sees them: each GPU's free share, schedulable or not.
+
+    ``returning`` counts as free (a resize re-places a tenancy as if it had given its
+    GPUs back)."""
+    used = await _used(db, [n.id for n in nodes])
+    for share in returning:
+        used[share.gpu_id] = used.get(share.gpu_id, 0) - share.milli
+    return [
+        NodeState(
+            id=n.id,
+            region=n.region_code,
+            rack=n.rack,
+            gpu_model=n.gpu_model_code,
+            gpus=tuple(GpuFree(g.index, 1000 - used.get(g.id, 0), g.nvlink_domain) for g in n.gpus),
+            cpu_free_milli=_PLENTY,
+            memory_free_mib=_PLENTY,
+            schedulable=n.schedulable,
+        )
+        for n in nodes
+    ]
+
+
+async def take(db: AsyncSession, shares: Sequence[Share]) -> bool:
+    """Claim every share, or report False (the caller rolls back its savepoint)."""
+    for share in shares:
+        result = await db.execute(
+            _TAKE, {"gpu_id": share.gpu_id, "node_id": share.node_id, "milli": share.milli}
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            return False
+    return True
+
+
+async def give_back(db: AsyncSession, shares: Sequence[Share]) -> None:
+    for share in shares:
+        result = await db.execute(_GIVE_BACK, {"gpu_id": share.gpu_id, "milli": share.milli})
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            raise RuntimeError(f"GPU {share.gpu_id} gave back more than it had claimed")
+
+
+async def _used(db: AsyncSession, node_ids: list[str]) -> dict[str, int]:
+    if not node_ids:
+        return {}
+    used: dict[str, int] = {}
+    for start in range(0, len(node_ids), 500):
+        rows = await db.execute(
+            select(GpuClaim.gpu_id, GpuClaim.used_milli).where(
+                GpuClaim.node_id.in_(node_ids[start : start + 500]), GpuClaim.used_milli > 0
+            )
+        )
+        used.update((gpu_id, milli) for gpu_id, milli in rows)
+    return used

@@ -1,0 +1,1 @@
+"""Tenancy drivers: one interface (base), the registry, and one module per driver."""

@@ -1,0 +1,69 @@
+"""How a tenancy reads in the API and portal, and the Allocation its driver is given."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from control_plane.inventory.capacity import capacity_nodes
+from control_plane.tenancies import repository
+from control_plane.tenancies.drivers.base import AllocatedNode, Allocation, TenancyKind
+from control_plane.tenancies.models import GpuAllocation, Tenancy
+from control_plane.tenancies.schemas import AllocationRead, TenancyRead
+
+
+async def tenancy_read(db: AsyncSession, tenancy: Tenancy) -> TenancyRead:
+    live = (await repository.live_allocations(db, [tenancy.id])).get(tenancy.id, [])
+    allocation = await allocation_of(db, tenancy, live)
+    return TenancyRead(
+        id=tenancy.id, org_id=tenancy.org_id, project_id=tenancy.project_id, name=tenancy.name,
+        kind=TenancyKind(tenancy.kind), region=tenancy.region_code,
+        gpu_model=tenancy.gpu_model_code, shape=tenancy.shape,
+        gpus_per_node=tenancy.gpus_per_node, node_count=tenancy.node_count,
+        gpu_count=tenancy.gpus_per_node * tenancy.node_count, state=tenancy.state,
+        failure_reason=tenancy.failure_reason, driver=tenancy.driver,
+        simulated=tenancy.simulated, facts=dict(tenancy.facts), image=tenancy.image,
+        ssh_public_keys=list(tenancy.ssh_public_keys), labels=dict(tenancy.labels),
+        ends_at=tenancy.ends_at, idle_release_minutes=tenancy.idle_release_minutes,
+        allocations=[
+            AllocationRead(node_id=n.node_id, hostname=n.hostname,
+                           gpu_indices=list(n.gpu_indices), gpu_milli=n.gpu_milli)
+            for n in allocation.nodes
+        ],
+        created_by=tenancy.created_by, created_at=tenancy.created_at,
+        state_changed_at=tenancy.state_changed_at, activated_at=tenancy.activated_at,
+        released_at=tenancy.released_at,
+        pending_resize=tenancy.applied_generation != tenancy.generation,
+        last_error=tenancy.last_error,
+    )  # fmt: skip
+
+
+async def allocation_of(
+    db: AsyncSession, tenancy: Tenancy, allocations: Sequence[GpuAllocation]
+) -> Allocation:
+    """The driver's view of the tenancy over the given allocation rows."""
+    by_node: dict[str, list[GpuAllocation]] = {}
+    for row in allocations:
+        by_node.setdefault(row.node_id, []).append(row)
+    nodes = {n.id: n for n in await capacity_nodes(db, node_ids=list(by_node))}
+    whole = tenancy.kind == TenancyKind.BARE_METAL
+    return Allocation(
+        tenancy_id=tenancy.id,
+        org_id=tenancy.org_id,
+        region=tenancy.region_code,
+        kind=TenancyKind(tenancy.kind),
+        gpu_model=tenancy.gpu_model_code,
+        nodes=tuple(
+            AllocatedNode(
+                node_id=node_id, hostname=nodes[node_id].hostname,
+                bmc_endpoint=nodes[node_id].bmc_endpoint, rack=nodes[node_id].rack,
+                gpu_indices=tuple(sorted(r.gpu_index for r in rows)),
+                gpu_milli=rows[0].milli, whole_node=whole,
+            )
+            for node_id, rows in sorted(by_node.items(), key=lambda kv: nodes[kv[0]].hostname)
+        ),
+        image=tenancy.image,
+        ssh_public_keys=tuple(tenancy.ssh_public_keys),
+        labels=dict(tenancy.labels),
+    )  # fmt: skip

@@ -1,0 +1,84 @@
+"""Queries of the tenancies domain. Tenant-facing ones take a TenantScope."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from control_plane.errors import NotFound
+from control_plane.http.pagination import PageRequest
+from control_plane.identity.authz import TenantScope
+from control_plane.tenancies.models import GpuAllocation, Tenancy, TenancyEvent
+
+
+async def tenant_tenancy(
+    db: AsyncSession, scope: TenantScope, org_id: str, tenancy_id: str, *, for_update: bool = False
+) -> Tenancy:
+    scope.require(org_id)
+    query = select(Tenancy).where(
+        scope.org_filter(Tenancy.org_id), Tenancy.org_id == org_id, Tenancy.id == tenancy_id
+    )
+    project = scope.project_filter(Tenancy.project_id)
+    if project is not None:
+        query = query.where(project)
+    if for_update:
+        query = query.with_for_update()
+    tenancy = (await db.execute(query)).scalar_one_or_none()
+    if tenancy is None:
+        raise NotFound(detail="No such tenancy.")
+    return tenancy
+
+
+async def tenant_tenancies(
+    db: AsyncSession,
+    scope: TenantScope,
+    org_id: str,
+    page: PageRequest,
+    *,
+    state: str | None = None,
+    kind: str | None = None,
+    region: str | None = None,
+) -> Sequence[Tenancy]:
+    """Newest first (ids sort by creation time)."""
+    scope.require(org_id)
+    query = select(Tenancy).where(scope.org_filter(Tenancy.org_id), Tenancy.org_id == org_id)
+    project = scope.project_filter(Tenancy.project_id)
+    if project is not None:
+        query = query.where(project)
+    if state:
+        query = query.where(Tenancy.state == state)
+    if kind:
+        query = query.where(Tenancy.kind == kind)
+    if region:
+        query = query.where(Tenancy.region_code == region)
+    if page.after:
+        query = query.where(Tenancy.id < page.after)
+    rows = await db.execute(query.order_by(Tenancy.id.desc()).limit(page.limit + 1))
+    return rows.scalars().all()
+
+
+async def events_of(db: AsyncSession, tenancy_id: str, page: PageRequest) -> Sequence[TenancyEvent]:
+    """Oldest first: a timeline reads forwards."""
+    query = select(TenancyEvent).where(TenancyEvent.tenancy_id == tenancy_id)
+    if page.after:
+        query = query.where(TenancyEvent.id > page.after)
+    rows = await db.execute(query.order_by(TenancyEvent.id).limit(page.limit + 1))
+    return rows.scalars().all()
+
+
+async def live_allocations(
+    db: AsyncSession, tenancy_ids: Sequence[str]
+) -> dict[str, list[GpuAllocation]]:
+    if not tenancy_ids:
+        return {}
+    rows = await db.execute(
+        select(GpuAllocation)
+        .where(GpuAllocation.tenancy_id.in_(list(tenancy_ids)), GpuAllocation.released_at.is_(None))
+        .order_by(GpuAllocation.node_id, GpuAllocation.gpu_index)
+    )
+    result: dict[str, list[GpuAllocation]] = {}
+    for allocation in rows.scalars():
+        result.setdefault(allocation.tenancy_id, []).append(allocation)
+    return result

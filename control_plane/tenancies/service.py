@@ -1,0 +1,464 @@
+"""Tenancy rules: create (residency, quota, placement and GPU claims in one transaction),
+read, resize, release. Nothing here calls a driver: the reconciler does, outside any
+transaction. Services never commit; the request does."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from control_plane.audit.recorder import actor_of
+from control_plane.clock import Clock
+from control_plane.errors import Conflict, FieldError, InvalidInput
+from control_plane.http.pagination import Page, PageRequest, make_page
+from control_plane.identity.authz import TenantScope
+from control_plane.identity.roles import Permission
+from control_plane.ids import new_id
+from control_plane.inventory.capacity import NodeCapacity, capacity_nodes, region_currencies
+from control_plane.placement import Placement, Refusal, Request, place
+from control_plane.settings import Settings
+from control_plane.sovereignty.residency import service as residency
+from control_plane.tenancies import claims, quotas, repository, shapes
+from control_plane.tenancies.accrual import accrue
+from control_plane.tenancies.claims import Share
+from control_plane.tenancies.drivers.base import Resizable, TenancyKind
+from control_plane.tenancies.drivers.registry import Drivers
+from control_plane.tenancies.errors import InsufficientCapacity
+from control_plane.tenancies.lifecycle import TenancyState
+from control_plane.tenancies.models import GpuAllocation, Tenancy
+from control_plane.tenancies.reads import tenancy_read
+from control_plane.tenancies.schemas import (
+    ANY_REGION,
+    TenancyCreate,
+    TenancyEventRead,
+    TenancyRead,
+    TenancyResize,
+)
+from control_plane.tenancies.timeline import Actor, note, transition
+
+# A claim lost to a concurrent create is retried with fresh capacity; each loss means
+# another request won GPUs, so this bound is only reached under pathological churn.
+MAX_CLAIM_ATTEMPTS = 64
+MIN_LEASE = timedelta(minutes=10)
+
+
+@dataclass(frozen=True, slots=True)
+class Spec:
+    gpu_model: str
+    gpus_per_node: int
+    node_count: int
+    gpu_milli: int
+    shape: str | None
+
+
+def actor_from(scope: TenantScope) -> Actor:
+    kind, actor_id = actor_of(scope.principal)
+    label = scope.principal.display or actor_id or kind
+    return Actor(kind, actor_id, str(label))
+
+
+# --- create --------------------------------------------------------------------------------
+
+
+async def create(
+    db: AsyncSession,
+    scope: TenantScope,
+    org_id: str,
+    data: TenancyCreate,
+    *,
+    clock: Clock,
+    settings: Settings,
+    drivers: Drivers,
+) -> TenancyRead:
+    scope.require(org_id, Permission.TENANCIES_WRITE)
+    now = clock.now()
+    _check_times(data, now)
+    project_id = scope.project_id or data.project_id
+    actor = actor_from(scope)
+    regions = await _candidate_regions(db, org_id, data, actor, clock, settings)
+    await quotas.lock_org(db, org_id, now)
+    spec_by_region = {r: await _spec(db, data, r) for r in regions}
+    regions = await _within_quota(db, org_id, spec_by_region)
+    placement, nodes = await _place_and_claim(db, data.kind, spec_by_region, regions)
+    spec = spec_by_region[placement.region]
+    if data.region == ANY_REGION:  # the explicit region was checked (and recorded) up front
+        await residency.check_placement(
+            db, org_id=org_id, region_code=placement.region, actor_kind=actor.kind,
+            actor_id=actor.id, subject="tenancy:new", clock=clock, settings=settings,
+        )  # fmt: skip
+    driver = drivers.for_tenancy(placement.region, data.kind)
+    per_node = len(placement.slots) // max(1, len(placement.node_ids))
+    tenancy = Tenancy(
+        id=new_id("ten"), org_id=org_id, project_id=project_id, name=data.name,
+        labels=dict(data.labels), kind=data.kind.value, region_code=placement.region,
+        gpu_model_code=placement.gpu_model, shape=spec.shape, node_count=len(placement.node_ids),
+        gpus_per_node=per_node, gpu_milli=spec.gpu_milli, image=data.image,
+        ssh_public_keys=list(data.ssh_public_keys), ends_at=data.ends_at,
+        idle_release_minutes=data.idle_release_minutes, state=TenancyState.REQUESTED.value,
+        failure_reason=None, driver=driver.name, simulated=driver.simulated, facts={},
+        generation=1, applied_generation=1, lease_token=None, lease_expires_at=None,
+        next_attempt_at=now, attempts=0, last_error=None, created_by=actor.label[:80],
+        created_at=now, state_changed_at=now, activated_at=None, release_requested_at=None,
+        released_at=None, accrued_until=None, idle_since=None, expiry_warned=False,
+    )  # fmt: skip
+    db.add(tenancy)
+    await db.flush()  # the allocations refer to it (no ORM relationship orders the inserts)
+    _add_allocations(db, tenancy.id, placement, nodes, now)
+    await db.flush()
+    where = f"{placement.region} on {', '.join(_hostnames(placement, nodes))}"
+    for to, detail in (
+        (TenancyState.PLACING, "residency and quota checks passed"),
+        (TenancyState.PROVISIONING, f"placed {len(placement.slots)} GPU(s) in {where}"),
+    ):
+        await transition(db, tenancy, to, detail=detail, actor=actor, at=now,
+                         ledger_region=settings.region)  # fmt: skip
+    await db.flush()
+    return await tenancy_read(db, tenancy)
+
+
+def _check_times(data: TenancyCreate, now: datetime) -> None:
+    if data.ends_at is None:
+        return
+    if data.ends_at.tzinfo is None:
+        raise InvalidInput(
+            detail="ends_at needs a time zone (e.g. 2026-12-01T18:00:00Z).",
+            errors=[FieldError("body.ends_at", "no time zone")],
+        )
+    if data.ends_at < now + MIN_LEASE:
+        raise InvalidInput(
+            detail=f"ends_at must be at least {MIN_LEASE.seconds // 60} minutes from now.",
+            errors=[FieldError("body.ends_at", "too soon")],
+        )
+
+
+async def _candidate_regions(
+    db: AsyncSession,
+    org_id: str,
+    data: TenancyCreate,
+    actor: Actor,
+    clock: Clock,
+    settings: Settings,
+) -> list[str]:
+    """The region asked for (checked against the policy now, a refusal recorded), or every
+    region the policy allows, cheapest first."""
+    if data.region != ANY_REGION:
+        if data.region not in await region_currencies(db):
+            raise InvalidInput(
+                detail=f"No region {data.region!r}.",
+                errors=[FieldError("body.region", "unknown region")],
+            )
+        await residency.check_placement(
+            db, org_id=org_id, region_code=data.region, actor_kind=actor.kind,
+            actor_id=actor.id, subject="tenancy:new", clock=clock, settings=settings,
+        )  # fmt: skip
+        return [data.region]
+    allowed = await residency.allowed_regions(db, org_id)
+    if not allowed:
+        raise InsufficientCapacity(
+            detail="Your residency policy allows no region this operator runs.",
+            extra={"reason": "no-allowed-region", "suggestions": []},
+        )
+    return await _cheapest_first(db, allowed, data)
+
+
+async def _cheapest_first(db: AsyncSession, regions: list[str], data: TenancyCreate) -> list[str]:
+    """Regions ordered by the price of the asked shape (or the cheapest per-GPU price of the
+    asked GPU model); regions without a price keep their order, last."""
+    prices: dict[str, Decimal] = {}
+    for shape in await shapes.list_shapes(db, regions):
+        if data.shape is not None and shape.name != data.shape:
+            continue
+        if data.shape is None and shape.gpu_model != data.gpu_model:
+            continue
+        gpus = shape.gpus_per_node * shape.node_count * shape.gpu_milli / 1000
+        per_gpu = shapes.comparable_price(shape.hourly_price, shape.currency) / Decimal(str(gpus))
+        prices[shape.region] = min(prices.get(shape.region, per_gpu), per_gpu)
+    if data.shape is not None and not prices:
+        raise InvalidInput(
+            detail=f"No region your policy allows has a shape {data.shape!r}.",
+            errors=[FieldError("body.shape", "not offered in any allowed region")],
+        )
+    priced = sorted((p, r) for r, p in prices.items())
+    unpriced = [r for r in regions if r not in prices] if data.shape is None else []
+    return [r for _, r in priced] + unpriced
+
+
+async def _spec(db: AsyncSession, data: TenancyCreate, region: str) -> Spec:
+    if data.shape is not None:
+        if data.gpu_model is not None or data.gpus_per_node is not None:
+            raise InvalidInput(
+                detail="Give a shape, or a GPU model and a GPU count, not both.",
+                errors=[FieldError("body.shape", "given together with gpu_model/gpus_per_node")],
+            )
+        shape = await shapes.get_shape(db, region, data.shape)
+        spec = Spec(shape.gpu_model_code, shape.gpus_per_node, shape.node_count,
+                    shape.gpu_milli, shape.name)  # fmt: skip
+    else:
+        if data.gpu_model is None or data.gpus_per_node is None:
+            missing = "body.gpu_model" if data.gpu_model is None else "body.gpus_per_node"
+            raise InvalidInput(
+                detail="Give a shape, or a GPU model and the GPUs per node.",
+                errors=[FieldError(missing, "required without a shape")],
+            )
+        spec = Spec(data.gpu_model, data.gpus_per_node, data.node_count, 1000, None)
+    if data.kind is TenancyKind.BARE_METAL and spec.gpu_milli < 1000:
+        raise InvalidInput(
+            detail="Bare-metal tenancies take whole nodes.",
+            errors=[FieldError("body.shape", "fractional shape for bare metal")],
+        )
+    return spec
+
+
+async def _within_quota(db: AsyncSession, org_id: str, specs: dict[str, Spec]) -> list[str]:
+    """The candidate regions where the request fits the organization's quotas; the first
+    refusal when none does."""
+    fitting: list[str] = []
+    first_refusal: Exception | None = None
+    for region, spec in specs.items():
+        milli = spec.gpus_per_node * spec.node_count * spec.gpu_milli
+        try:
+            await quotas.check(db, org_id=org_id, region=region, gpu_model=spec.gpu_model,
+                               milli=milli)  # fmt: skip
+        except Exception as refusal:  # QuotaExceeded
+            first_refusal = first_refusal or refusal
+            continue
+        fitting.append(region)
+    if not fitting and first_refusal is not None:
+        raise first_refusal
+    return fitting
+
+
+def _request(kind: TenancyKind, spec: Spec, regions: Sequence[str]) -> Request:
+    return Request(
+        regions=tuple(regions), gpu_models=(spec.gpu_model,), gpu_count=spec.gpus_per_node,
+        node_count=spec.node_count, gpu_milli=spec.gpu_milli,
+        whole_node=kind is TenancyKind.BARE_METAL,
+    )  # fmt: skip
+
+
+async def _place_and_claim(
+    db: AsyncSession,
+    kind: TenancyKind,
+    specs: dict[str, Spec],
+    regions: list[str],
+    *,
+    returning: Sequence[Share] = (),
+) -> tuple[Placement, dict[str, NodeCapacity]]:
+    """Place in the first region (in order) with room, and claim the GPUs; a claim lost to
+    a concurrent request is retried against fresh capacity."""
+    models = sorted({specs[r].gpu_model for r in regions})
+    nodes = {n.id: n for n in await capacity_nodes(db, regions=regions, gpu_models=models)}
+    refusal: Refusal | None = None
+    for _ in range(MAX_CLAIM_ATTEMPTS):
+        states = await claims.free_state(db, list(nodes.values()), returning=returning)
+        decision: Placement | Refusal | None = None
+        for region in regions:
+            decision = place(
+                [s for s in states if s.region == region], _request(kind, specs[region], [region])
+            )
+            if isinstance(decision, Placement):
+                break
+            refusal = refusal or decision
+        if not isinstance(decision, Placement):
+            raise _capacity_problem(refusal, regions)
+        shares = sorted(_shares(decision, nodes), key=lambda s: s.gpu_id)
+        savepoint = await db.begin_nested()
+        if await claims.take(db, shares):
+            await savepoint.commit()
+            return decision, nodes
+        await savepoint.rollback()
+        refusal = None
+    raise InsufficientCapacity(
+        detail="Capacity kept changing while placing this request; try again.",
+        extra={"reason": "contention", "suggestions": []},
+    )
+
+
+def _capacity_problem(refusal: Refusal | None, regions: Sequence[str]) -> InsufficientCapacity:
+    if refusal is None:
+        return InsufficientCapacity(
+            detail=f"No capacity in {', '.join(regions)}.",
+            extra={"reason": "insufficient-capacity", "suggestions": []},
+        )
+    return InsufficientCapacity(
+        detail=refusal.detail,
+        extra={"reason": refusal.reason, "suggestions": list(refusal.suggestions)},
+    )
+
+
+def _shares(placement: Placement, nodes: dict[str, NodeCapacity]) -> list[Share]:
+    result = []
+    for slot in placement.slots:
+        node = nodes[slot.node_id]
+        gpu = next(g for g in node.gpus if g.index == slot.gpu_index)
+        result.append(Share(gpu.id, node.id, slot.milli))
+    return result
+
+
+def _add_allocations(
+    db: AsyncSession,
+    tenancy_id: str,
+    placement: Placement,
+    nodes: dict[str, NodeCapacity],
+    at: datetime,
+) -> None:
+    for slot, share in zip(placement.slots, _shares(placement, nodes), strict=True):
+        db.add(
+            GpuAllocation(
+                id=new_id("gal"), tenancy_id=tenancy_id, node_id=share.node_id,
+                gpu_id=share.gpu_id, gpu_index=slot.gpu_index, milli=share.milli,
+                allocated_at=at, released_at=None,
+            )
+        )  # fmt: skip
+
+
+def _hostnames(placement: Placement, nodes: dict[str, NodeCapacity]) -> list[str]:
+    return [nodes[n].hostname for n in placement.node_ids]
+
+
+# --- read ----------------------------------------------------------------------------------
+
+
+async def list_tenancies(
+    db: AsyncSession,
+    scope: TenantScope,
+    org_id: str,
+    page: PageRequest,
+    *,
+    state: str | None = None,
+    kind: str | None = None,
+    region: str | None = None,
+) -> Page[TenancyRead]:
+    rows = await repository.tenant_tenancies(
+        db, scope, org_id, page, state=state, kind=kind, region=region
+    )
+    result = make_page(rows, page, key=lambda t: t.id)
+    items = [await tenancy_read(db, t) for t in result.items]
+    return Page(items=items, next_cursor=result.next_cursor)
+
+
+async def get(db: AsyncSession, scope: TenantScope, org_id: str, tenancy_id: str) -> TenancyRead:
+    return await tenancy_read(db, await repository.tenant_tenancy(db, scope, org_id, tenancy_id))
+
+
+async def events(
+    db: AsyncSession, scope: TenantScope, org_id: str, tenancy_id: str, page: PageRequest
+) -> Page[TenancyEventRead]:
+    tenancy = await repository.tenant_tenancy(db, scope, org_id, tenancy_id)
+    rows = await repository.events_of(db, tenancy.id, page)
+    result = make_page(rows, page, key=lambda e: e.id)
+    return Page(
+        items=[
+            TenancyEventRead(id=e.id, at=e.at, kind=e.kind, from_state=e.from_state,
+                             to_state=e.to_state, detail=e.detail, actor=e.actor)
+            for e in result.items
+        ],
+        next_cursor=result.next_cursor,
+    )  # fmt: skip
+
+
+# --- change --------------------------------------------------------------------------------
+
+
+async def release(
+    db: AsyncSession,
+    scope: TenantScope,
+    org_id: str,
+    tenancy_id: str,
+    *,
+    clock: Clock,
+    settings: Settings,
+) -> TenancyRead:
+    scope.require(org_id, Permission.TENANCIES_WRITE)
+    tenancy = await repository.tenant_tenancy(db, scope, org_id, tenancy_id, for_update=True)
+    if tenancy.state in (TenancyState.RELEASING, TenancyState.CLEANING, TenancyState.RELEASED):
+        return await tenancy_read(db, tenancy)  # asking twice is not an error
+    await begin_release(db, tenancy, actor=actor_from(scope), reason="release requested",
+                        at=clock.now(), settings=settings)  # fmt: skip
+    return await tenancy_read(db, tenancy)
+
+
+async def begin_release(
+    db: AsyncSession,
+    tenancy: Tenancy,
+    *,
+    actor: Actor,
+    reason: str,
+    at: datetime,
+    settings: Settings,
+    bill_until: datetime | None = None,
+) -> None:
+    """Stop billing (now, or at ``bill_until``) and hand the tenancy to the reconciler to
+    take down and clean."""
+    await accrue(db, tenancy, until=min(at, bill_until or at))
+    tenancy.release_requested_at = at
+    tenancy.next_attempt_at = at
+    tenancy.attempts = 0
+    await transition(db, tenancy, TenancyState.RELEASING, detail=reason, actor=actor, at=at,
+                     ledger_region=settings.region)  # fmt: skip
+
+
+async def resize(
+    db: AsyncSession,
+    scope: TenantScope,
+    org_id: str,
+    tenancy_id: str,
+    data: TenancyResize,
+    *,
+    clock: Clock,
+    settings: Settings,
+    drivers: Drivers,
+) -> TenancyRead:
+    scope.require(org_id, Permission.TENANCIES_WRITE)
+    now = clock.now()
+    await quotas.lock_org(db, org_id, now)
+    tenancy = await repository.tenant_tenancy(db, scope, org_id, tenancy_id, for_update=True)
+    if tenancy.state != TenancyState.ACTIVE or tenancy.applied_generation != tenancy.generation:
+        raise Conflict(detail=f"Only an active tenancy with no resize under way can be resized; "
+                              f"this one is {tenancy.state}.")  # fmt: skip
+    driver = drivers.for_tenancy(tenancy.region_code, TenancyKind(tenancy.kind))
+    if not isinstance(driver, Resizable) or tenancy.kind == TenancyKind.BARE_METAL:
+        raise Conflict(detail=f"{tenancy.kind} tenancies cannot be resized in place; create a "
+                              "new tenancy of the size you need and release this one.")  # fmt: skip
+    node_count = data.node_count or tenancy.node_count
+    if (data.gpus_per_node, node_count) == (tenancy.gpus_per_node, tenancy.node_count):
+        return await tenancy_read(db, tenancy)
+    spec = Spec(tenancy.gpu_model_code, data.gpus_per_node, node_count, tenancy.gpu_milli, None)
+    await quotas.check(db, org_id=org_id, region=tenancy.region_code,
+                       gpu_model=tenancy.gpu_model_code,
+                       milli=data.gpus_per_node * node_count * tenancy.gpu_milli,
+                       excluding=tenancy.id)  # fmt: skip
+    current = (await repository.live_allocations(db, [tenancy.id])).get(tenancy.id, [])
+    old_shares = [Share(a.gpu_id, a.node_id, a.milli) for a in current]
+    await accrue(db, tenancy, until=now)  # the old size is billed up to now
+    await claims.give_back(db, old_shares)
+    placement, nodes = await _place_and_claim(
+        db, TenancyKind(tenancy.kind), {tenancy.region_code: spec}, [tenancy.region_code]
+    )
+    await db.execute(
+        update(GpuAllocation)
+        .where(GpuAllocation.id.in_([a.id for a in current]))
+        .values(released_at=now)
+    )
+    _add_allocations(db, tenancy.id, placement, nodes, now)
+    tenancy.facts = {
+        **tenancy.facts,
+        "resized_from": f"{tenancy.node_count}x{tenancy.gpus_per_node}",
+    }
+    tenancy.gpus_per_node = data.gpus_per_node
+    tenancy.node_count = node_count
+    tenancy.shape = None
+    tenancy.generation += 1
+    tenancy.next_attempt_at = now
+    tenancy.attempts = 0
+    note(db, tenancy, "step",
+         f"resize to {node_count} x {data.gpus_per_node} GPU(s) on "
+         f"{', '.join(_hostnames(placement, nodes))} requested",
+         actor_from(scope), now)  # fmt: skip
+    await db.flush()
+    return await tenancy_read(db, tenancy)

@@ -1,0 +1,173 @@
+"""A tenancy from request to release through the API and the reconciler (sim driver)."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from control_plane.audit.models import AuditEntryRow as AuditEntry
+from control_plane.clock import OffsetClock
+from control_plane.inventory.lifecycle import NodeState
+from control_plane.tenancies.reconciler import Reconciler
+from tests.fixtures.capacity import make_fleet
+from tests.fixtures.factories import Tenant
+from tests.integration.tenancies.conftest import (
+    Client,
+    create,
+    live_allocations,
+    tenancies_url,
+    used_milli,
+)
+
+
+async def timeline(client: Client, org: Tenant, auth: dict[str, str], tenancy_id: str) -> list[str]:
+    response = await client.get(f"{tenancies_url(org)}/{tenancy_id}/events", headers=auth)
+    assert response.status_code == 200
+    return [e["to_state"] for e in response.json()["items"] if e["kind"] == "transition"]
+
+
+class TestCreate:
+    async def test_a_request_is_placed_on_one_nvlink_node_and_provisions(
+        self, client: Client, org: Tenant, auth: dict[str, str], fleet: list[str], db: AsyncSession
+    ) -> None:
+        response = await create(client, org, auth, gpus_per_node=4, labels={"team": "nlp"})
+        assert response.status_code == 201, response.text
+        body = response.json()
+        assert body["state"] == "provisioning"
+        assert body["gpu_count"] == 4
+        assert body["region"] == "ca-qc-1"
+        assert body["simulated"] is True
+        assert body["driver"] == "sim"
+        assert len(body["allocations"]) == 1
+        assert len(body["allocations"][0]["gpu_indices"]) == 4
+        assert await timeline(client, org, auth, body["id"]) == ["placing", "provisioning"]
+        assert await used_milli(db) == 4000
+
+    async def test_the_reconciler_brings_it_to_active(
+        self,
+        client: Client,
+        org: Tenant,
+        auth: dict[str, str],
+        fleet: list[str],
+        reconciler: Reconciler,
+    ) -> None:
+        tenancy = (await create(client, org, auth)).json()
+        await reconciler.converge()
+        body = (await client.get(f"{tenancies_url(org)}/{tenancy['id']}", headers=auth)).json()
+        assert body["state"] == "active"
+        assert body["activated_at"] is not None
+        assert body["facts"]["simulated"] == "true"
+        assert body["facts"]["access"] == "sbatch"
+        assert await timeline(client, org, auth, tenancy["id"]) == [
+            "placing", "provisioning", "active",
+        ]  # fmt: skip
+
+    async def test_every_transition_is_in_the_ledger(
+        self,
+        client: Client,
+        org: Tenant,
+        auth: dict[str, str],
+        fleet: list[str],
+        reconciler: Reconciler,
+        db: AsyncSession,
+    ) -> None:
+        tenancy = (await create(client, org, auth)).json()
+        await reconciler.converge()
+        rows = await db.execute(
+            select(AuditEntry.actor_kind)
+            .where(AuditEntry.action == "tenancy.transition", AuditEntry.target_id == tenancy["id"])
+            .order_by(AuditEntry.at, AuditEntry.seq)
+        )
+        assert list(rows.scalars()) == ["user", "user", "system"]
+
+    async def test_bare_metal_takes_a_whole_node(
+        self, client: Client, org: Tenant, auth: dict[str, str], fleet: list[str], db: AsyncSession
+    ) -> None:
+        response = await create(client, org, auth, kind="bare_metal", gpus_per_node=8,
+                                image="ubuntu-24.04")  # fmt: skip
+        assert response.status_code == 201, response.text
+        assert response.json()["gpu_count"] == 8
+        assert await used_milli(db) == 8000
+
+    async def test_nodes_draining_or_in_maintenance_get_no_new_work(
+        self,
+        client: Client,
+        org: Tenant,
+        auth: dict[str, str],
+        db: AsyncSession,
+        clock: OffsetClock,
+    ) -> None:
+        await make_fleet(db, clock, nodes=1, prefix="drain", state=NodeState.DRAINING)
+        await make_fleet(db, clock, nodes=1, prefix="maint", state=NodeState.MAINTENANCE)
+        await db.commit()
+        response = await create(client, org, auth)
+        assert response.status_code == 409
+        assert response.json()["type"].endswith("/insufficient-capacity")
+        assert await live_allocations(db) == 0
+
+
+class TestRelease:
+    async def test_release_cleans_and_returns_the_gpus(
+        self,
+        client: Client,
+        org: Tenant,
+        auth: dict[str, str],
+        fleet: list[str],
+        reconciler: Reconciler,
+        db: AsyncSession,
+    ) -> None:
+        tenancy = (await create(client, org, auth, gpus_per_node=8)).json()
+        await reconciler.converge()
+        response = await client.post(f"{tenancies_url(org)}/{tenancy['id']}/release", headers=auth)
+        assert response.status_code == 200
+        assert response.json()["state"] == "releasing"
+        await reconciler.converge()
+        body = (await client.get(f"{tenancies_url(org)}/{tenancy['id']}", headers=auth)).json()
+        assert body["state"] == "released"
+        assert body["allocations"] == []
+        assert await timeline(client, org, auth, tenancy["id"]) == [
+            "placing", "provisioning", "active", "releasing", "cleaning", "released",
+        ]  # fmt: skip
+        assert await used_milli(db) == 0
+
+    async def test_released_gpus_can_be_placed_again(
+        self,
+        client: Client,
+        org: Tenant,
+        auth: dict[str, str],
+        fleet: list[str],
+        reconciler: Reconciler,
+    ) -> None:
+        first = (await create(client, org, auth, name="a", gpus_per_node=8, node_count=2)).json()
+        assert (await create(client, org, auth, name="b", gpus_per_node=1)).status_code == 409
+        await client.post(f"{tenancies_url(org)}/{first['id']}/release", headers=auth)
+        await reconciler.converge()
+        assert (await create(client, org, auth, name="b", gpus_per_node=1)).status_code == 201
+
+    async def test_releasing_twice_is_not_an_error(
+        self, client: Client, org: Tenant, auth: dict[str, str], fleet: list[str]
+    ) -> None:
+        tenancy = (await create(client, org, auth)).json()
+        url = f"{tenancies_url(org)}/{tenancy['id']}/release"
+        assert (await client.post(url, headers=auth)).status_code == 200
+        again = await client.post(url, headers=auth)
+        assert again.status_code == 200
+        assert again.json()["state"] == "releasing"
+
+
+class TestList:
+    async def test_lists_newest_first_and_filters_by_state(
+        self,
+        client: Client,
+        org: Tenant,
+        auth: dict[str, str],
+        fleet: list[str],
+        reconciler: Reconciler,
+    ) -> None:
+        first = (await create(client, org, auth, name="first")).json()
+        await reconciler.converge()
+        second = (await create(client, org, auth, name="second")).json()
+        everything = (await client.get(tenancies_url(org), headers=auth)).json()["items"]
+        assert [t["id"] for t in everything] == [second["id"], first["id"]]
+        active = await client.get(tenancies_url(org), params={"state": "active"}, headers=auth)
+        assert [t["id"] for t in active.json()["items"]] == [first["id"]]
