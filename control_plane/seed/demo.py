@@ -6,6 +6,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Literal
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -189,7 +190,8 @@ async def seed_demo(db: AsyncSession, clock: Clock) -> dict[str, int]:
 
 
 # (region, name, GPU model, GPUs per node, nodes, thousandths, interconnect, price per hour)
-SHAPES = (
+Interconnect = Literal["nvlink", "pcie"]
+SHAPES: tuple[tuple[str, str, str, int, int, int, Interconnect, str, str], ...] = (
     ("ca-qc-1", "inference-quarter", "l40s", 1, 1, 250, "pcie", "0.55", "A quarter of an L40S"),
     ("ca-qc-1", "small", "l40s", 1, 1, 1000, "pcie", "2.10", "1x L40S"),
     ("ca-qc-1", "medium", "h100", 2, 1, 1000, "nvlink", "8.90", "2x H100 (NVLink)"),

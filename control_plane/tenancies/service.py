@@ -29,6 +29,7 @@ from control_plane.tenancies.claims import Share
 from control_plane.tenancies.drivers.base import Resizable, TenancyKind
 from control_plane.tenancies.drivers.registry import Drivers
 from control_plane.tenancies.errors import InsufficientCapacity
+from control_plane.tenancies.forecast import Forecast, when_it_fits
 from control_plane.tenancies.lifecycle import TenancyState
 from control_plane.tenancies.models import GpuAllocation, Tenancy
 from control_plane.tenancies.reads import tenancy_read
@@ -265,7 +266,9 @@ async def _place_and_claim(
                 break
             refusal = refusal or decision
         if not isinstance(decision, Placement):
-            raise _capacity_problem(refusal, regions)
+            requests = [_request(kind, specs[r], [r]) for r in regions]
+            forecast = await when_it_fits(db, list(nodes.values()), requests)
+            raise _capacity_problem(refusal, regions, forecast)
         shares = sorted(_shares(decision, nodes), key=lambda s: s.gpu_id)
         savepoint = await db.begin_nested()
         if await claims.take(db, shares):
@@ -279,15 +282,18 @@ async def _place_and_claim(
     )
 
 
-def _capacity_problem(refusal: Refusal | None, regions: Sequence[str]) -> InsufficientCapacity:
+def _capacity_problem(
+    refusal: Refusal | None, regions: Sequence[str], forecast: Forecast | None
+) -> InsufficientCapacity:
+    later = [forecast.suggestion()] if forecast is not None else []
     if refusal is None:
         return InsufficientCapacity(
             detail=f"No capacity in {', '.join(regions)}.",
-            extra={"reason": "insufficient-capacity", "suggestions": []},
+            extra={"reason": "insufficient-capacity", "suggestions": later},
         )
     return InsufficientCapacity(
         detail=refusal.detail,
-        extra={"reason": refusal.reason, "suggestions": list(refusal.suggestions)},
+        extra={"reason": refusal.reason, "suggestions": [*refusal.suggestions, *later]},
     )
 
 

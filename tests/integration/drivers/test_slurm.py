@@ -13,8 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from litestar import Litestar
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from control_plane.clock import OffsetClock
+from control_plane.db.engine import make_engine, make_sessionmaker
+from control_plane.identity.roles import TenantRole
 from control_plane.ids import new_id
+from control_plane.inventory.models import Node
 from control_plane.settings import Settings
 from control_plane.tenancies.drivers.base import (
     AllocatedNode,
@@ -25,7 +32,10 @@ from control_plane.tenancies.drivers.base import (
 )
 from control_plane.tenancies.drivers.registry import Drivers
 from control_plane.tenancies.drivers.slurm import SlurmConfig, SlurmDriver, slurm_name
+from control_plane.tenancies.reconciler import Reconciler
 from tests.conftest import need_peer
+from tests.fixtures.capacity import make_fleet
+from tests.fixtures.factories import make_org, signed_in
 from tests.fixtures.peers.slurm import SlurmCluster, slurm_available
 from tests.integration.drivers.contract import DriverContract, ResizableContract, converge
 
@@ -399,3 +409,65 @@ class TestUnreachableCluster:
             await dead_driver.provision(allocation)
         with pytest.raises(RetryableError):
             await dead_driver.validate(allocation)
+
+
+# --- the whole path: API, reconciler, this driver, a real Slurm --------------------------
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path, slurm_cluster: SlurmCluster) -> Settings:
+    """The app's settings with Slurm tenancies of REGION going to the real cluster."""
+    return Settings(
+        database_url=database_url, key_dir=tmp_path / "keys", sim_dir=tmp_path / "sim",
+        reconciler_enabled=False, environment="test", cookie_secure=False,
+        login_rate_per_minute=1000, drivers={f"{REGION}/slurm": "slurm"},
+        slurm_conf=slurm_cluster.conf, slurm_command_timeout_seconds=20,
+        slurm_admin_users=["root"],
+    )  # fmt: skip
+
+
+class TestThroughTheApi:
+    async def test_a_member_gets_a_slurm_account_runs_a_job_and_releases_it(
+        self, app: Litestar, client: Any, db: AsyncSession, clock: OffsetClock,
+        slurm_cluster: SlurmCluster,
+    ) -> None:  # fmt: skip
+        await make_fleet(db, clock, region=REGION, nodes=1, gpus_per_node=8, prefix="api")
+        await db.execute(update(Node).where(Node.hostname == "api-00").values(hostname="gpu02"))
+        org = await make_org(db, roles=(TenantRole.MEMBER,))
+        await db.commit()
+        auth = await signed_in(client, org.accounts[TenantRole.MEMBER])
+        engine = make_engine(app.state.settings.database_url)
+
+        async def pause(seconds: float) -> None:
+            await asyncio.sleep(min(seconds, 0.5))
+
+        reconciler = Reconciler(make_sessionmaker(engine), app.state.drivers, clock,
+                                app.state.settings, pause=pause)  # fmt: skip
+        url = f"/api/v1/orgs/{org.org_id}/tenancies"
+        try:
+            created = await client.post(url, headers=auth, json={
+                "name": "train", "kind": "slurm", "region": REGION, "gpu_model": "h100",
+                "gpus_per_node": 2,
+            })  # fmt: skip
+            assert created.status_code == 201, created.text
+            tenancy_url = f"{url}/{created.json()['id']}"
+            await reconciler.converge()
+            body = (await client.get(tenancy_url, headers=auth)).json()
+            assert (body["state"], body["driver"], body["simulated"]) == ("active", "slurm", False)
+            account = body["facts"]["account"]
+            job_id, refusal = _submit(slurm_cluster, account, f"--reservation={account}",
+                                      "--gres=gpu:2")  # fmt: skip
+            assert job_id, refusal
+            job = await _wait_for_job(slurm_cluster, job_id, "RUNNING")
+            assert job["NodeList"] == "gpu02"
+
+            assert (await client.post(f"{tenancy_url}/release", headers=auth)).status_code == 200
+            await reconciler.converge()
+            body = (await client.get(tenancy_url, headers=auth)).json()
+            assert body["state"] == "released"
+            await _wait_for_job(slurm_cluster, job_id, "CANCELLED")
+            assert _slurm_records(slurm_cluster, account)["reservations"] == []
+            job_id, refusal = _submit(slurm_cluster, account, f"--reservation={account}")
+            assert job_id is None, "a released tenancy's account still takes jobs"
+        finally:
+            await engine.dispose()

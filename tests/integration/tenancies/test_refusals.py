@@ -11,6 +11,7 @@ from control_plane.clock import OffsetClock
 from control_plane.sovereignty.residency import service as residency
 from control_plane.sovereignty.residency.schemas import PolicyChange
 from control_plane.tenancies.models import Tenancy
+from control_plane.tenancies.reconciler import Reconciler
 from tests.fixtures.capacity import make_fleet, make_quota
 from tests.fixtures.factories import Tenant
 from tests.integration.tenancies.conftest import Client, create, used_milli
@@ -41,6 +42,45 @@ class TestCapacity:
         response = await create(client, org, auth, gpu_model="l40s")
         assert response.status_code == 409
         assert await tenancy_count(db) == 0
+
+
+class TestWhenCapacityFrees:
+    async def test_a_refusal_says_when_a_lease_ending_frees_room(
+        self,
+        client: Client,
+        org: Tenant,
+        auth: dict[str, str],
+        fleet: list[str],
+        clock: OffsetClock,
+    ) -> None:
+        ends = (clock.now() + timedelta(hours=3)).replace(microsecond=0)
+        for name in ("first", "second"):
+            held = await create(client, org, auth, name=name, gpus_per_node=8,
+                                ends_at=ends.isoformat())  # fmt: skip
+            assert held.status_code == 201, held.text
+        response = await create(client, org, auth, name="third", gpus_per_node=4)
+        assert response.status_code == 409
+        expected = f"frees by {ends.strftime('%Y-%m-%d %H:%M')} UTC"
+        assert any(expected in s for s in response.json()["suggestions"])
+
+    async def test_releases_under_way_are_named_and_open_ended_holds_are_not(
+        self,
+        client: Client,
+        org: Tenant,
+        auth: dict[str, str],
+        fleet: list[str],
+        reconciler: Reconciler,
+    ) -> None:
+        first = (await create(client, org, auth, name="first", gpus_per_node=8)).json()
+        await create(client, org, auth, name="second", gpus_per_node=8)
+        refused = await create(client, org, auth, name="third", gpus_per_node=1)
+        assert not any("frees" in s or "released" in s for s in refused.json()["suggestions"])
+        await reconciler.converge()
+        url = f"/api/v1/orgs/{org.org_id}/tenancies/{first['id']}/release"
+        assert (await client.post(url, headers=auth)).status_code == 200
+        response = await create(client, org, auth, name="third", gpus_per_node=1)
+        assert response.status_code == 409
+        assert any("being released now" in s for s in response.json()["suggestions"])
 
 
 class TestQuota:
