@@ -215,7 +215,12 @@ async def authorization_guard(
         state["tenant_scope"] = TenantScope(_SCOPE_TOKEN, principal, access.permission)
     elif access.provider_permission is not None:
         if not provider_allows(principal.provider_role, access.provider_permission):
-            raise Forbidden(detail="This is a provider operator route.")
+            if principal.provider_role is None:
+                raise Forbidden(detail="This is a provider operator route.")
+            raise Forbidden(
+                detail=f"Your provider role ({principal.provider_role.value}) lacks "
+                f"{access.provider_permission.value}."
+            )
         state["provider_scope"] = ProviderScope(_SCOPE_TOKEN, principal, access.provider_permission)
 
 

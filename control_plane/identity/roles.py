@@ -57,6 +57,7 @@ class ProviderPermission(StrEnum):
     KEYS_MANAGE = "keys:manage"  # rotate key-encryption and audit signing keys
     PROVIDER_AUDIT_READ = "provider-audit:read"  # the provider's own ledger chains
     CAPACITY_WRITE = "capacity:write"  # shapes and GPU quotas
+    SECRETS_MANAGE = "provider-secrets:manage"  # BMC credentials and other driver secrets
 
 
 _ALL = frozenset(Permission)

@@ -12,7 +12,7 @@ from control_plane.sdk._http import SESSION_COOKIE, Credentials, RetryPolicy, Tr
 from control_plane.sdk.access import Access
 from control_plane.sdk.audit import Audit
 from control_plane.sdk.errors import UnexpectedResponseError
-from control_plane.sdk.keys import Keys, Secrets
+from control_plane.sdk.keys import Keys, ProviderSecrets, Secrets
 from control_plane.sdk.models import MeRead, SessionRead
 from control_plane.sdk.residency import Residency
 from control_plane.sdk.resources import (
@@ -72,6 +72,7 @@ class Client:
         self.nodes = Nodes(self._t)
         self.access = Access(self._t)
         self.secrets = Secrets(self._t)
+        self.provider_secrets = ProviderSecrets(self._t)
         self.keys = Keys(self._t)
         self.audit = Audit(self._t)
         self.residency = Residency(self._t)

@@ -10,7 +10,7 @@ from control_plane.sdk.pagination import PageIterator
 from control_plane.sdk.resources import API, _Resource, _seg
 from control_plane.sovereignty.keys.schemas import DataKeyRead, KekRotationRead, SecretRead
 
-__all__ = ["Keys", "Secrets", "encode_value"]
+__all__ = ["Keys", "ProviderSecrets", "Secrets", "encode_value"]
 
 
 def encode_value(value: bytes | str) -> dict[str, str]:
@@ -80,6 +80,36 @@ class Secrets(_Resource):
 
     def delete(self, org_id: str, secret_id: str) -> None:
         self._t.call_no_content("DELETE", self._path(org_id, f"/{_seg(secret_id)}"))
+
+
+class ProviderSecrets(_Resource):
+    """The provider's own secrets (operator-admins): BMC credentials ``bmc/<hostname>`` and
+    other driver credentials. Write-only like an organization's."""
+
+    PATH = f"{API}/provider/secrets"
+
+    def list(self, *, page_size: int | None = None) -> PageIterator[SecretRead]:
+        return self._paginate(self.PATH, SecretRead, page_size)
+
+    def find(self, name: str) -> SecretRead | None:
+        return next((s for s in self.list() if s.name == name), None)
+
+    def set(
+        self, name: str, kind: str, value: bytes | str, *, description: str | None = None
+    ) -> SecretRead:
+        """Create ``name``, or replace its value when it exists."""
+        existing = self.find(name)
+        if existing is None:
+            body: dict[str, Any] = {"name": name, "kind": kind, "description": description or ""}
+            body.update(encode_value(value))
+            return self._t.call("POST", self.PATH, SecretRead, body=body, idempotency_key=True)
+        body = encode_value(value)
+        if description is not None:
+            body["description"] = description
+        return self._t.call("PUT", f"{self.PATH}/{_seg(existing.id)}", SecretRead, body=body)
+
+    def delete(self, secret_id: str) -> None:
+        self._t.call_no_content("DELETE", f"{self.PATH}/{_seg(secret_id)}")
 
 
 class Keys(_Resource):

@@ -18,7 +18,7 @@ from control_plane.cli.client.base import OUTPUTS
 from control_plane.cli.client.catalog import gpu_models_group, regions_group
 from control_plane.cli.client.nodes import nodes_group
 from control_plane.cli.client.policy import policy_group
-from control_plane.cli.client.secrets import keys_group, secrets_group
+from control_plane.cli.client.secrets import keys_group, provider_secrets_group, secrets_group
 from control_plane.cli.client.tenancies import quotas_group, shapes_group, tenancies_group
 from control_plane.cli.client.tenants import (
     api_keys_group,
@@ -42,6 +42,7 @@ GROUPS = (
     policy_group,
     secrets_group,
     keys_group,
+    provider_secrets_group,
     tenancies_group,
     shapes_group,
     quotas_group,

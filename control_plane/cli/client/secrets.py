@@ -159,3 +159,50 @@ def _read_value(path: str) -> bytes:
             f"the value is over {MAX_SECRET_BYTES // 1024} KiB", param_hint="--value-file"
         )
     return raw
+
+
+@click.group("provider-secrets")
+def provider_secrets_group() -> None:
+    """The provider's own secrets, e.g. BMC credentials bmc/<hostname> (operator-admins)."""
+
+
+@api_command(provider_secrets_group, "list")
+@limit_option
+def provider_secrets_list(inv: Invocation, limit: int | None) -> None:
+    """Provider secrets: names and metadata, never values."""
+    with inv.client() as client:
+        secrets = client.provider_secrets.list().to_list(limit)
+    emit_list(inv, secrets, columns("id", "name", "kind", "region", "rotated_at"))
+
+
+@api_command(provider_secrets_group, "set")
+@click.argument("name")
+@click.option("--kind", type=click.Choice([k.value for k in SecretKind]), required=True)
+@click.option(
+    "--value-file",
+    required=True,
+    type=click.Path(dir_okay=False, allow_dash=True),
+    help="File holding the value ('-' reads standard input); never pass values as arguments.",
+)
+@click.option("--description", help="What the secret is for.")
+def provider_secrets_set(
+    inv: Invocation, name: str, kind: str, value_file: str, description: str | None
+) -> None:
+    """Store NAME (e.g. bmc/gpu-017 holding {"username": ..., "password": ...})."""
+    value = _read_value(value_file)
+    with inv.client() as client:
+        secret = client.provider_secrets.set(name, kind, value, description=description)
+    emit_one(inv, secret, SECRET_FIELDS)
+
+
+@api_command(provider_secrets_group, "delete")
+@click.argument("secret")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def provider_secrets_delete(inv: Invocation, secret: str, yes: bool) -> None:
+    """Delete SECRET (a name or an id)."""
+    with inv.client() as client:
+        found = client.provider_secrets.find(secret)
+        if not yes:
+            click.confirm(f"Delete provider secret {secret}?", abort=True)
+        client.provider_secrets.delete(found.id if found else secret)
+    click.echo(f"deleted provider secret {secret}", err=inv.json)

@@ -15,6 +15,7 @@ from control_plane.http.pagination import Page, PageRequest
 from control_plane.identity.authz import ProviderScope, TenantScope, provider, tenant
 from control_plane.identity.roles import Permission, ProviderPermission
 from control_plane.settings import Settings
+from control_plane.sovereignty.keys import provider as provider_keys
 from control_plane.sovereignty.keys import service
 from control_plane.sovereignty.keys import tenant as tenant_keys
 from control_plane.sovereignty.keys.rotation import rotate_kek
@@ -119,6 +120,60 @@ class DataKeyController(Controller):
         return await tenant_keys.rotate_data_key(db, tenant, org_id, clock=clock, settings=settings)
 
 
+class ProviderSecretController(Controller):
+    """The provider's own secrets: BMC credentials (``bmc/<hostname>``), cluster tokens."""
+
+    path = "/api/v1/provider/secrets"
+    tags = ["keys"]
+
+    @get(
+        "/", opt=provider(ProviderPermission.SECRETS_MANAGE), summary="Provider secrets (metadata)"
+    )
+    async def list_secrets(self, db: AsyncSession, page: PageRequest) -> Page[SecretRead]:
+        return await provider_keys.list_secrets(db, page)
+
+    @post(
+        "/",
+        opt=provider(ProviderPermission.SECRETS_MANAGE),
+        status_code=HTTP_201_CREATED,
+        summary="Store a provider secret (encrypted; never returned)",
+    )
+    async def create_secret(
+        self,
+        data: SecretCreate,
+        operator: ProviderScope,
+        db: AsyncSession,
+        clock: Clock,
+        settings: Settings,
+    ) -> SecretRead:
+        return await provider_keys.create_secret(db, operator, data, clock=clock, settings=settings)
+
+    @put(
+        "/{secret_id:str}",
+        opt=provider(ProviderPermission.SECRETS_MANAGE),
+        summary="Replace a provider secret's value",
+    )
+    async def replace_secret(
+        self,
+        secret_id: SecretId,
+        data: SecretReplace,
+        db: AsyncSession,
+        clock: Clock,
+        settings: Settings,
+    ) -> SecretRead:
+        return await provider_keys.replace_secret(
+            db, secret_id, data, clock=clock, settings=settings
+        )
+
+    @delete(
+        "/{secret_id:str}",
+        opt=provider(ProviderPermission.SECRETS_MANAGE),
+        summary="Delete a provider secret",
+    )
+    async def delete_secret(self, secret_id: SecretId, db: AsyncSession) -> None:
+        await provider_keys.delete_secret(db, secret_id)
+
+
 @post(
     "/api/v1/regions/{code:str}/kek/rotate",
     opt=provider(ProviderPermission.KEYS_MANAGE),
@@ -147,4 +202,9 @@ async def rotate_region_kek(
     )
 
 
-ROUTES: list[ControllerRouterHandler] = [SecretController, DataKeyController, rotate_region_kek]
+ROUTES: list[ControllerRouterHandler] = [
+    SecretController,
+    DataKeyController,
+    ProviderSecretController,
+    rotate_region_kek,
+]

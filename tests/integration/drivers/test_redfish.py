@@ -6,6 +6,7 @@ accepted, so a repeated power action fails the contract."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -13,8 +14,15 @@ from typing import Any
 
 import pytest
 import structlog
+from litestar import Litestar
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from control_plane.clock import FrozenClock
+from control_plane.audit.models import AuditEntryRow
+from control_plane.clock import FrozenClock, OffsetClock
+from control_plane.db.engine import make_engine, make_sessionmaker
+from control_plane.identity.roles import ProviderRole, TenantRole
+from control_plane.inventory.models import Node
 from control_plane.settings import Settings
 from control_plane.tenancies.drivers.base import (
     AllocatedNode,
@@ -25,7 +33,10 @@ from control_plane.tenancies.drivers.base import (
 )
 from control_plane.tenancies.drivers.redfish import RedfishDriver
 from control_plane.tenancies.drivers.registry import Drivers
+from control_plane.tenancies.reconciler import Reconciler
 from tests.conftest import need_peer
+from tests.fixtures.capacity import make_fleet
+from tests.fixtures.factories import make_org, make_user, signed_in
 from tests.fixtures.peers.redfish import RedfishEmulator, redfish_available
 from tests.integration.drivers.contract import DriverContract, converge
 
@@ -368,3 +379,79 @@ class TestValidation:
         health = await driver.health()
         assert health.ok
         assert "no BMC to probe yet" in health.detail
+
+
+# --- the whole path: API, reconciler, this driver, a Redfish BMC -------------------------
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path, bmc: RedfishEmulator) -> Settings:
+    """The app's settings with bare-metal tenancies of REGION going to the emulated BMCs."""
+    return _settings(
+        bmc, tmp_path / "redfish", database_url=database_url, key_dir=tmp_path / "keys",
+        sim_dir=tmp_path / "sim", reconciler_enabled=False, environment="test",
+        cookie_secure=False, login_rate_per_minute=1000,
+    )  # fmt: skip
+
+
+@pytest.mark.peer_redfish
+class TestThroughTheApi:
+    async def test_an_operator_stores_bmc_credentials_and_a_member_rents_the_node(
+        self, app: Litestar, client: Any, db: AsyncSession, clock: OffsetClock,
+        bmc: RedfishEmulator,
+    ) -> None:  # fmt: skip
+        (node_id,) = await make_fleet(db, clock, region=REGION, nodes=1, prefix="api")
+        await db.execute(
+            update(Node).where(Node.id == node_id)
+            .values(hostname="gpu-003", bmc_endpoint=bmc.system_url("gpu-003"))
+        )  # fmt: skip
+        org = await make_org(db, roles=(TenantRole.MEMBER,))
+        admin = await make_user(db, provider_role=ProviderRole.OPERATOR_ADMIN)
+        await db.commit()
+        ops = await signed_in(client, admin)
+        stored = await client.post("/api/v1/provider/secrets", headers=ops, json={
+            "name": "bmc/gpu-003", "kind": "bmc_credentials", "value": bmc.secret().decode(),
+        })  # fmt: skip
+        assert stored.status_code == 201, stored.text
+        assert "password" not in stored.text
+
+        member = await signed_in(client, org.accounts[TenantRole.MEMBER])
+        url = f"/api/v1/orgs/{org.org_id}/tenancies"
+        created = await client.post(url, headers=member, json={
+            "name": "metal", "kind": "bare_metal", "region": REGION, "gpu_model": "h100",
+            "gpus_per_node": 8, "image": "ubuntu-24.04",
+            "ssh_public_keys": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExampleKey me@laptop"],
+        })  # fmt: skip
+        assert created.status_code == 201, created.text
+        tenancy_url = f"{url}/{created.json()['id']}"
+        engine = make_engine(app.state.settings.database_url)
+
+        async def pause(seconds: float) -> None:
+            await asyncio.sleep(min(seconds, 0.5))
+
+        reconciler = Reconciler(make_sessionmaker(engine), app.state.drivers, clock,
+                                app.state.settings, pause=pause)  # fmt: skip
+        try:
+            await reconciler.converge()
+            body = (await client.get(tenancy_url, headers=member)).json()
+            assert (body["state"], body["driver"], body["simulated"]) == (
+                "active", "redfish", False,
+            )  # fmt: skip
+            assert body["facts"]["hosts"] == "gpu-003"
+            assert bmc.actions("gpu-003") == BUILD
+
+            assert (await client.post(f"{tenancy_url}/release", headers=member)).status_code == 200
+            await reconciler.converge()
+        finally:
+            await engine.dispose()
+        body = (await client.get(tenancy_url, headers=member)).json()
+        assert body["state"] == "released"
+        assert bmc.actions("gpu-003") == [*BUILD, "power:ForceOff", *WIPE]
+        uses = await db.execute(
+            select(AuditEntryRow.actor_id, AuditEntryRow.decision_ref)
+            .where(AuditEntryRow.action == "keys.use")
+        )  # fmt: skip
+        reasons = [(actor, reason.split(" of ")[0]) for actor, reason in uses]
+        # every BMC conversation revealed the credentials with its reason in the ledger
+        assert ("tenancies.drivers", "redfish provision") in reasons
+        assert ("tenancies.drivers", "redfish clean") in reasons

@@ -21,7 +21,7 @@ from control_plane.ids import new_id
 from control_plane.inventory.lifecycle import NodeState
 from control_plane.inventory.models import Gpu, Node
 from control_plane.seed.demo import seed_catalog
-from control_plane.sovereignty.keys.models import Secret, SecretKind
+from control_plane.sovereignty.keys.models import PROVIDER_KEYRING, Secret, SecretKind
 from control_plane.tenancies.models import GpuAllocation, GpuClaim, Shape, Tenancy
 from tests.fixtures.access import AccessWorld, build_access_world
 from tests.fixtures.factories import Account, Tenant, make_api_key, make_org, make_user
@@ -76,6 +76,7 @@ class World:
     access: AccessWorld | None = None  # operator access requests on the victim
     tenancy_id: str = ""  # an active 1-GPU Slurm tenancy of the victim on node_id
     shape_name: str = ""  # a shape offered in NODE_REGION
+    provider_secret_id: str = ""  # a provider secret (a BMC credential stand-in)
 
 
 async def build_catalog(db: AsyncSession, clock: Clock) -> None:
@@ -212,6 +213,7 @@ async def build_world(db: AsyncSession, clock: Clock) -> World:
     markers |= {await _key_id(db, limited_secret), victim_secret_id}
     tenancy_id = await _make_tenancy(db, victim.org_id, node_id)
     shape_name = await _make_shape(db)
+    provider_secret_id = await _make_secret(db, None)
     markers.add(tenancy_id)
     access = await build_access_world(
         db, clock, victim.org_id, {name: account for name, (account, _, _) in operators.items()}
@@ -229,15 +231,17 @@ async def build_world(db: AsyncSession, clock: Clock) -> World:
         access=access,
         tenancy_id=tenancy_id,
         shape_name=shape_name,
+        provider_secret_id=provider_secret_id,
     )
 
 
-async def _make_secret(db: AsyncSession, org_id: str) -> str:
-    """A secret row of the victim in NODE_REGION. Its ciphertext is a stand-in: the routes
-    tested here list, replace and delete secrets, none decrypts one."""
+async def _make_secret(db: AsyncSession, org_id: str | None) -> str:
+    """A secret row of the victim (or, with no organization, of the provider) in
+    NODE_REGION. Its ciphertext is a stand-in: the routes tested here list, replace and
+    delete secrets, none decrypts one."""
     secret = Secret(
         id=new_id("sec"),
-        keyring=org_id,
+        keyring=org_id or PROVIDER_KEYRING,
         org_id=org_id,
         region=NODE_REGION,
         name=f"iso-secret-{unique()}",

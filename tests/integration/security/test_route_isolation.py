@@ -454,6 +454,25 @@ EXPECTATIONS: dict[str, tuple[Rule, Build]] = {
         tenant(Permission.SECRETS_WRITE),
         lambda w, n: Call(f"/api/v1/orgs/{_org(w)}/keys/rotate"),
     ),
+    "GET /api/v1/provider/secrets": (
+        provider(ProviderPermission.SECRETS_MANAGE),
+        lambda w, n: Call("/api/v1/provider/secrets"),
+    ),
+    "POST /api/v1/provider/secrets": (
+        provider(ProviderPermission.SECRETS_MANAGE),
+        lambda w, n: Call(
+            "/api/v1/provider/secrets",
+            {"name": f"bmc/iso-{n}", "kind": "bmc_credentials", "value": '{"username": "u"}'},
+        ),
+    ),
+    "PUT /api/v1/provider/secrets/{secret_id}": (
+        provider(ProviderPermission.SECRETS_MANAGE),
+        lambda w, n: Call(f"/api/v1/provider/secrets/{w.provider_secret_id}", {"value": f"v{n}"}),
+    ),
+    "DELETE /api/v1/provider/secrets/{secret_id}": (
+        provider(ProviderPermission.SECRETS_MANAGE, destructive=True),
+        lambda w, n: Call(f"/api/v1/provider/secrets/{w.provider_secret_id}"),
+    ),
     "POST /api/v1/regions/{code}/kek/rotate": (
         provider(ProviderPermission.KEYS_MANAGE),
         lambda w, n: Call(f"/api/v1/regions/{NODE_REGION}/kek/rotate"),

@@ -39,7 +39,7 @@ async def tenant(db: AsyncSession) -> Tenant:
     return made
 
 
-def run(tmp_path: Path, *args: str, **env: str) -> Result:
+def run(tmp_path: Path, *args: str, input: str | None = None, **env: str) -> Result:
     runner = CliRunner(
         env={
             "CPCTL_CONFIG": str(tmp_path / "profiles.toml"),
@@ -49,7 +49,7 @@ def run(tmp_path: Path, *args: str, **env: str) -> Result:
             **env,
         }
     )
-    return runner.invoke(cli, list(args))
+    return runner.invoke(cli, list(args), input=input)
 
 
 def as_json(result: Result) -> Any:
@@ -153,6 +153,47 @@ class TestCpctl:
         deleted = run(tmp_path, "secrets", "delete", "hf-token", "--yes", **env)
         assert deleted.exit_code == 0, deleted.output
         assert as_json(run(tmp_path, "secrets", "list", "-o", "json", **env)) == []
+
+    async def test_an_operator_admin_stores_bmc_credentials_write_only(
+        self,
+        base_url: str,
+        db: AsyncSession,
+        clock: Clock,
+        settings: Settings,
+        tmp_path: Path,
+    ) -> None:
+        admin = await make_user(db, provider_role=ProviderRole.OPERATOR_ADMIN)
+        operator = await make_user(db, provider_role=ProviderRole.OPERATOR, home_country="CA")
+        await db.commit()
+        credentials = b'{"username": "root", "password": "bmc-pw-71c3"}'
+        value_file = tmp_path / "bmc.json"
+        value_file.write_bytes(credentials)
+
+        def as_user(email: str, password: str, *args: str) -> Result:
+            home = tmp_path / email
+            signed = run(home, "login", "--email", email, "--password-stdin", "--url", base_url,
+                         input=password + "\n")  # fmt: skip
+            assert signed.exit_code == 0, signed.output
+            return run(home, *args)
+
+        saved = as_user(admin.email, admin.password, "provider-secrets", "set", "bmc/gpu-017",
+                        "--kind", "bmc_credentials", "--value-file", str(value_file))  # fmt: skip
+        assert saved.exit_code == 0, saved.output
+        assert "bmc-pw-71c3" not in saved.output
+        listed = as_json(run(tmp_path / admin.email, "-o", "json", "provider-secrets", "list"))
+        assert [(s["name"], s["kind"]) for s in listed] == [("bmc/gpu-017", "bmc_credentials")]
+        refused = as_user(operator.email, operator.password, "provider-secrets", "list")
+        assert refused.exit_code != 0
+        assert "403" in refused.output
+        value = await service.reveal_by_name(
+            db, org_id=None, name="bmc/gpu-017", justification="redfish provision of ten_x",
+            actor=service.Actor.system("tests"), clock=clock, settings=settings,
+        )  # fmt: skip
+        await db.commit()
+        assert value == credentials
+        deleted = run(tmp_path / admin.email, "provider-secrets", "delete", "bmc/gpu-017", "--yes")
+        assert deleted.exit_code == 0, deleted.output
+        assert as_json(run(tmp_path / admin.email, "-o", "json", "provider-secrets", "list")) == []
 
     def test_rotate_kek_runs_locally_against_the_database_and_key_directory(
         self, stored_secret: str, settings: Settings, tmp_path: Path
