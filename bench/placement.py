@@ -1,7 +1,8 @@
 """Placement: fragmentation on the Alibaba GPU trace, and decisions per second.
 
     python -m bench.placement [--quick] [--seeds 42,43] [--trace-dir DIR] [--policies ...]
-                              [--json FILE]
+                              [--skip-fragmentation] [--skip-throughput] [--skip-api]
+                              [--pg-url URL] [--json FILE]
 
 1. Fragmentation (the ATC'23 "Beware of Fragmentation" experiment, method in
    ../shared/design/PLACEMENT-BENCH.md): the 1,213 GPU nodes of
@@ -19,6 +20,9 @@
    variants (CPU-heavy, GPU-sharing-heavy, multi-GPU-heavy, GPU-type-constrained) are not
    on this machine, so the default list is resampled in memory to stress each kind, and
    best-fit, FGD and ours are replayed on the first three seeds.
+4. API creates (``api_creates_per_s``; ``--skip-api`` leaves it out): tenancy creates
+   per second end to end, through the real server on PostgreSQL (``--pg-url``, whose
+   public schema is DROPPED; see bench/tenancy_creates.py).
 
 The trace is read from ``--trace-dir`` (default ``../shared/data/alibaba-gpu-v2023`` next
 to the repository) and never copied. See docs/benchmarks.md and docs/placement.md.
@@ -29,6 +33,7 @@ from __future__ import annotations
 import argparse
 import csv
 import math
+import os
 import random
 import statistics
 import time
@@ -38,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import REPO_ROOT, load_average, log, machine_info, parse_args, write_json
+from bench.tenancy_creates import DEFAULT_PG_URL, api_creates
 from control_plane.placement import (
     FULL_GPU,
     GpuFree,
@@ -549,12 +555,25 @@ def _options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--policies", default=",".join(POLICIES), help="comma-separated subset to replay"
     )
+    parser.add_argument(
+        "--skip-fragmentation", action="store_true", help="skip the trace replay (and variants)"
+    )
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument(
         "--variants",
         choices=("auto", "on", "off"),
         default="auto",
-        help="synthetic stand-ins for the pod-list variants (auto: on unless --quick)",
+        help="synthetic stand-ins for the pod-list variants (auto: on unless --quick or "
+        "--skip-fragmentation)",
+    )
+    parser.add_argument("--skip-api", action="store_true", help="skip the API creates")
+    parser.add_argument(
+        "--pg-url",
+        "--database-url",
+        dest="pg_url",
+        default=os.environ.get("CP_BENCH_DATABASE_URL", DEFAULT_PG_URL),
+        help="PostgreSQL database of the API creates; its public schema is DROPPED and "
+        "recreated (default: $CP_BENCH_DATABASE_URL or %(default)s)",
     )
 
 
@@ -568,28 +587,37 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     policies = [p.strip() for p in args.policies.split(",") if p.strip()]
     started = time.perf_counter()
     load_before = load_average()
-    frag = fragmentation(args.trace_dir, seeds, policies)
-    result: dict[str, Any] = {"policies": frag["policies"]}
+    result: dict[str, Any] = {}
+    frag = None if args.skip_fragmentation else fragmentation(args.trace_dir, seeds, policies)
+    if frag is not None:
+        result["policies"] = frag["policies"]
     if not args.skip_throughput:
         result.update(throughput(args.quick))
-    if args.variants == "on" or (args.variants == "auto" and not args.quick):
+    if args.variants == "on" or (
+        args.variants == "auto" and not args.quick and not args.skip_fragmentation
+    ):
         result["synthetic_variants"] = variants(args.trace_dir, seeds[:3])
-    result["fidelity"] = fidelity(frag["policies"], seeds)
-    ours = frag["policies"].get("ours", {}).get("unallocated_pct_at_130")
+    if not args.skip_api:
+        result.update(api_creates(args.pg_url, args.quick))
+    ours = None
+    if frag is not None:
+        result["fidelity"] = fidelity(frag["policies"], seeds)
+        ours = frag["policies"].get("ours", {}).get("unallocated_pct_at_130")
     result["goals"] = {
         "ours_below_fgd_published": None if ours is None else ours < PUBLISHED_AT_130["fgd"],
         "decisions_per_s": None
         if "decisions_per_s" not in result
         else result["decisions_per_s"] >= GOAL_DECISIONS_PER_S,
     }
-    result["trace"] = {
-        **frag["trace"],
-        "dir": str(args.trace_dir),
-        "pod_list": POD_FILE,
-        "node_list": NODE_FILE,
-        "other_variants": "not on this machine (only the default pod list is); not run: "
-        + OTHER_VARIANTS,
-    }
+    if frag is not None:
+        result["trace"] = {
+            **frag["trace"],
+            "dir": str(args.trace_dir),
+            "pod_list": POD_FILE,
+            "node_list": NODE_FILE,
+            "other_variants": "not on this machine (only the default pod list is); not run: "
+            + OTHER_VARIANTS,
+        }
     result["quick"] = args.quick
     result["seconds"] = round(time.perf_counter() - started, 1)
     result["machine"] = {**machine_info(), "load_average_before": load_before}
@@ -599,8 +627,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 def _print_table(result: dict[str, Any]) -> None:
-    print(f"{'policy':12s} {'unalloc@130%':>12s} {'published':>9s} {'unalloc@100%':>12s}")
-    for name, values in result["policies"].items():
+    if "policies" in result:
+        print(f"{'policy':12s} {'unalloc@130%':>12s} {'published':>9s} {'unalloc@100%':>12s}")
+    for name, values in result.get("policies", {}).items():
         published = PUBLISHED_AT_130.get(name)
         shown = f"{published:9.2f}" if published is not None else f"{'-':>9s}"
         print(
@@ -609,6 +638,14 @@ def _print_table(result: dict[str, Any]) -> None:
         )
     if "decisions_per_s" in result:
         print(f"decisions/s (10,000 nodes x 8 GPUs): {result['decisions_per_s']}")
+    if "api_creates_per_s" in result:
+        api = result["api_creates"]
+        print(
+            f"API creates/s ({api['nodes']} nodes x 8 GPUs, {api['concurrency']} clients, "
+            f"{api['requests']} creates): {result['api_creates_per_s']}, "
+            f"p50 {result['api_create_p50_ms']} ms, p99 {result['api_create_p99_ms']} ms, "
+            f"errors {result['api_create_errors']}, consistent {result['api_creates_consistent']}"
+        )
 
 
 if __name__ == "__main__":
