@@ -8,6 +8,7 @@ against the row after waiting for its lock, so the loser sees the winner's claim
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -31,6 +32,24 @@ _GIVE_BACK = text(
     "UPDATE gpu_claim SET used_milli = used_milli - :milli "
     "WHERE gpu_id = :gpu_id AND used_milli >= :milli"
 )
+
+
+_REGION_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
+
+
+async def lock_regions(db: AsyncSession, regions: Iterable[str]) -> None:
+    """Place in these regions one transaction at a time (until this one ends).
+
+    Placement is deterministic, so concurrent creates pick the same best GPUs; without
+    this the losers wait for the winner's row locks, find the GPUs gone and place again,
+    and every create repeats that dance. Regions are locked in name order, always after
+    the organization's lock, so two callers never wait on each other in a cycle. SQLite
+    runs one writer at a time anyway."""
+    if db.get_bind().dialect.name != "postgresql":
+        return
+    for region in sorted(set(regions)):
+        digest = hashlib.sha256(f"cp-gpu-region:{region}".encode()).digest()
+        await db.execute(_REGION_LOCK, {"key": int.from_bytes(digest[:8], "big", signed=True)})
 
 
 @dataclass(frozen=True, slots=True)

@@ -252,6 +252,7 @@ async def _place_and_claim(
 ) -> tuple[Placement, dict[str, NodeCapacity]]:
     """Place in the first region (in order) with room, and claim the GPUs; a claim lost to
     a concurrent request is retried against fresh capacity."""
+    await claims.lock_regions(db, regions)  # before reading capacity: the reads are fresh
     models = sorted({specs[r].gpu_model for r in regions})
     nodes = {n.id: n for n in await capacity_nodes(db, regions=regions, gpu_models=models)}
     refusal: Refusal | None = None
@@ -442,6 +443,8 @@ async def resize(
     current = (await repository.live_allocations(db, [tenancy.id])).get(tenancy.id, [])
     old_shares = [Share(a.gpu_id, a.node_id, a.milli) for a in current]
     await accrue(db, tenancy, until=now)  # the old size is billed up to now
+    # The region lock before the give-back: a create holding it may wait for these GPUs.
+    await claims.lock_regions(db, [tenancy.region_code])
     await claims.give_back(db, old_shares)
     placement, nodes = await _place_and_claim(
         db, TenancyKind(tenancy.kind), {tenancy.region_code: spec}, [tenancy.region_code]
