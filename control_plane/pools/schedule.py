@@ -132,8 +132,7 @@ def _merge(ordered: list[Occurrence]) -> list[Occurrence]:
         if (
             previous is not None
             and previous.end == occurrence.start
-            and (previous.org_id, previous.project_id)
-            == (occurrence.org_id, occurrence.project_id)
+            and (previous.org_id, previous.project_id) == (occurrence.org_id, occurrence.project_id)
         ):
             result[-1] = replace(previous, end=occurrence.end)
         else:
