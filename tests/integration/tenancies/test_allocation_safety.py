@@ -15,7 +15,7 @@ from control_plane.identity.roles import TenantRole
 from control_plane.tenancies.drivers.base import TenancyKind
 from control_plane.tenancies.models import GpuAllocation, GpuClaim
 from control_plane.tenancies.reconciler import Reconciler
-from tests.fixtures.factories import Tenant, login, make_org, signed_in
+from tests.fixtures.factories import Tenant, make_org, signed_in
 from tests.integration.tenancies.conftest import (
     Client,
     create,
