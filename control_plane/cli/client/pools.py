@@ -69,7 +69,7 @@ def _show(inv: Invocation, pool: PoolRead) -> None:
         return
     emit_one(inv, pool, ("id", "region", "name", "description", "timezone", "drain_minutes",
                          "open_to"))  # fmt: skip
-    click.echo(f"nodes        {', '.join(n.hostname for n in pool.nodes) or '(none)'}")
+    click.echo(f"{'nodes':<13}  {', '.join(n.hostname for n in pool.nodes) or '(none)'}")
     if pool.windows:
         click.echo("")
         emit_table(pool.windows, WINDOW_COLUMNS)
