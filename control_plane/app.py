@@ -37,6 +37,7 @@ from control_plane.identity.sso_controllers import ROUTES as SSO_ROUTES
 from control_plane.identity.sso_controllers import close_oidc_client
 from control_plane.inventory.controllers import ROUTES as INVENTORY_ROUTES
 from control_plane.logging import configure_logging
+from control_plane.pools.controllers import ROUTES as POOL_ROUTES
 from control_plane.settings import Settings
 from control_plane.sovereignty.access.controllers import ROUTES as ACCESS_ROUTES
 from control_plane.sovereignty.keys import service as keys_service
@@ -121,6 +122,7 @@ def create_app(
             *ACCESS_ROUTES,
             *KEYS_ROUTES,
             *TENANCY_ROUTES,
+            *POOL_ROUTES,
             portal_router(),
             *extra_route_handlers,
         ],

@@ -8,6 +8,7 @@ from control_plane.http import models as _http_models
 from control_plane.identity import models as _identity_models
 from control_plane.inventory import models as _inventory_models
 from control_plane.metering import models as _metering_models
+from control_plane.pools import models as _pools_models
 from control_plane.sovereignty.access import models as _access_models
 from control_plane.sovereignty.keys import models as _keys_models
 from control_plane.sovereignty.residency import models as _residency_models
@@ -23,6 +24,7 @@ _LOADED = (
     _inventory_models,
     _keys_models,
     _metering_models,
+    _pools_models,
     _residency_models,
     _tenancies_models,
 )

@@ -14,6 +14,7 @@ from control_plane.sdk.audit import Audit
 from control_plane.sdk.errors import UnexpectedResponseError
 from control_plane.sdk.keys import Keys, ProviderSecrets, Secrets
 from control_plane.sdk.models import MeRead, SessionRead
+from control_plane.sdk.pools import Pools
 from control_plane.sdk.residency import Residency
 from control_plane.sdk.resources import (
     API,
@@ -79,6 +80,7 @@ class Client:
         self.tenancies = Tenancies(self._t)
         self.shapes = Shapes(self._t)
         self.quotas = Quotas(self._t)
+        self.pools = Pools(self._t)
 
     def __enter__(self) -> Client:
         return self

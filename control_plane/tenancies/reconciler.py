@@ -47,6 +47,7 @@ from control_plane.tenancies.drivers.base import (
 from control_plane.tenancies.drivers.registry import Drivers
 from control_plane.tenancies.lifecycle import WORKING, TenancyState
 from control_plane.tenancies.models import GpuAllocation, Tenancy, TenancyEvent
+from control_plane.tenancies.pool_drain import announce_drains
 from control_plane.tenancies.reads import allocation_of
 from control_plane.tenancies.service import begin_release
 from control_plane.tenancies.timeline import Actor, note, transition
@@ -367,8 +368,12 @@ class Reconciler:
     # --- timers -------------------------------------------------------------------------
 
     async def run_timers(self) -> None:
-        """Lease ends (with a warning first) and usage of hours that have closed."""
+        """Pool drains (which cut leases), lease ends (with a warning first) and usage of
+        hours that have closed."""
         now = self.clock.now()
+        async with self.sessionmaker() as db:
+            await announce_drains(db, now, ACTOR)
+            await db.commit()
         async with self.sessionmaker() as db:
             query = (
                 select(Tenancy)

@@ -20,7 +20,8 @@ from control_plane.identity.authz import TenantScope
 from control_plane.identity.roles import Permission
 from control_plane.ids import new_id
 from control_plane.inventory.capacity import NodeCapacity, capacity_nodes, region_currencies
-from control_plane.placement import Placement, Refusal, Request, place
+from control_plane.placement import NodeState, Placement, Refusal, Request, place
+from control_plane.pools import gating
 from control_plane.settings import Settings
 from control_plane.sovereignty.residency import service as residency
 from control_plane.tenancies import claims, quotas, repository, shapes
@@ -46,6 +47,15 @@ from control_plane.tenancies.timeline import Actor, note, transition
 # another request won GPUs, so this bound is only reached under pathological churn.
 MAX_CLAIM_ATTEMPTS = 64
 MIN_LEASE = timedelta(minutes=10)
+
+
+@dataclass(frozen=True, slots=True)
+class Grantee:
+    """Who asks for GPUs, and when: pools open their nodes by organization and project."""
+
+    org_id: str
+    project_id: str | None
+    at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +95,10 @@ async def create(
     await quotas.lock_org(db, org_id, now)
     spec_by_region = {r: await _spec(db, data, r) for r in regions}
     regions = await _within_quota(db, org_id, spec_by_region)
-    placement, nodes = await _place_and_claim(db, data.kind, spec_by_region, regions)
+    who = Grantee(org_id, project_id, now)
+    placement, nodes, pool_end = await _place_and_claim(db, data.kind, spec_by_region, regions,
+                                                        who)  # fmt: skip
+    ends_at = _capped(data.ends_at, pool_end)
     spec = spec_by_region[placement.region]
     if data.region == ANY_REGION:  # the explicit region was checked (and recorded) up front
         await residency.check_placement(
@@ -99,7 +112,7 @@ async def create(
         labels=dict(data.labels), kind=data.kind.value, region_code=placement.region,
         gpu_model_code=placement.gpu_model, shape=spec.shape, node_count=len(placement.node_ids),
         gpus_per_node=per_node, gpu_milli=spec.gpu_milli, image=data.image,
-        ssh_public_keys=list(data.ssh_public_keys), ends_at=data.ends_at,
+        ssh_public_keys=list(data.ssh_public_keys), ends_at=ends_at,
         idle_release_minutes=data.idle_release_minutes, state=TenancyState.REQUESTED.value,
         failure_reason=None, driver=driver.name, simulated=driver.simulated, facts={},
         generation=1, applied_generation=1, lease_token=None, lease_expires_at=None,
@@ -112,6 +125,8 @@ async def create(
     _add_allocations(db, tenancy.id, placement, nodes, now)
     await db.flush()
     where = f"{placement.region} on {', '.join(_hostnames(placement, nodes))}"
+    if pool_end is not None and ends_at == pool_end:
+        where += f" (pool window: the lease ends when it closes, at {pool_end.isoformat()})"
     for to, detail in (
         (TenancyState.PLACING, "residency and quota checks passed"),
         (TenancyState.PROVISIONING, f"placed {len(placement.slots)} GPU(s) in {where}"),
@@ -247,40 +262,78 @@ async def _place_and_claim(
     kind: TenancyKind,
     specs: dict[str, Spec],
     regions: list[str],
+    who: Grantee,
     *,
     returning: Sequence[Share] = (),
-) -> tuple[Placement, dict[str, NodeCapacity]]:
+) -> tuple[Placement, dict[str, NodeCapacity], datetime | None]:
     """Place in the first region (in order) with room, and claim the GPUs; a claim lost to
-    a concurrent request is retried against fresh capacity."""
+    a concurrent request is retried against fresh capacity. Pool nodes closed to the
+    grantee are left out; the third value is when the pool window used (if any) ends."""
     await claims.lock_regions(db, regions)  # before reading capacity: the reads are fresh
     models = sorted({specs[r].gpu_model for r in regions})
     nodes = {n.id: n for n in await capacity_nodes(db, regions=regions, gpu_models=models)}
-    refusal: Refusal | None = None
+    pools = await gating.gate(db, list(nodes), who.org_id, who.project_id, who.at)
     for _ in range(MAX_CLAIM_ATTEMPTS):
         states = await claims.free_state(db, list(nodes.values()), returning=returning)
-        decision: Placement | Refusal | None = None
-        for region in regions:
-            decision = place(
-                [s for s in states if s.region == region], _request(kind, specs[region], [region])
-            )
-            if isinstance(decision, Placement):
-                break
-            refusal = refusal or decision
+        open_states = [s for s in states if s.id not in pools.closed]
+        decision = _first_fit(kind, specs, regions, open_states)
         if not isinstance(decision, Placement):
+            if pools.closed and isinstance(_first_fit(kind, specs, regions, states), Placement):
+                raise _pool_problem(pools)
             requests = [_request(kind, specs[r], [r]) for r in regions]
-            forecast = await when_it_fits(db, list(nodes.values()), requests)
-            raise _capacity_problem(refusal, regions, forecast)
+            open_nodes = [n for n in nodes.values() if n.id not in pools.closed]
+            forecast = await when_it_fits(db, open_nodes, requests)
+            raise _capacity_problem(decision, regions, forecast)
         shares = sorted(_shares(decision, nodes), key=lambda s: s.gpu_id)
         savepoint = await db.begin_nested()
         if await claims.take(db, shares):
             await savepoint.commit()
-            return decision, nodes
+            return decision, nodes, pools.lease_end(decision.node_ids)
         await savepoint.rollback()
-        refusal = None
     raise InsufficientCapacity(
         detail="Capacity kept changing while placing this request; try again.",
         extra={"reason": "contention", "suggestions": []},
     )
+
+
+def _first_fit(
+    kind: TenancyKind, specs: dict[str, Spec], regions: Sequence[str], states: list[NodeState]
+) -> Placement | Refusal | None:
+    """The placement in the first region (in order) with room, else the first refusal."""
+    refusal: Refusal | None = None
+    for region in regions:
+        decision = place(
+            [s for s in states if s.region == region], _request(kind, specs[region], [region])
+        )
+        if isinstance(decision, Placement):
+            return decision
+        refusal = refusal or decision
+    return refusal
+
+
+def _pool_problem(pools: gating.Gate) -> InsufficientCapacity:
+    """The request fits only on pool nodes not open to the caller now: say when they are."""
+    closed = {p.name: p.opens_at for p in pools.closed.values()}
+    opening = sorted((at, name) for name, at in closed.items() if at is not None)
+    if opening:
+        at, name = opening[0]
+        detail = (f"The free capacity that fits is in pool {name!r}, which is not open to "
+                  f"your project now; it opens to you at {at.isoformat()}.")  # fmt: skip
+    else:
+        detail = ("The free capacity that fits is held in pools with no window for your "
+                  "project in the coming week.")  # fmt: skip
+    return InsufficientCapacity(
+        detail=detail,
+        extra={"reason": "pool-closed", "suggestions": [],
+               "opens_at": opening[0][0].isoformat() if opening else None},
+    )  # fmt: skip
+
+
+def _capped(ends_at: datetime | None, pool_end: datetime | None) -> datetime | None:
+    """A lease on pool nodes ends when the pool window does, if not earlier."""
+    if pool_end is None:
+        return ends_at
+    return pool_end if ends_at is None else min(ends_at, pool_end)
 
 
 def _capacity_problem(
@@ -446,9 +499,11 @@ async def resize(
     # The region lock before the give-back: a create holding it may wait for these GPUs.
     await claims.lock_regions(db, [tenancy.region_code])
     await claims.give_back(db, old_shares)
-    placement, nodes = await _place_and_claim(
-        db, TenancyKind(tenancy.kind), {tenancy.region_code: spec}, [tenancy.region_code]
+    who = Grantee(org_id, tenancy.project_id, now)
+    placement, nodes, pool_end = await _place_and_claim(
+        db, TenancyKind(tenancy.kind), {tenancy.region_code: spec}, [tenancy.region_code], who
     )
+    tenancy.ends_at = _capped(tenancy.ends_at, pool_end)
     await db.execute(
         update(GpuAllocation)
         .where(GpuAllocation.id.in_([a.id for a in current]))

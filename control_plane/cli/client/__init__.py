@@ -18,6 +18,7 @@ from control_plane.cli.client.base import OUTPUTS
 from control_plane.cli.client.catalog import gpu_models_group, regions_group
 from control_plane.cli.client.nodes import nodes_group
 from control_plane.cli.client.policy import policy_group
+from control_plane.cli.client.pools import pools_group
 from control_plane.cli.client.secrets import keys_group, provider_secrets_group, secrets_group
 from control_plane.cli.client.tenancies import quotas_group, shapes_group, tenancies_group
 from control_plane.cli.client.tenants import (
@@ -46,6 +47,7 @@ GROUPS = (
     tenancies_group,
     shapes_group,
     quotas_group,
+    pools_group,
 )
 TOP_LEVEL = (login, logout, whoami)
 

@@ -20,6 +20,7 @@ from control_plane.identity.secrets import split_api_key
 from control_plane.ids import new_id
 from control_plane.inventory.lifecycle import NodeState
 from control_plane.inventory.models import Gpu, Node
+from control_plane.pools.models import Pool, PoolWindow
 from control_plane.seed.demo import seed_catalog
 from control_plane.sovereignty.keys.models import PROVIDER_KEYRING, Secret, SecretKind
 from control_plane.tenancies.models import GpuAllocation, GpuClaim, Shape, Tenancy
@@ -77,6 +78,8 @@ class World:
     tenancy_id: str = ""  # an active 1-GPU Slurm tenancy of the victim on node_id
     shape_name: str = ""  # a shape offered in NODE_REGION
     provider_secret_id: str = ""  # a provider secret (a BMC credential stand-in)
+    pool_id: str = ""  # a pool in NODE_REGION (no nodes) with a Monday window of the victim
+    pool_window_id: str = ""
 
 
 async def build_catalog(db: AsyncSession, clock: Clock) -> None:
@@ -214,6 +217,7 @@ async def build_world(db: AsyncSession, clock: Clock) -> World:
     tenancy_id = await _make_tenancy(db, victim.org_id, node_id)
     shape_name = await _make_shape(db)
     provider_secret_id = await _make_secret(db, None)
+    pool_id, pool_window_id = await _make_pool(db, victim.org_id)
     markers.add(tenancy_id)
     access = await build_access_world(
         db, clock, victim.org_id, {name: account for name, (account, _, _) in operators.items()}
@@ -232,6 +236,8 @@ async def build_world(db: AsyncSession, clock: Clock) -> World:
         tenancy_id=tenancy_id,
         shape_name=shape_name,
         provider_secret_id=provider_secret_id,
+        pool_id=pool_id,
+        pool_window_id=pool_window_id,
     )
 
 
@@ -297,3 +303,21 @@ async def _make_shape(db: AsyncSession) -> str:
     )  # fmt: skip
     await db.flush()
     return name
+
+
+async def _make_pool(db: AsyncSession, org_id: str) -> tuple[str, str]:
+    """A pool of NODE_REGION lent to ``org_id`` on Mondays 03:00-04:00 UTC."""
+    now = datetime.now(UTC)
+    pool = Pool(
+        id=new_id("pool"), region_code=NODE_REGION, name=f"iso-pool-{unique()}",
+        description="isolation", timezone="UTC", drain_minutes=15, created_at=now,
+    )  # fmt: skip
+    db.add(pool)
+    await db.flush()
+    window = PoolWindow(
+        id=new_id("pwin"), pool_id=pool.id, org_id=org_id, project_id=None, days=1,
+        start_minute=180, end_minute=240, created_at=now,
+    )  # fmt: skip
+    db.add(window)
+    await db.flush()
+    return pool.id, window.id

@@ -112,6 +112,23 @@ def pages(world: World) -> dict[tuple[str, str], Page]:
             "POST", "/residency", {"action": "preview", "template": "canada-sovereign"}
         ),
         ("GET", "/residency/report"): Page("GET", "/residency/report", {}),
+        ("GET", "/pools"): Page("GET", "/pools", {}),
+        ("GET", "/operator/pools"): Page("GET", "/operator/pools?region=ca-qc-1", {}),
+        ("POST", "/operator/pools"): Page(
+            "POST",
+            "/operator/pools",
+            {"region": "ca-qc-1", "name": "iso-portal", "timezone": "UTC", "drain_minutes": "10"},
+        ),
+        ("POST", "/operator/pools/{pool_id:str}/windows"): Page(
+            "POST",
+            f"/operator/pools/{world.pool_id}/windows",
+            {"region": "ca-qc-1", "org_id": world.victim.org_id, "start": "10:00", "end": "11:00"},
+        ),
+        ("POST", "/operator/pools/{pool_id:str}/windows/{window_id:str}/delete"): Page(
+            "POST",
+            f"/operator/pools/{world.pool_id}/windows/{world.pool_window_id}/delete",
+            {"region": "ca-qc-1"},
+        ),
         ("GET", "/tenancies"): Page("GET", "/tenancies", {}),
         ("GET", "/tenancies/new"): Page("GET", "/tenancies/new?gpu_memory_gib=80", {}),
         ("POST", "/tenancies"): Page(
@@ -165,6 +182,7 @@ ORG_CONTEXT = (
     "/residency/report",
     "/tenancies",
     "/tenancies/new?gpu_memory_gib=80",
+    "/pools",
 )
 # Operators ask for access from anywhere (the tenant's residency policy decides, not the
 # page), and see only their own requests: build_world's pending one is operator-ca's.

@@ -174,6 +174,16 @@ def _tenancies(w: World, tail: str = "") -> str:
     return f"/api/v1/orgs/{_org(w)}/tenancies{tail}"
 
 
+def _pools(w: World, tail: str = "") -> str:
+    return f"/api/v1/regions/{NODE_REGION}/pools{tail}"
+
+
+def _minute(n: int) -> str:
+    """A clock time that differs for each call number."""
+    minute = n % (24 * 60)
+    return f"{minute // 60:02d}:{minute % 60:02d}"
+
+
 def _member(w: World) -> str:
     return f"/api/v1/orgs/{_org(w)}/members/{w.second_member.user_id}"
 
@@ -614,6 +624,47 @@ EXPECTATIONS: dict[str, tuple[Rule, Build]] = {
     "PUT /api/v1/quotas": (
         provider(ProviderPermission.CAPACITY_WRITE),
         lambda w, n: Call("/api/v1/quotas", {"max_gpus": 64, "org_id": _org(w)}),
+    ),
+    # Pools: operators read and change them; a tenant reads the windows granted to it. New
+    # windows go on Sundays, a minute each, so the calls of one test never overlap.
+    "GET /api/v1/regions/{code}/pools": (
+        provider(ProviderPermission.INVENTORY_READ),
+        lambda w, n: Call(_pools(w)),
+    ),
+    "POST /api/v1/regions/{code}/pools": (
+        provider(ProviderPermission.CAPACITY_WRITE),
+        lambda w, n: Call(_pools(w), {"name": f"iso-new-{n}", "timezone": "America/Toronto"}),
+    ),
+    "GET /api/v1/regions/{code}/pools/{pool_id}": (
+        provider(ProviderPermission.INVENTORY_READ),
+        lambda w, n: Call(_pools(w, f"/{w.pool_id}")),
+    ),
+    "DELETE /api/v1/regions/{code}/pools/{pool_id}": (
+        provider(ProviderPermission.CAPACITY_WRITE, destructive=True),
+        lambda w, n: Call(_pools(w, f"/{w.pool_id}")),
+    ),
+    "PUT /api/v1/regions/{code}/pools/{pool_id}/nodes": (
+        provider(ProviderPermission.CAPACITY_WRITE),
+        lambda w, n: Call(_pools(w, f"/{w.pool_id}/nodes"), {"node_ids": [w.node_id]}),
+    ),
+    "POST /api/v1/regions/{code}/pools/{pool_id}/windows": (
+        provider(ProviderPermission.CAPACITY_WRITE),
+        lambda w, n: Call(
+            _pools(w, f"/{w.pool_id}/windows"),
+            {"org_id": _org(w), "days": ["sun"], "start": _minute(n), "end": _minute(n + 1)},
+        ),
+    ),
+    "DELETE /api/v1/regions/{code}/pools/{pool_id}/windows/{window_id}": (
+        provider(ProviderPermission.CAPACITY_WRITE, destructive=True),
+        lambda w, n: Call(_pools(w, f"/{w.pool_id}/windows/{w.pool_window_id}")),
+    ),
+    "GET /api/v1/regions/{code}/pools/{pool_id}/schedule": (
+        provider(ProviderPermission.INVENTORY_READ),
+        lambda w, n: Call(_pools(w, f"/{w.pool_id}/schedule"), params={"days": "3"}),
+    ),
+    "GET /api/v1/orgs/{org_id}/pools": (
+        tenant(Permission.TENANCIES_READ),
+        lambda w, n: Call(f"/api/v1/orgs/{_org(w)}/pools"),
     ),
 }
 

@@ -180,6 +180,8 @@ async def fuzz_target(
                 "key_id": world.victim_key_id,
                 "code": NODE_REGION,
                 "node_id": world.node_id,
+                "pool_id": world.pool_id,
+                "window_id": world.pool_window_id,
             },
             sibling_project_id=sibling,
             doomed_member_id=doomed.user_id,
