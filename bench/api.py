@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import make_url, text
+from sqlalchemy import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from bench.common import (
@@ -39,6 +39,7 @@ from bench.common import (
     machine_info,
     parse_args,
     record_profile,
+    reset_postgres_schema,
     serve_asgi,
     summarize_profile,
 )
@@ -87,19 +88,9 @@ class Credentials:
 def prepare_database(url: str) -> Credentials:
     """Empty schema, migrations, then one org with 1,000 projects, a user and an API key."""
     if not url.startswith("sqlite"):
-        asyncio.run(_reset_postgres(url))
+        asyncio.run(reset_postgres_schema(url))
     upgrade(url)
     return asyncio.run(_seed(url))
-
-
-async def _reset_postgres(url: str) -> None:
-    engine = make_engine(url)
-    try:
-        async with engine.begin() as conn:
-            await conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
-            await conn.execute(text("CREATE SCHEMA public"))
-    finally:
-        await engine.dispose()
 
 
 async def _seed(url: str) -> Credentials:

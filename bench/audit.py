@@ -71,6 +71,7 @@ from bench.common import (
     machine_info,
     parse_args,
     percentile,
+    reset_postgres_schema,
 )
 from bench.common import write_json as write_result
 from control_plane.audit import (
@@ -126,16 +127,6 @@ def org_id(i: int) -> str:
     return f"org_bench{i:03d}"
 
 
-async def _reset_postgres(url: str) -> None:
-    engine = make_engine(url)
-    try:
-        async with engine.begin() as conn:
-            await conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
-            await conn.execute(text("CREATE SCHEMA public"))
-    finally:
-        await engine.dispose()
-
-
 async def _seed(url: str) -> None:
     """SEED_PER_CHAIN entries on each organization's chain, then fresh planner statistics.
 
@@ -160,7 +151,7 @@ async def _seed(url: str) -> None:
 def prepare_database(url: str) -> None:
     """Empty public schema, every migration, then a seeded and analyzed ledger."""
     try:
-        asyncio.run(_reset_postgres(url))
+        asyncio.run(reset_postgres_schema(url))
         upgrade(url)
         asyncio.run(_seed(url))
     except (OSError, SQLAlchemyError) as exc:

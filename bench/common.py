@@ -291,6 +291,21 @@ def write_json(path: Path | None, data: Mapping[str, Any]) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
+async def reset_postgres_schema(url: str) -> None:
+    """Drop and recreate the public schema of ``url``: every benchmark database starts empty."""
+    from sqlalchemy import text  # the control plane's own stack, imported where it is used
+
+    from control_plane.db.engine import make_engine
+
+    engine = make_engine(url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+            await conn.execute(text("CREATE SCHEMA public"))
+    finally:
+        await engine.dispose()
+
+
 def log(message: str) -> None:
     """Progress on stderr, so stdout stays the result table."""
     print(message, file=sys.stderr, flush=True)

@@ -33,7 +33,14 @@ from sqlalchemy import func, insert, make_url, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bench.api import DEFAULT_PG_URL
-from bench.common import load_average, log, percentile, process_cpu_seconds, serve_asgi
+from bench.common import (
+    load_average,
+    log,
+    percentile,
+    process_cpu_seconds,
+    reset_postgres_schema,
+    serve_asgi,
+)
 from control_plane.clock import Clock
 from control_plane.db.engine import make_engine, make_sessionmaker
 from control_plane.db.migrate import upgrade
@@ -82,16 +89,6 @@ class Tenant:
 
 
 # --- preparing the database -------------------------------------------------------------
-
-
-async def _reset_postgres(url: str) -> None:
-    engine = make_engine(url)
-    try:
-        async with engine.begin() as conn:
-            await conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
-            await conn.execute(text("CREATE SCHEMA public"))
-    finally:
-        await engine.dispose()
 
 
 async def _seed(url: str, plan: Plan) -> list[Tenant]:
@@ -388,7 +385,7 @@ def api_creates(url: str, quick: bool) -> dict[str, Any]:
         f"{plan.orgs} orgs"
     )
     t0 = time.perf_counter()
-    asyncio.run(_reset_postgres(url))
+    asyncio.run(reset_postgres_schema(url))
     upgrade(url)
     tenants = asyncio.run(_seed(url, plan))
     prepare_s = time.perf_counter() - t0
