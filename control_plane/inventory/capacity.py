@@ -9,10 +9,18 @@ from dataclasses import dataclass, replace
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from control_plane.inventory.classes import class_code
 from control_plane.inventory.lifecycle import NodeState
 from control_plane.inventory.models import Gpu, GpuModel, Node, Region
 
-__all__ = ["GpuSlotInfo", "NodeCapacity", "capacity_nodes", "gpu_memory_gib", "region_currencies"]
+__all__ = [
+    "GpuSlotInfo",
+    "NodeCapacity",
+    "capacity_nodes",
+    "gpu_memory_gib",
+    "gpu_models_of_class",
+    "region_currencies",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +78,12 @@ async def capacity_nodes(
             gpus[node_id] = []
         gpus[node_id].append(GpuSlotInfo(gpu_id, index, nvlink))
     return [replace(node, gpus=tuple(gpus[node.id])) for node in nodes.values()]
+
+
+async def gpu_models_of_class(db: AsyncSession, gpu_class: str) -> tuple[str, ...]:
+    """The catalog's GPU models of one class (generation), by code."""
+    rows = await db.execute(select(GpuModel.code, GpuModel.generation).order_by(GpuModel.code))
+    return tuple(code for code, generation in rows if class_code(generation) == gpu_class)
 
 
 async def gpu_memory_gib(db: AsyncSession) -> dict[str, int]:

@@ -98,6 +98,7 @@ class Tenancies(_Resource):
         *,
         shape: str | None = None,
         gpu_model: str | None = None,
+        gpu_class: str | None = None,
         gpus_per_node: int | None = None,
         node_count: int | None = None,
         ends_at: datetime | None = None,
@@ -108,7 +109,8 @@ class Tenancies(_Resource):
         project_id: str | None = None,
         org_id: str | None = None,
     ) -> TenancyRead:
-        """Ask for GPUs: a ``shape``, or a ``gpu_model`` with ``gpus_per_node`` (and
+        """Ask for GPUs: a ``shape``, or a ``gpu_model`` (or a ``gpu_class``, a generation
+        such as ``"hopper"``: any model of it with room) with ``gpus_per_node`` (and
         ``node_count``). ``region="any"`` takes the cheapest region the residency policy
         allows that has room. Residency, quota and placement are checked at once: a refusal
         is a :class:`~control_plane.sdk.ConflictError` (capacity, quota) or
@@ -121,6 +123,7 @@ class Tenancies(_Resource):
                 "region": region,
                 "shape": shape,
                 "gpu_model": gpu_model,
+                "gpu_class": gpu_class,
                 "gpus_per_node": gpus_per_node,
                 "node_count": node_count,
                 "ends_at": ends_at,

@@ -48,7 +48,7 @@ class _In(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class TenancyCreate(_In):
-    """A new tenancy: a shape, or an explicit GPU model and counts.
+    """A new tenancy: a shape, or a GPU model (or class) and counts.
 
     ``region`` is a region code or ``"any"``: the cheapest region the residency policy
     allows that has room.
@@ -59,6 +59,17 @@ class TenancyCreate(_In):
     region: Annotated[str, Meta(min_length=2, max_length=32, pattern=r"^[a-z0-9-]+$")]
     shape: Code | None = None
     gpu_model: Code | None = None
+    gpu_class: (
+        Annotated[
+            str,
+            Meta(
+                max_length=40,
+                pattern=r"^[a-z0-9-]+$",
+                description="a GPU generation (hopper, ampere, ada-lovelace): any model of it",
+            ),
+        ]
+        | None
+    ) = None
     gpus_per_node: GpuCount | None = None
     node_count: NodeCount = 1
     project_id: Annotated[str, Meta(max_length=40)] | None = None

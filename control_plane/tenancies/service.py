@@ -5,7 +5,7 @@ transaction. Services never commit; the request does."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -19,7 +19,12 @@ from control_plane.http.pagination import Page, PageRequest, make_page
 from control_plane.identity.authz import TenantScope
 from control_plane.identity.roles import Permission
 from control_plane.ids import new_id
-from control_plane.inventory.capacity import NodeCapacity, capacity_nodes, region_currencies
+from control_plane.inventory.capacity import (
+    NodeCapacity,
+    capacity_nodes,
+    gpu_models_of_class,
+    region_currencies,
+)
 from control_plane.placement import NodeState, Placement, Refusal, Request, place
 from control_plane.pools import gating
 from control_plane.settings import Settings
@@ -29,7 +34,7 @@ from control_plane.tenancies.accrual import accrue
 from control_plane.tenancies.claims import Share
 from control_plane.tenancies.drivers.base import Resizable, TenancyKind
 from control_plane.tenancies.drivers.registry import Drivers
-from control_plane.tenancies.errors import InsufficientCapacity
+from control_plane.tenancies.errors import InsufficientCapacity, QuotaExceeded
 from control_plane.tenancies.forecast import Forecast, when_it_fits
 from control_plane.tenancies.lifecycle import TenancyState
 from control_plane.tenancies.models import GpuAllocation, Tenancy
@@ -60,7 +65,7 @@ class Grantee:
 
 @dataclass(frozen=True, slots=True)
 class Spec:
-    gpu_model: str
+    gpu_models: tuple[str, ...]  # one model, or the models of a GPU class (placement picks)
     gpus_per_node: int
     node_count: int
     gpu_milli: int
@@ -91,9 +96,10 @@ async def create(
     _check_times(data, now)
     project_id = scope.project_id or data.project_id
     actor = actor_from(scope)
-    regions = await _candidate_regions(db, org_id, data, actor, clock, settings)
+    wanted = await _wanted_models(db, data)
+    regions = await _candidate_regions(db, org_id, data, wanted, actor, clock, settings)
     await quotas.lock_org(db, org_id, now)
-    spec_by_region = {r: await _spec(db, data, r) for r in regions}
+    spec_by_region = {r: await _spec(db, data, wanted, r) for r in regions}
     regions = await _within_quota(db, org_id, spec_by_region)
     who = Grantee(org_id, project_id, now)
     placement, nodes, pool_end = await _place_and_claim(db, data.kind, spec_by_region, regions,
@@ -156,6 +162,7 @@ async def _candidate_regions(
     db: AsyncSession,
     org_id: str,
     data: TenancyCreate,
+    wanted: tuple[str, ...],
     actor: Actor,
     clock: Clock,
     settings: Settings,
@@ -179,17 +186,19 @@ async def _candidate_regions(
             detail="Your residency policy allows no region this operator runs.",
             extra={"reason": "no-allowed-region", "suggestions": []},
         )
-    return await _cheapest_first(db, allowed, data)
+    return await _cheapest_first(db, allowed, data, wanted)
 
 
-async def _cheapest_first(db: AsyncSession, regions: list[str], data: TenancyCreate) -> list[str]:
+async def _cheapest_first(
+    db: AsyncSession, regions: list[str], data: TenancyCreate, wanted: tuple[str, ...]
+) -> list[str]:
     """Regions ordered by the price of the asked shape (or the cheapest per-GPU price of the
-    asked GPU model); regions without a price keep their order, last."""
+    asked GPU model or class); regions without a price keep their order, last."""
     prices: dict[str, Decimal] = {}
     for shape in await shapes.list_shapes(db, regions):
         if data.shape is not None and shape.name != data.shape:
             continue
-        if data.shape is None and shape.gpu_model != data.gpu_model:
+        if data.shape is None and shape.gpu_model not in wanted:
             continue
         gpus = shape.gpus_per_node * shape.node_count * shape.gpu_milli / 1000
         per_gpu = shapes.comparable_price(shape.hourly_price, shape.currency) / Decimal(str(gpus))
@@ -204,24 +213,46 @@ async def _cheapest_first(db: AsyncSession, regions: list[str], data: TenancyCre
     return [r for _, r in priced] + unpriced
 
 
-async def _spec(db: AsyncSession, data: TenancyCreate, region: str) -> Spec:
+async def _wanted_models(db: AsyncSession, data: TenancyCreate) -> tuple[str, ...]:
+    """The GPU models a request without a shape accepts: its model, or every model of its
+    class (a GPU generation such as ``hopper``). Empty for a shape (the shape decides)."""
+    given = [f for f in ("shape", "gpu_model", "gpu_class") if getattr(data, f) is not None]
+    if len(given) > 1:
+        raise InvalidInput(
+            detail="Give one of a shape, a GPU model or a GPU class.",
+            errors=[FieldError(f"body.{given[0]}", f"given together with {given[1]}")],
+        )
+    if data.gpu_class is None:
+        return (data.gpu_model,) if data.gpu_model is not None else ()
+    models = await gpu_models_of_class(db, data.gpu_class)
+    if not models:
+        raise InvalidInput(
+            detail=f"No GPU model of class {data.gpu_class!r} in the catalog.",
+            errors=[FieldError("body.gpu_class", "unknown GPU class")],
+        )
+    return models
+
+
+async def _spec(
+    db: AsyncSession, data: TenancyCreate, wanted: tuple[str, ...], region: str
+) -> Spec:
     if data.shape is not None:
-        if data.gpu_model is not None or data.gpus_per_node is not None:
+        if data.gpus_per_node is not None:
             raise InvalidInput(
                 detail="Give a shape, or a GPU model and a GPU count, not both.",
-                errors=[FieldError("body.shape", "given together with gpu_model/gpus_per_node")],
+                errors=[FieldError("body.shape", "given together with gpus_per_node")],
             )
         shape = await shapes.get_shape(db, region, data.shape)
-        spec = Spec(shape.gpu_model_code, shape.gpus_per_node, shape.node_count,
+        spec = Spec((shape.gpu_model_code,), shape.gpus_per_node, shape.node_count,
                     shape.gpu_milli, shape.name)  # fmt: skip
     else:
-        if data.gpu_model is None or data.gpus_per_node is None:
-            missing = "body.gpu_model" if data.gpu_model is None else "body.gpus_per_node"
+        if not wanted or data.gpus_per_node is None:
+            missing = "body.gpu_model" if not wanted else "body.gpus_per_node"
             raise InvalidInput(
-                detail="Give a shape, or a GPU model and the GPUs per node.",
+                detail="Give a shape, or a GPU model (or class) and the GPUs per node.",
                 errors=[FieldError(missing, "required without a shape")],
             )
-        spec = Spec(data.gpu_model, data.gpus_per_node, data.node_count, 1000, None)
+        spec = Spec(wanted, data.gpus_per_node, data.node_count, 1000, None)
     if data.kind is TenancyKind.BARE_METAL and spec.gpu_milli < 1000:
         raise InvalidInput(
             detail="Bare-metal tenancies take whole nodes.",
@@ -231,19 +262,24 @@ async def _spec(db: AsyncSession, data: TenancyCreate, region: str) -> Spec:
 
 
 async def _within_quota(db: AsyncSession, org_id: str, specs: dict[str, Spec]) -> list[str]:
-    """The candidate regions where the request fits the organization's quotas; the first
-    refusal when none does."""
+    """The candidate regions where the request fits the organization's quotas, each spec
+    narrowed to the GPU models whose quota it fits; the first refusal when none does."""
     fitting: list[str] = []
-    first_refusal: Exception | None = None
+    first_refusal: QuotaExceeded | None = None
     for region, spec in specs.items():
         milli = spec.gpus_per_node * spec.node_count * spec.gpu_milli
-        try:
-            await quotas.check(db, org_id=org_id, region=region, gpu_model=spec.gpu_model,
-                               milli=milli)  # fmt: skip
-        except Exception as refusal:  # QuotaExceeded
-            first_refusal = first_refusal or refusal
-            continue
-        fitting.append(region)
+        allowed = []
+        for model in spec.gpu_models:
+            try:
+                await quotas.check(db, org_id=org_id, region=region, gpu_model=model,
+                                   milli=milli)  # fmt: skip
+            except QuotaExceeded as refusal:
+                first_refusal = first_refusal or refusal
+                continue
+            allowed.append(model)
+        if allowed:
+            specs[region] = replace(spec, gpu_models=tuple(allowed))
+            fitting.append(region)
     if not fitting and first_refusal is not None:
         raise first_refusal
     return fitting
@@ -251,7 +287,7 @@ async def _within_quota(db: AsyncSession, org_id: str, specs: dict[str, Spec]) -
 
 def _request(kind: TenancyKind, spec: Spec, regions: Sequence[str]) -> Request:
     return Request(
-        regions=tuple(regions), gpu_models=(spec.gpu_model,), gpu_count=spec.gpus_per_node,
+        regions=tuple(regions), gpu_models=spec.gpu_models, gpu_count=spec.gpus_per_node,
         node_count=spec.node_count, gpu_milli=spec.gpu_milli,
         whole_node=kind is TenancyKind.BARE_METAL,
     )  # fmt: skip
@@ -270,7 +306,7 @@ async def _place_and_claim(
     a concurrent request is retried against fresh capacity. Pool nodes closed to the
     grantee are left out; the third value is when the pool window used (if any) ends."""
     await claims.lock_regions(db, regions)  # before reading capacity: the reads are fresh
-    models = sorted({specs[r].gpu_model for r in regions})
+    models = sorted({m for r in regions for m in specs[r].gpu_models})
     nodes = {n.id: n for n in await capacity_nodes(db, regions=regions, gpu_models=models)}
     pools = await gating.gate(db, list(nodes), who.org_id, who.project_id, who.at)
     for _ in range(MAX_CLAIM_ATTEMPTS):
@@ -488,7 +524,7 @@ async def resize(
     node_count = data.node_count or tenancy.node_count
     if (data.gpus_per_node, node_count) == (tenancy.gpus_per_node, tenancy.node_count):
         return await tenancy_read(db, tenancy)
-    spec = Spec(tenancy.gpu_model_code, data.gpus_per_node, node_count, tenancy.gpu_milli, None)
+    spec = Spec((tenancy.gpu_model_code,), data.gpus_per_node, node_count, tenancy.gpu_milli, None)
     await quotas.check(db, org_id=org_id, region=tenancy.region_code,
                        gpu_model=tenancy.gpu_model_code,
                        milli=data.gpus_per_node * node_count * tenancy.gpu_milli,

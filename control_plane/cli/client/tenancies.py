@@ -80,6 +80,10 @@ def tenancies_group() -> None:
 )
 @click.option("--shape", help="A shape offered in the region (see: cpctl shapes list).")
 @click.option("--gpu-model", help="Without --shape: the GPU model (e.g. h100).")
+@click.option(
+    "--gpu-class",
+    help="Without --shape, instead of --gpu-model: a GPU generation (hopper, ampere ...).",
+)
 @click.option("--gpus-per-node", type=click.IntRange(1, 64), help="Without --shape.")
 @click.option("--nodes", "node_count", type=click.IntRange(1, 64), help="Without --shape.")
 @click.option("--ends-at", help="Release automatically then (ISO 8601 with a zone, e.g. ...Z).")
@@ -108,6 +112,7 @@ def tenancies_create(
     region: str,
     shape: str | None,
     gpu_model: str | None,
+    gpu_class: str | None,
     gpus_per_node: int | None,
     node_count: int | None,
     ends_at: str | None,
@@ -120,9 +125,10 @@ def tenancies_create(
     timeout: float,
     org: str | None,
 ) -> None:
-    """Create tenancy NAME from a --shape, or from --gpu-model and --gpus-per-node."""
-    if shape is None and (gpu_model is None or gpus_per_node is None):
-        raise click.UsageError("give --shape, or --gpu-model and --gpus-per-node")
+    """Create tenancy NAME from a --shape, or from --gpu-model (or --gpu-class) and
+    --gpus-per-node."""
+    if shape is None and ((gpu_model is None and gpu_class is None) or gpus_per_node is None):
+        raise click.UsageError("give --shape, or --gpu-model (or --gpu-class) and --gpus-per-node")
     with inv.client() as client:
         org_id = org_id_of(client, org)
         tenancy = client.tenancies.create(
@@ -131,6 +137,7 @@ def tenancies_create(
             region,
             shape=shape,
             gpu_model=gpu_model,
+            gpu_class=gpu_class,
             gpus_per_node=gpus_per_node,
             node_count=node_count,
             ends_at=_when(ends_at),

@@ -3,7 +3,7 @@ size, lease and access options, the shape suggestion, and refusals explained."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -19,6 +19,8 @@ from control_plane.errors import ProblemError
 from control_plane.identity.authz import TenantScope, tenant
 from control_plane.identity.roles import Permission
 from control_plane.inventory import service as inventory
+from control_plane.inventory.classes import class_code
+from control_plane.inventory.schemas import GpuModelRead
 from control_plane.settings import Settings
 from control_plane.sovereignty.residency import service as residency
 from control_plane.tenancies import quotas, service, shapes
@@ -158,6 +160,22 @@ async def tenancy_create(
     return await _new_page(request, db, tenant, form, ask, problem=problem_info, status_code=status)
 
 
+CLASS_PREFIX = "class:"
+
+
+def _model_options(models: Sequence[GpuModelRead]) -> list[tuple[str, str]]:
+    """Each GPU model, then "any <generation>" for generations with several models."""
+    options = [(m.code, f"{m.name} ({m.memory_gib} GiB)") for m in models]
+    by_class: dict[str, list[str]] = {}
+    for m in models:
+        by_class.setdefault(m.generation, []).append(m.code.upper())
+    for generation, codes in sorted(by_class.items()):
+        if len(codes) > 1:
+            label = f"Any {generation} GPU ({', '.join(sorted(codes))}): whichever has room"
+            options.append((f"{CLASS_PREFIX}{class_code(generation)}", label))
+    return options
+
+
 def _create_data(form: FormState) -> TenancyCreate | None:
     """The form as a create request; field errors land in ``form``."""
     v = form.values
@@ -169,7 +187,11 @@ def _create_data(form: FormState) -> TenancyCreate | None:
     if v["shape"]:
         data["shape"] = v["shape"]
     else:
-        data["gpu_model"] = v["gpu_model"] or None
+        model = v["gpu_model"] or None
+        if model is not None and model.startswith(CLASS_PREFIX):  # "any Hopper" and the like
+            data["gpu_class"] = model.removeprefix(CLASS_PREFIX)
+        else:
+            data["gpu_model"] = model
         data["gpus_per_node"] = v["gpus_per_node"] or None
         data["node_count"] = v["node_count"] or 1
     for name in ("idle_release_minutes", "image"):
@@ -262,10 +284,7 @@ async def _new_page(
                 *((code, f"{names.get(code, code)} · {code}") for code in allowed),
             ],
             shape_options=[shape_option(s) for s in offered],
-            model_options=[
-                (m.code, f"{m.name} ({m.memory_gib} GiB)")
-                for m in await collect(lambda p: inventory.list_gpu_models(db, p))
-            ],
+            model_options=_model_options(await collect(lambda p: inventory.list_gpu_models(db, p))),
             quotas=quota_rows(await quotas.for_org(db, org_id)),
         )
     return await render(

@@ -267,6 +267,18 @@ class TestCreateForm:
         assert "2 nodes x 4 x H100" in text_of(page.text)
         assert len(table_rows(page.text, "Nodes and GPUs this tenancy holds")) == 2
 
+    async def test_any_gpu_of_a_class_can_be_chosen_for_a_custom_size(
+        self, client: Client, org: Tenant, fleet: list[str]
+    ) -> None:
+        csrf = await sign_in(client, org)
+        form = await client.get("/tenancies/new", headers=HTML)
+        assert 'value="class:hopper"' in form.text
+        assert "Any Hopper GPU (H100, H200)" in text_of(form.text)
+        tenancy_id = await create(client, csrf, shape="", kind="vm", gpu_model="class:hopper",
+                                  gpus_per_node="2")  # fmt: skip
+        page = await client.get(f"/tenancies/{tenancy_id}", headers=HTML)
+        assert "2 x H100" in text_of(page.text)  # the fleet's Hopper nodes are H100s
+
     async def test_field_errors_are_shown_next_to_their_fields_keeping_what_was_typed(
         self, client: Client, org: Tenant, fleet: list[str]
     ) -> None:

@@ -9,7 +9,7 @@ from control_plane.audit.models import AuditEntryRow as AuditEntry
 from control_plane.clock import OffsetClock
 from control_plane.inventory.lifecycle import NodeState
 from control_plane.tenancies.reconciler import Reconciler
-from tests.fixtures.capacity import make_fleet
+from tests.fixtures.capacity import make_fleet, make_quota
 from tests.fixtures.factories import Tenant
 from tests.integration.tenancies.conftest import (
     Client,
@@ -171,3 +171,48 @@ class TestList:
         assert [t["id"] for t in everything] == [second["id"], first["id"]]
         active = await client.get(tenancies_url(org), params={"state": "active"}, headers=auth)
         assert [t["id"] for t in active.json()["items"]] == [first["id"]]
+
+
+class TestGpuClass:
+    async def test_a_class_takes_any_model_of_it_with_room(
+        self, client: Client, org: Tenant, auth: dict[str, str], db: AsyncSession,
+        clock: OffsetClock,
+    ) -> None:  # fmt: skip
+        await make_fleet(db, clock, model="h100", nodes=1, gpus_per_node=8, prefix="cls-h100")
+        await make_fleet(db, clock, model="h200", nodes=1, gpus_per_node=8, prefix="cls-h200")
+        await make_fleet(db, clock, model="a100", nodes=1, gpus_per_node=8, prefix="cls-a100")
+        await db.commit()
+        models = []
+        for n in range(2):
+            response = await create(client, org, auth, name=f"hopper-{n}", gpu_model=None,
+                                    gpu_class="hopper", gpus_per_node=8)  # fmt: skip
+            assert response.status_code == 201, response.text
+            models.append(response.json()["gpu_model"])
+        assert sorted(models) == ["h100", "h200"]  # never the Ampere node
+        third = await create(client, org, auth, name="hopper-2", gpu_model=None,
+                             gpu_class="hopper", gpus_per_node=8)  # fmt: skip
+        assert third.status_code == 409
+        assert third.json()["type"].endswith("/insufficient-capacity")
+
+    async def test_an_unknown_class_or_a_class_with_a_model_is_refused(
+        self, client: Client, org: Tenant, auth: dict[str, str], fleet: list[str]
+    ) -> None:
+        unknown = await create(client, org, auth, gpu_model=None, gpu_class="volta")
+        assert unknown.status_code == 400
+        assert unknown.json()["errors"][0]["field"] == "body.gpu_class"
+        both = await create(client, org, auth, gpu_class="hopper")
+        assert both.status_code == 400
+        assert both.json()["errors"][0]["field"] == "body.gpu_model"
+
+    async def test_the_class_respects_each_models_quota(
+        self, client: Client, org: Tenant, auth: dict[str, str], db: AsyncSession,
+        clock: OffsetClock,
+    ) -> None:  # fmt: skip
+        await make_fleet(db, clock, model="h100", nodes=1, gpus_per_node=8, prefix="q-h100")
+        await make_fleet(db, clock, model="h200", nodes=1, gpus_per_node=8, prefix="q-h200")
+        await make_quota(db, clock, max_gpus=0, model="h100")
+        await db.commit()
+        response = await create(client, org, auth, gpu_model=None, gpu_class="hopper",
+                                gpus_per_node=4)  # fmt: skip
+        assert response.status_code == 201, response.text
+        assert response.json()["gpu_model"] == "h200"
