@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     reconcile_interval_seconds: float = Field(default=1.0, gt=0)
     reconcile_lease_seconds: float = Field(default=60.0, gt=0)
     reconcile_max_attempts: int = Field(default=8, ge=1)
+    # A tenancy still placing, provisioning, releasing or cleaning after this long is
+    # flagged as stuck (a timeline warning, the cp_tenancies_stuck gauge, a log line).
+    reconcile_stuck_after_seconds: float = Field(default=1800.0, gt=0)
 
     # --- driver options (one block per driver) ---
 

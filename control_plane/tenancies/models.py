@@ -77,6 +77,8 @@ class Tenancy(Base):
     accrued_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     idle_since: Mapped[datetime | None] = mapped_column(UTCDateTime())
     expiry_warned: Mapped[bool] = mapped_column(Boolean)
+    # When the reconciler flagged it as stuck (cleared when its state moves on).
+    stuck_since: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
 
 
 class TenancyEvent(Base):

@@ -36,6 +36,7 @@ async def tenancy_read(db: AsyncSession, tenancy: Tenancy) -> TenancyRead:
         released_at=tenancy.released_at,
         pending_resize=tenancy.applied_generation != tenancy.generation,
         last_error=tenancy.last_error,
+        stuck_since=tenancy.stuck_since,
     )  # fmt: skip
 
 

@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 import structlog
+from prometheus_client import Counter, Gauge
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -53,6 +54,9 @@ from control_plane.tenancies.service import begin_release
 from control_plane.tenancies.timeline import Actor, note, transition
 
 log = structlog.get_logger("tenancies.reconciler")
+
+STEPS = Counter("cp_reconciler_steps_total", "Driver steps the reconciler ran", ["step", "outcome"])
+STUCK = Gauge("cp_tenancies_stuck", "Tenancies flagged as stuck (an operator should look)")
 
 ACTOR = Actor.system("tenancies.reconciler")
 Step = Literal["provision", "resize", "watch", "release", "clean"]
@@ -204,6 +208,7 @@ class Reconciler:
             raise
         except Exception as exc:  # every failure is written back and retried or failed
             outcome.error = exc
+        STEPS.labels(step, "error" if outcome.error is not None else "ok").inc()
         if self.after_driver_call is not None:
             await self.after_driver_call(step, tenancy_id)
         await self._write_back(tenancy_id, token, seen, step, outcome)
@@ -326,9 +331,8 @@ class Reconciler:
         if step == "watch":
             tenancy.next_attempt_at = now + WATCH
             return
-        if give_up and tenancy.attempts == self.settings.reconcile_max_attempts:
-            note(db, tenancy, "warning", f"{step} is stuck: an operator should look", ACTOR, now)
-            log.warning("tenancy stuck", tenancy=tenancy.id, step=step, error=message)
+        if give_up and tenancy.stuck_since is None:
+            _flag_stuck(db, tenancy, f"{step} failed {tenancy.attempts} times", now)
         tenancy.next_attempt_at = now + timedelta(seconds=_backoff(tenancy.attempts))
 
     async def _return_gpus(self, db: AsyncSession, tenancy: Tenancy, now: datetime) -> None:
@@ -367,13 +371,42 @@ class Reconciler:
 
     # --- timers -------------------------------------------------------------------------
 
+    async def flag_stuck(self, now: datetime) -> None:
+        """Flag, once, tenancies whose placing, provisioning, release or clean has taken
+        longer than ``reconcile_stuck_after_seconds``; publish how many are stuck."""
+        limit = now - timedelta(seconds=self.settings.reconcile_stuck_after_seconds)
+        async with self.sessionmaker() as db:
+            query = (
+                select(Tenancy)
+                .where(
+                    Tenancy.state.in_(sorted(WORKING)),
+                    Tenancy.stuck_since.is_(None),
+                    Tenancy.state_changed_at < limit,
+                )
+                .order_by(Tenancy.id)
+                .limit(500)
+            )
+            if db.get_bind().dialect.name == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            for tenancy in (await db.execute(query)).scalars():
+                minutes = int((now - tenancy.state_changed_at).total_seconds() // 60)
+                _flag_stuck(db, tenancy, f"still {tenancy.state} after {minutes} min", now)
+            stuck = await db.execute(
+                select(func.count())
+                .select_from(Tenancy)
+                .where(Tenancy.state.in_(sorted(WORKING)), Tenancy.stuck_since.is_not(None))
+            )
+            STUCK.set(stuck.scalar_one())
+            await db.commit()
+
     async def run_timers(self) -> None:
-        """Pool drains (which cut leases), lease ends (with a warning first) and usage of
-        hours that have closed."""
+        """Pool drains (which cut leases), work that is stuck, lease ends (with a warning
+        first) and usage of hours that have closed."""
         now = self.clock.now()
         async with self.sessionmaker() as db:
             await announce_drains(db, now, ACTOR)
             await db.commit()
+        await self.flag_stuck(now)
         async with self.sessionmaker() as db:
             query = (
                 select(Tenancy)
@@ -408,6 +441,13 @@ class Reconciler:
                          f"lease ends at {tenancy.ends_at.isoformat()}: the tenancy will be "
                          "released then", ACTOR, now)  # fmt: skip
             await db.commit()
+
+
+def _flag_stuck(db: AsyncSession, tenancy: Tenancy, why: str, now: datetime) -> None:
+    tenancy.stuck_since = now
+    note(db, tenancy, "warning", f"{tenancy.state} is stuck ({why}): an operator should look",
+         ACTOR, now)  # fmt: skip
+    log.warning("tenancy stuck", tenancy=tenancy.id, state=tenancy.state, why=why)
 
 
 def _step_of(tenancy: Tenancy) -> Step:

@@ -126,6 +126,7 @@ class TenancyRead(msgspec.Struct):
     released_at: datetime | None
     pending_resize: bool
     last_error: str | None
+    stuck_since: datetime | None = None  # flagged by the reconciler: an operator should look
 
 
 class TenancyEventRead(msgspec.Struct):

@@ -125,6 +125,7 @@ async def create(
         next_attempt_at=now, attempts=0, last_error=None, created_by=actor.label[:80],
         created_at=now, state_changed_at=now, activated_at=None, release_requested_at=None,
         released_at=None, accrued_until=None, idle_since=None, expiry_warned=False,
+        stuck_since=None,
     )  # fmt: skip
     db.add(tenancy)
     await db.flush()  # the allocations refer to it (no ORM relationship orders the inserts)

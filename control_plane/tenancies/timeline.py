@@ -42,6 +42,7 @@ async def transition(
     before = tenancy.state
     tenancy.state = to
     tenancy.state_changed_at = at
+    tenancy.stuck_since = None
     db.add(
         TenancyEvent(
             id=new_id("tev"), tenancy_id=tenancy.id, at=at, kind="transition",
