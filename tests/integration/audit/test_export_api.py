@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import itertools
 import json
@@ -288,7 +289,9 @@ class TestCheckpointsAndKeys:
             async with sessions() as db:
                 count = await db.scalar(select(func.count()).select_from(AuditCheckpointRow))
         finally:
-            task.cancel()
+            task.cancel()  # and wait for it: a tick still writing would outlive the test
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
             await engine.dispose()
         assert count == 1
 
