@@ -59,7 +59,7 @@ class Settings(BaseSettings):
     oidc_default_org: str = ""
 
     # Tenancy drivers: "<region>/<kind>" -> driver name (sim, redfish, slurm, ...), as JSON,
-    # e.g. CP_DRIVERS='{"se-sto-1/bare_metal": "redfish"}'. Unlisted pairs use "sim".
+    # e.g. CP_DRIVERS='{"se-north-1/bare_metal": "redfish"}'. Unlisted pairs use "sim".
     drivers: dict[str, str] = Field(default_factory=dict)
     # Where the simulated data centre keeps its machines (survives restarts).
     sim_dir: Path = Path("var/sim")
@@ -98,7 +98,7 @@ class Settings(BaseSettings):
     # the ClusterName slurmctld reports); a time limit per command (clients hang while
     # slurmctld is down); Slurm users added to every tenancy account besides its own user
     # (operators; they need a default account of their own). Per-region overrides as JSON,
-    # e.g. CP_SLURM_REGIONS='{"se-sto-1": {"conf": "/etc/slurm-sto/slurm.conf",
+    # e.g. CP_SLURM_REGIONS='{"se-north-1": {"conf": "/etc/slurm-sto/slurm.conf",
     # "bin_dir": "/opt/slurm/bin", "cluster": "sto"}}'.
     slurm_bin_dir: Path | None = None
     slurm_conf: Path | None = None
