@@ -37,7 +37,8 @@ test-sqlite: $(STAMP)
 test-postgres: $(STAMP)
 	$(BIN)/python -m pytest -p no:cacheprovider --db=postgres
 
-# Real test peers: Debian Chromium (portal e2e) and the OpenID provider (SSO).
+# Real test peers: Debian Chromium (portal e2e), the OpenID provider (SSO), the sushy-tools
+# Redfish emulator and Slurm from Debian packages (tenancy drivers).
 peers: $(STAMP)
 	bash tests/fixtures/peers/install.sh
 
