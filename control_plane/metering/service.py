@@ -47,12 +47,13 @@ async def record_usage(db: AsyncSession, events: Sequence[NewUsage], at: datetim
     ]  # fmt: skip
     dialect = (await db.connection()).dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    # On the table (Core), not the entity: an ORM bulk insert's result has no rowcount.
-    statement = insert(cast(Table, UsageEvent.__table__)).on_conflict_do_nothing(
-        index_elements=["source", "event_id"]
+    table = cast(Table, UsageEvent.__table__)
+    statement = (
+        insert(table)
+        .on_conflict_do_nothing(index_elements=["source", "event_id"])
+        .returning(table.c.id)  # counts exactly what was stored, on both databases
     )
-    result = await db.execute(statement, rows)
-    stored = result.rowcount if result.rowcount is not None and result.rowcount >= 0 else len(rows)  # type: ignore[attr-defined]
+    stored = len((await db.execute(statement, rows)).all())
     return len(rows) - stored
 
 

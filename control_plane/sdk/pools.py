@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 from control_plane.identity.schemas import MeRead
 from control_plane.pools.schemas import (
+    Day,
     Opening,
     PoolCreate,
     PoolNodesSet,
@@ -87,7 +88,7 @@ class Pools(_Resource):
         region: str,
         pool_id: str,
         org: str,
-        days: Sequence[str],
+        days: Sequence[Day],
         start: str,
         end: str,
         *,
@@ -95,7 +96,7 @@ class Pools(_Resource):
     ) -> WindowRead:
         """Lend the pool to ``org`` (id or slug) on ``days`` from ``start`` to ``end`` (local
         ``HH:MM``; an end at or before the start is the next day)."""
-        body = WindowCreate(org_id=org, days=list(days), start=start, end=end,  # type: ignore[arg-type]
+        body = WindowCreate(org_id=org, days=list(days), start=start, end=end,
                             project_id=project_id)  # fmt: skip
         path = self._pools(region, f"/{_seg(pool_id)}/windows")
         return self._t.call("POST", path, WindowRead, body=body, idempotency_key=True)

@@ -9,10 +9,11 @@ against the row after waiting for its lock, so the loser sees the winner's claim
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, cast
 
-from sqlalchemy import select, text
+from sqlalchemy import CursorResult, Result, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.inventory.capacity import NodeCapacity
@@ -66,16 +67,30 @@ async def free_state(
 
     ``returning`` counts as free (a resize re-places a tenancy as if it had given its
     GPUs back)."""
-    used = await _used(db, [n.id for n in nodes])
+    return node_states(nodes, await used_milli(db, nodes), returning)
+
+
+async def used_milli(db: AsyncSession, nodes: Sequence[NodeCapacity]) -> dict[str, int]:
+    """Thousandths claimed per GPU id on these nodes (GPUs with nothing claimed left out)."""
+    return await _used(db, [n.id for n in nodes])
+
+
+def node_states(
+    nodes: Sequence[NodeCapacity], used: Mapping[str, int], returning: Iterable[Share] = ()
+) -> list[NodeState]:
+    """Placement's view of ``nodes`` given what is claimed, ``returning`` counted as free."""
+    taken = dict(used)
     for share in returning:
-        used[share.gpu_id] = used.get(share.gpu_id, 0) - share.milli
+        taken[share.gpu_id] = taken.get(share.gpu_id, 0) - share.milli
     return [
         NodeState(
             id=n.id,
             region=n.region_code,
             rack=n.rack,
             gpu_model=n.gpu_model_code,
-            gpus=tuple(GpuFree(g.index, 1000 - used.get(g.id, 0), g.nvlink_domain) for g in n.gpus),
+            gpus=tuple(
+                GpuFree(g.index, 1000 - taken.get(g.id, 0), g.nvlink_domain) for g in n.gpus
+            ),
             cpu_free_milli=_PLENTY,
             memory_free_mib=_PLENTY,
             schedulable=n.schedulable,
@@ -87,10 +102,8 @@ async def free_state(
 async def take(db: AsyncSession, shares: Sequence[Share]) -> bool:
     """Claim every share, or report False (the caller rolls back its savepoint)."""
     for share in shares:
-        result = await db.execute(
-            _TAKE, {"gpu_id": share.gpu_id, "node_id": share.node_id, "milli": share.milli}
-        )
-        if result.rowcount != 1:  # type: ignore[attr-defined]
+        params = {"gpu_id": share.gpu_id, "node_id": share.node_id, "milli": share.milli}
+        if _rowcount(await db.execute(_TAKE, params)) != 1:
             return False
     return True
 
@@ -98,8 +111,13 @@ async def take(db: AsyncSession, shares: Sequence[Share]) -> bool:
 async def give_back(db: AsyncSession, shares: Sequence[Share]) -> None:
     for share in shares:
         result = await db.execute(_GIVE_BACK, {"gpu_id": share.gpu_id, "milli": share.milli})
-        if result.rowcount != 1:  # type: ignore[attr-defined]
+        if _rowcount(result) != 1:
             raise RuntimeError(f"GPU {share.gpu_id} gave back more than it had claimed")
+
+
+def _rowcount(result: Result[Any]) -> int:
+    """Rows a text INSERT/UPDATE touched (a CursorResult, whatever the static type says)."""
+    return cast(CursorResult[Any], result).rowcount
 
 
 async def _used(db: AsyncSession, node_ids: list[str]) -> dict[str, int]:

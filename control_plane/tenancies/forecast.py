@@ -75,9 +75,10 @@ async def when_it_fits(
     freed: list[Share] = []
     steps: list[tuple[datetime | None, list[Share]]] = [(None, soon)] if soon else []
     steps += sorted(later.items(), key=lambda item: item[0])[:MAX_STEPS]
+    used = await claims.used_milli(db, nodes) if steps else {}  # read once, replayed below
     for at, shares in steps:
         freed += shares
-        states = await claims.free_state(db, nodes, returning=freed)
+        states = claims.node_states(nodes, used, freed)
         for request in requests:
             in_region = [s for s in states if s.region in request.regions]
             if isinstance(place(in_region, request), Placement):

@@ -6,6 +6,8 @@ A pool is named by its id or its name within the region.
 
 from __future__ import annotations
 
+from typing import cast, get_args
+
 import click
 
 from control_plane.cli.client.base import (
@@ -18,11 +20,11 @@ from control_plane.cli.client.base import (
     emit_table,
     org_id_of,
 )
-from control_plane.pools.schemas import PoolRead
+from control_plane.pools.schemas import Day, PoolRead
 from control_plane.sdk import Client
 from control_plane.sdk.errors import SdkError
 
-DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+DAYS: tuple[Day, ...] = get_args(Day)
 POOL_COLUMNS = [
     *columns("id", "region", "name", "timezone", "drain_minutes"),
     ("NODES", lambda p: len(p.nodes)),
@@ -52,7 +54,7 @@ def _pool_id(client: Client, region: str, ref: str) -> str:
     raise SdkError(f"no pool named {ref!r} in {region}")
 
 
-def _days(value: str) -> list[str]:
+def _days(value: str) -> list[Day]:
     days = [d.strip().lower() for d in value.split(",") if d.strip()]
     if value.strip().lower() in {"daily", "all"}:
         return list(DAYS)
@@ -60,7 +62,7 @@ def _days(value: str) -> list[str]:
         return list(DAYS[:5])
     if not days or any(d not in DAYS for d in days):
         raise click.BadParameter("comma-separated mon..sun, weekdays or daily", param_hint="--days")
-    return days
+    return [cast(Day, d) for d in days]
 
 
 def _show(inv: Invocation, pool: PoolRead) -> None:

@@ -14,6 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from control_plane.clock import OffsetClock
 from control_plane.db.engine import make_engine, make_sessionmaker
 from control_plane.identity.roles import TenantRole
+from control_plane.tenancies.drivers.base import TenancyKind
+from control_plane.tenancies.drivers.sim import SimDriver
 from control_plane.tenancies.models import GpuAllocation, GpuClaim
 from control_plane.tenancies.reconciler import Reconciler
 from tests.fixtures.capacity import make_fleet
@@ -58,6 +60,13 @@ async def reconciler(app: Litestar, clock: OffsetClock) -> AsyncIterator[Reconci
         )  # fmt: skip
     finally:
         await engine.dispose()
+
+
+def sim_driver(reconciler: Reconciler, region: str = "ca-qc-1") -> SimDriver:
+    """The simulated data centre behind Slurm tenancies of ``region`` (to read its effects)."""
+    driver = reconciler.drivers.for_tenancy(region, TenancyKind.SLURM)
+    assert isinstance(driver, SimDriver)
+    return driver
 
 
 def tenancies_url(org: Tenant) -> str:

@@ -12,7 +12,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.clock import OffsetClock
 from control_plane.identity.roles import TenantRole
-from control_plane.tenancies.drivers.base import TenancyKind
 from control_plane.tenancies.models import GpuAllocation, GpuClaim
 from control_plane.tenancies.reconciler import Reconciler
 from tests.fixtures.factories import Tenant, make_org, signed_in
@@ -20,6 +19,7 @@ from tests.integration.tenancies.conftest import (
     Client,
     create,
     live_allocations,
+    sim_driver,
     tenancies_url,
     used_milli,
 )
@@ -98,8 +98,8 @@ class TestCrashes:
         await run_with_crash(reconciler, clock, crash_on)
         body = (await client.get(f"{tenancies_url(org)}/{tenancy['id']}", headers=auth)).json()
         assert body["state"] == "active"
-        sim = reconciler.drivers.for_tenancy("ca-qc-1", TenancyKind.SLURM)
-        effects = sim.effects("ca-qc-1", tenancy["id"])  # type: ignore[attr-defined]
+        sim = sim_driver(reconciler)
+        effects = sim.effects("ca-qc-1", tenancy["id"])
         assert effects == {"created": 1, "booted": 1}
 
     @pytest.mark.parametrize("crash_on", [1, 2])
@@ -120,8 +120,8 @@ class TestCrashes:
         await run_with_crash(reconciler, clock, crash_on)
         body = (await client.get(f"{tenancies_url(org)}/{tenancy['id']}", headers=auth)).json()
         assert body["state"] == "released"
-        sim = reconciler.drivers.for_tenancy("ca-qc-1", TenancyKind.SLURM)
-        effects = sim.effects("ca-qc-1", tenancy["id"])  # type: ignore[attr-defined]
+        sim = sim_driver(reconciler)
+        effects = sim.effects("ca-qc-1", tenancy["id"])
         assert effects == {"created": 1, "booted": 1, "released": 1, "wiped": 1}
         assert await used_milli(db) == 0
         assert await live_allocations(db) == 0

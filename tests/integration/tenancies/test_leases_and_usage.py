@@ -11,10 +11,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.clock import OffsetClock
 from control_plane.metering.models import UsageEvent
-from control_plane.tenancies.drivers.base import TenancyKind
 from control_plane.tenancies.reconciler import Reconciler
 from tests.fixtures.factories import Tenant
-from tests.integration.tenancies.conftest import Client, create, tenancies_url, used_milli
+from tests.integration.tenancies.conftest import (
+    Client,
+    create,
+    sim_driver,
+    tenancies_url,
+    used_milli,
+)
 
 
 async def get(client: Client, org: Tenant, auth: dict[str, str], tenancy_id: str) -> dict:
@@ -66,13 +71,13 @@ class TestIdleRelease:
     ) -> None:
         tenancy = (await create(client, org, auth, idle_release_minutes=30)).json()
         await reconciler.converge()
-        sim = reconciler.drivers.for_tenancy("ca-qc-1", TenancyKind.SLURM)
-        sim.set_busy("ca-qc-1", tenancy["id"], True)  # type: ignore[attr-defined]
+        sim = sim_driver(reconciler)
+        sim.set_busy("ca-qc-1", tenancy["id"], True)
         for _ in range(3):  # busy: watched every minute, kept
             clock.advance(61)
             await reconciler.converge()
         assert (await get(client, org, auth, tenancy["id"]))["state"] == "active"
-        sim.set_busy("ca-qc-1", tenancy["id"], False)  # type: ignore[attr-defined]
+        sim.set_busy("ca-qc-1", tenancy["id"], False)
         for _ in range(32):
             clock.advance(61)
             await reconciler.converge()
