@@ -44,10 +44,11 @@ async def gate(
     """Which of ``node_ids`` are closed to the grantee at ``at`` (outside its window, or in
     the drain before the window ends), and until when the open pool nodes are its."""
     result = Gate()
+    candidates = set(node_ids)
     for loaded in await repository.load(db, node_ids=node_ids):
         windows = loaded.grants()
         current = schedule.active(windows, loaded.tz, at)
-        members = [n for n in loaded.node_ids if n in set(node_ids)]
+        members = [n for n in loaded.node_ids if n in candidates]
         if (
             current is not None
             and current.grants(org_id, project_id)
