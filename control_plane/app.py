@@ -24,6 +24,7 @@ from control_plane.audit.controllers import ROUTES as AUDIT_ROUTES
 from control_plane.audit.recorder import FailedRequestAudit
 from control_plane.clock import Clock
 from control_plane.db.engine import make_engine, make_read_sessionmaker, make_sessionmaker
+from control_plane.endpoints.controllers import ROUTES as ENDPOINT_ROUTES
 from control_plane.health.controllers import ROUTES as HEALTH_ROUTES
 from control_plane.http.dependencies import DEPENDENCIES
 from control_plane.http.idempotency import IdempotencyMiddleware, digest_key
@@ -123,6 +124,7 @@ def create_app(
             *KEYS_ROUTES,
             *TENANCY_ROUTES,
             *POOL_ROUTES,
+            *ENDPOINT_ROUTES,
             portal_router(),
             *extra_route_handlers,
         ],

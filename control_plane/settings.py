@@ -106,6 +106,24 @@ class Settings(BaseSettings):
     slurm_command_timeout_seconds: float = Field(default=20.0, gt=0)
     slurm_admin_users: list[str] = Field(default_factory=list)
     slurm_regions: dict[str, dict[str, str]] = Field(default_factory=dict)
+    # Inference endpoints. Model stores: "<region>" -> the directory (file:// URI or path)
+    # under which that region's model repositories live; a model version must come from a
+    # store in a region the organization's residency policy allows, e.g.
+    # CP_MODEL_STORES='{"ca-qc-1": "file:///srv/models/ca-qc-1"}'. Unset: var/models/<region>.
+    model_stores: dict[str, str] = Field(default_factory=dict)
+    model_store_root: Path = Path("var/models")
+    # Where the local Triton driver keeps each replica's model repository, logs and PID.
+    triton_dir: Path = Path("var/triton")
+    triton_start_timeout_seconds: float = Field(default=120.0, gt=0)
+    # Gateway: defaults per API key (requests/s, tokens/min), how long a request waits for
+    # a replica (cold start from zero included), upstream timeout, usage flush cadence.
+    gateway_requests_per_second: float = Field(default=50.0, gt=0)
+    gateway_tokens_per_minute: int = Field(default=200_000, ge=1)
+    gateway_cold_start_seconds: float = Field(default=120.0, gt=0)
+    gateway_upstream_timeout_seconds: float = Field(default=300.0, gt=0)
+    gateway_flush_seconds: float = Field(default=5.0, gt=0)
+    gateway_routes_ttl_seconds: float = Field(default=1.0, gt=0)
+    autoscale_interval_seconds: float = Field(default=5.0, gt=0)
 
     @field_validator("database_url")
     @classmethod

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from control_plane.audit import models as _audit_models
 from control_plane.db.base import Base
+from control_plane.endpoints import models as _endpoints_models
 from control_plane.http import models as _http_models
 from control_plane.identity import models as _identity_models
 from control_plane.inventory import models as _inventory_models
@@ -19,6 +20,7 @@ __all__ = ["Base", "metadata"]
 _LOADED = (
     _access_models,
     _audit_models,
+    _endpoints_models,
     _http_models,
     _identity_models,
     _inventory_models,

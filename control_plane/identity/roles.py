@@ -42,6 +42,10 @@ class Permission(StrEnum):
     ORG_DELETE = "org:delete"  # delete the organization and crypto-shred its keys
     TENANCIES_READ = "tenancies:read"  # tenancies, their events, quotas and shapes
     TENANCIES_WRITE = "tenancies:write"  # create, resize and release tenancies
+    ENDPOINTS_READ = "endpoints:read"  # inference endpoints, versions, events, metrics
+    ENDPOINTS_WRITE = "endpoints:write"  # create, scale, version, split traffic, delete
+    INFERENCE_INVOKE = "inference:invoke"  # call endpoints through the gateway
+    MODELS_VALIDATE = "models:validate"  # approve or reject model versions (governance)
 
 
 class ProviderPermission(StrEnum):
@@ -74,6 +78,7 @@ _READ_ONLY = frozenset(
         Permission.ACCESS_READ,
         Permission.SECRETS_READ,
         Permission.TENANCIES_READ,
+        Permission.ENDPOINTS_READ,
     }
 )
 
@@ -89,6 +94,9 @@ TENANT_GRANTS: dict[TenantRole, frozenset[Permission]] = {
             Permission.SECRETS_READ,
             Permission.TENANCIES_READ,
             Permission.TENANCIES_WRITE,
+            Permission.ENDPOINTS_READ,
+            Permission.ENDPOINTS_WRITE,
+            Permission.INFERENCE_INVOKE,
         }
     ),
     TenantRole.BILLING: frozenset(

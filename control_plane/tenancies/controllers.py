@@ -67,7 +67,7 @@ class TenancyController(Controller):
         page: PageRequest,
         state_filter: Annotated[TenancyState | None, QueryParameter(name="state")] = None,
         kind: Annotated[
-            Literal["bare_metal", "vm", "kubernetes", "slurm"] | None, Parameter()
+            Literal["bare_metal", "vm", "kubernetes", "slurm", "inference"] | None, Parameter()
         ] = None,
         region: Annotated[str | None, Parameter(max_length=32)] = None,
     ) -> Page[TenancyRead]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -79,6 +80,10 @@ class Tenancy(Base):
     expiry_warned: Mapped[bool] = mapped_column(Boolean)
     # When the reconciler flagged it as stuck (cleared when its state moves on).
     stuck_since: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # Set when another domain owns the tenancy (``endpoint:ep_...`` for inference replicas):
+    # only the owner changes or releases it. ``workload`` is what the owner wants it to run.
+    managed_by: Mapped[str | None] = mapped_column(String(60), default=None, index=True)
+    workload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
 class TenancyEvent(Base):

@@ -37,6 +37,7 @@ async def tenancy_read(db: AsyncSession, tenancy: Tenancy) -> TenancyRead:
         pending_resize=tenancy.applied_generation != tenancy.generation,
         last_error=tenancy.last_error,
         stuck_since=tenancy.stuck_since,
+        managed_by=tenancy.managed_by,
     )  # fmt: skip
 
 
@@ -67,4 +68,5 @@ async def allocation_of(
         image=tenancy.image,
         ssh_public_keys=tuple(tenancy.ssh_public_keys),
         labels=dict(tenancy.labels),
+        workload=dict(tenancy.workload or {}),
     )  # fmt: skip

@@ -127,6 +127,7 @@ class TenancyRead(msgspec.Struct):
     pending_resize: bool
     last_error: str | None
     stuck_since: datetime | None = None  # flagged by the reconciler: an operator should look
+    managed_by: str | None = None  # e.g. endpoint:ep_... (change it through its owner)
 
 
 class TenancyEventRead(msgspec.Struct):

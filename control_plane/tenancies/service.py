@@ -4,10 +4,11 @@ transaction. Services never commit; the request does."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -92,14 +93,64 @@ async def create(
     drivers: Drivers,
 ) -> TenancyRead:
     scope.require(org_id, Permission.TENANCIES_WRITE)
+    if data.kind is TenancyKind.INFERENCE:
+        raise InvalidInput(
+            detail="Inference replicas are made by inference endpoints: create an endpoint.",
+            errors=[FieldError("body.kind", "created through /endpoints")],
+        )
+    project_id = scope.project_id or data.project_id
+    return await _create(db, org_id, project_id, data, actor_from(scope), None,
+                         clock=clock, settings=settings, drivers=drivers)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Managed:
+    """A tenancy another domain owns and changes (an inference endpoint's replica)."""
+
+    owner: str  # endpoint:ep_...
+    gpu_milli: int
+    workload: Mapping[str, Any]
+
+
+async def create_managed(
+    db: AsyncSession,
+    org_id: str,
+    project_id: str | None,
+    data: TenancyCreate,
+    managed: Managed,
+    *,
+    actor: Actor,
+    clock: Clock,
+    settings: Settings,
+    drivers: Drivers,
+) -> TenancyRead:
+    """A tenancy for another domain, which has authorized the caller itself (an endpoint's
+    replica, asked for by the endpoint's owner or its autoscaler)."""
+    return await _create(db, org_id, project_id, data, actor, managed,
+                         clock=clock, settings=settings, drivers=drivers)  # fmt: skip
+
+
+async def _create(
+    db: AsyncSession,
+    org_id: str,
+    project_id: str | None,
+    data: TenancyCreate,
+    actor: Actor,
+    managed: Managed | None,
+    *,
+    clock: Clock,
+    settings: Settings,
+    drivers: Drivers,
+) -> TenancyRead:
     now = clock.now()
     _check_times(data, now)
-    project_id = scope.project_id or data.project_id
-    actor = actor_from(scope)
     wanted = await _wanted_models(db, data)
     regions = await _candidate_regions(db, org_id, data, wanted, actor, clock, settings)
     await quotas.lock_org(db, org_id, now)
     spec_by_region = {r: await _spec(db, data, wanted, r) for r in regions}
+    if managed is not None and managed.gpu_milli < 1000:
+        spec_by_region = {r: replace(s, gpu_milli=managed.gpu_milli)
+                          for r, s in spec_by_region.items()}  # fmt: skip
     regions = await _within_quota(db, org_id, spec_by_region)
     who = Grantee(org_id, project_id, now)
     placement, nodes, pool_end = await _place_and_claim(db, data.kind, spec_by_region, regions,
@@ -125,7 +176,8 @@ async def create(
         next_attempt_at=now, attempts=0, last_error=None, created_by=actor.label[:80],
         created_at=now, state_changed_at=now, activated_at=None, release_requested_at=None,
         released_at=None, accrued_until=None, idle_since=None, expiry_warned=False,
-        stuck_since=None,
+        stuck_since=None, managed_by=managed.owner if managed else None,
+        workload=dict(managed.workload) if managed else {},
     )  # fmt: skip
     db.add(tenancy)
     await db.flush()  # the allocations refer to it (no ORM relationship orders the inserts)
@@ -473,11 +525,18 @@ async def release(
 ) -> TenancyRead:
     scope.require(org_id, Permission.TENANCIES_WRITE)
     tenancy = await repository.tenant_tenancy(db, scope, org_id, tenancy_id, for_update=True)
+    _refuse_managed(tenancy, "released")
     if tenancy.state in (TenancyState.RELEASING, TenancyState.CLEANING, TenancyState.RELEASED):
         return await tenancy_read(db, tenancy)  # asking twice is not an error
     await begin_release(db, tenancy, actor=actor_from(scope), reason="release requested",
                         at=clock.now(), settings=settings)  # fmt: skip
     return await tenancy_read(db, tenancy)
+
+
+def _refuse_managed(tenancy: Tenancy, verb: str) -> None:
+    if tenancy.managed_by is not None:
+        raise Conflict(detail=f"This tenancy belongs to {tenancy.managed_by} and is {verb} "
+                              "through it (scale or delete the endpoint).")  # fmt: skip
 
 
 async def begin_release(
@@ -515,6 +574,7 @@ async def resize(
     now = clock.now()
     await quotas.lock_org(db, org_id, now)
     tenancy = await repository.tenant_tenancy(db, scope, org_id, tenancy_id, for_update=True)
+    _refuse_managed(tenancy, "resized")
     if tenancy.state != TenancyState.ACTIVE or tenancy.applied_generation != tenancy.generation:
         raise Conflict(detail=f"Only an active tenancy with no resize under way can be resized; "
                               f"this one is {tenancy.state}.")  # fmt: skip

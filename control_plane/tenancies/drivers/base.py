@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 __all__ = [
     "AllocatedNode",
@@ -42,6 +42,7 @@ class TenancyKind(StrEnum):
     VM = "vm"
     KUBERNETES = "kubernetes"
     SLURM = "slurm"
+    INFERENCE = "inference"  # a replica of an inference endpoint (managed by the endpoint)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +71,8 @@ class Allocation:
     image: str | None = None
     ssh_public_keys: tuple[str, ...] = ()
     labels: Mapping[str, str] = field(default_factory=dict)
+    # What a managed tenancy runs (an inference replica's models); empty otherwise.
+    workload: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def gpu_count(self) -> int:

@@ -23,7 +23,10 @@ RevealSecret = Callable[[str, str], Awaitable[bytes]]
 BUILT_IN: dict[str, str] = {
     "redfish": "control_plane.tenancies.drivers.redfish",
     "slurm": "control_plane.tenancies.drivers.slurm",
+    "triton-local": "control_plane.endpoints.triton.driver",
 }
+# Kinds whose default is not the simulator: an inference replica must really serve.
+DEFAULTS: dict[TenancyKind, str] = {TenancyKind.INFERENCE: "triton-local"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +50,7 @@ class Drivers:
     _built: dict[tuple[str, TenancyKind], Driver] = field(default_factory=dict)
 
     def name_for(self, region: str, kind: TenancyKind) -> str:
-        return self.settings.drivers.get(f"{region}/{kind.value}", "sim")
+        return self.settings.drivers.get(f"{region}/{kind.value}", DEFAULTS.get(kind, "sim"))
 
     def for_tenancy(self, region: str, kind: TenancyKind) -> Driver:
         key = (region, kind)

@@ -38,6 +38,7 @@ _ACCESS = {
     TenancyKind.VM: "ssh",
     TenancyKind.KUBERNETES: "kubeconfig",
     TenancyKind.SLURM: "sbatch",
+    TenancyKind.INFERENCE: "simulated inference (serves nothing)",
 }
 
 

@@ -1,0 +1,61 @@
+"""Shared fixtures of the endpoint suites: a model store per region, an organization with a
+fleet, and which driver runs the replicas (the simulator unless a suite asks for Triton)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from control_plane.settings import Settings
+from tests.fixtures.factories import Tenant
+
+Client = AsyncTestClient[Litestar]
+REGION = "ca-qc-1"
+
+# The tenancy suites' organization, member login, fleet and reconciler fixtures.
+from tests.integration.tenancies.conftest import auth, fleet, org, reconciler  # noqa: E402, F401
+
+
+@pytest.fixture
+def inference_driver() -> str:
+    return "sim"
+
+
+@pytest.fixture
+def settings(settings: Settings, tmp_path: Path, inference_driver: str) -> Settings:
+    return settings.model_copy(
+        update={
+            "model_store_root": tmp_path / "models",
+            "triton_dir": tmp_path / "triton",
+            "drivers": {f"{REGION}/inference": inference_driver},
+        }
+    )
+
+
+def fake_model(settings: Settings, name: str, region: str = REGION, license: str = "apache-2.0") -> str:
+    """A model directory in ``region``'s store with a manifest (enough for the API; the
+    simulator does not load it). Returns its file:// URI."""
+    path = settings.model_store_root / region / name
+    (path / "1").mkdir(parents=True, exist_ok=True)
+    (path / "config.pbtxt").write_text(f'name: "{name}"\nbackend: "python"\n')
+    weights = f"weights of {name}".encode()
+    (path / "1" / "weights.bin").write_bytes(weights)
+    manifest = {"name": name, "backend": "python", "license": license,
+                "weights_sha256": hashlib.sha256(weights).hexdigest()}  # fmt: skip
+    (path / "model.json").write_text(json.dumps(manifest))
+    return path.resolve().as_uri()
+
+
+def endpoints_url(org: Tenant) -> str:
+    return f"/api/v1/orgs/{org.org_id}/endpoints"
+
+
+async def create_endpoint(client: Client, org: Tenant, auth: dict[str, str], **body: Any) -> Any:
+    payload = {"name": "chat", "region": REGION, "gpu_model": "h100", "gpu_milli": 250, **body}
+    return await client.post(endpoints_url(org), json=payload, headers=auth)
