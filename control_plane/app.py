@@ -25,6 +25,8 @@ from control_plane.audit.recorder import FailedRequestAudit
 from control_plane.clock import Clock
 from control_plane.db.engine import make_engine, make_read_sessionmaker, make_sessionmaker
 from control_plane.endpoints.controllers import ROUTES as ENDPOINT_ROUTES
+from control_plane.endpoints.gateway.controllers import ROUTES as GATEWAY_ROUTES
+from control_plane.endpoints.wiring import build_gateway
 from control_plane.health.controllers import ROUTES as HEALTH_ROUTES
 from control_plane.http.dependencies import DEPENDENCIES
 from control_plane.http.idempotency import IdempotencyMiddleware, digest_key
@@ -67,6 +69,7 @@ def create_app(
     sessionmaker = make_sessionmaker(engine)
     audit_appender = LedgerAppender(sessionmaker)
     reconciler = build_reconciler(sessionmaker, clock, settings)
+    gateway, autoscaler = build_gateway(sessionmaker, clock, settings, reconciler)
     state = State(
         {
             "settings": settings,
@@ -87,6 +90,9 @@ def create_app(
             # Tenancy drivers per (region, kind) and the reconciler that drives them.
             "drivers": reconciler.drivers,
             "reconciler": reconciler,
+            # The inference gateway (routes, limits, usage meter) and the autoscaler.
+            "gateway": gateway,
+            "autoscaler": autoscaler,
         }
     )
 
@@ -99,9 +105,21 @@ def create_app(
         reconciling = (
             asyncio.create_task(reconciler.run_forever()) if settings.reconciler_enabled else None
         )
+        background = [asyncio.create_task(gateway.meter.run(settings.gateway_flush_seconds))]
+        if settings.autoscale_enabled:
+            background.append(
+                asyncio.create_task(autoscaler.run(settings.autoscale_interval_seconds))
+            )
         try:
             yield
         finally:
+            for task in background:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            with contextlib.suppress(Exception):  # logged by the meter; retried next start
+                await gateway.meter.flush()
+            await gateway.close()
             if reconciling is not None:
                 reconciling.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -125,6 +143,7 @@ def create_app(
             *TENANCY_ROUTES,
             *POOL_ROUTES,
             *ENDPOINT_ROUTES,
+            *GATEWAY_ROUTES,
             portal_router(),
             *extra_route_handlers,
         ],

@@ -123,6 +123,7 @@ class Settings(BaseSettings):
     gateway_upstream_timeout_seconds: float = Field(default=300.0, gt=0)
     gateway_flush_seconds: float = Field(default=5.0, gt=0)
     gateway_routes_ttl_seconds: float = Field(default=1.0, gt=0)
+    autoscale_enabled: bool = True
     autoscale_interval_seconds: float = Field(default=5.0, gt=0)
 
     @field_validator("database_url")

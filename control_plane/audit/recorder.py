@@ -71,6 +71,10 @@ def audited_read() -> dict[str, Any]:
 
 
 def is_audited(method: str, opt: Mapping[str, Any]) -> bool:
+    """Changes and marked reads are; data-plane calls (inference through the gateway) are
+    metered as usage instead."""
+    if opt.get("data_plane"):
+        return False
     return method in _UNSAFE or bool(opt.get(AUDITED_READ))
 
 

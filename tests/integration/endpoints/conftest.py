@@ -3,8 +3,6 @@ fleet, and which driver runs the replicas (the simulator unless a suite asks for
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +12,7 @@ from litestar.testing import AsyncTestClient
 
 from control_plane.settings import Settings
 from tests.fixtures.factories import Tenant
+from tests.fixtures.models import fake_model as write_fake_model
 
 Client = AsyncTestClient[Litestar]
 REGION = "ca-qc-1"
@@ -38,18 +37,9 @@ def settings(settings: Settings, tmp_path: Path, inference_driver: str) -> Setti
     )
 
 
-def fake_model(settings: Settings, name: str, region: str = REGION, license: str = "apache-2.0") -> str:
-    """A model directory in ``region``'s store with a manifest (enough for the API; the
-    simulator does not load it). Returns its file:// URI."""
-    path = settings.model_store_root / region / name
-    (path / "1").mkdir(parents=True, exist_ok=True)
-    (path / "config.pbtxt").write_text(f'name: "{name}"\nbackend: "python"\n')
-    weights = f"weights of {name}".encode()
-    (path / "1" / "weights.bin").write_bytes(weights)
-    manifest = {"name": name, "backend": "python", "license": license,
-                "weights_sha256": hashlib.sha256(weights).hexdigest()}  # fmt: skip
-    (path / "model.json").write_text(json.dumps(manifest))
-    return path.resolve().as_uri()
+def fake_model(settings: Settings, name: str, region: str = REGION) -> str:
+    """A model the API accepts in ``region``'s store (see tests.fixtures.models)."""
+    return write_fake_model(settings.model_store_root, region, name)
 
 
 def endpoints_url(org: Tenant) -> str:

@@ -8,11 +8,13 @@ import itertools
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.clock import Clock
+from control_plane.endpoints.models import Endpoint, EndpointVersion
 from control_plane.identity import accounts
 from control_plane.identity.models import ApiKey, Membership, User
 from control_plane.identity.roles import Permission, ProviderRole, TenantRole
@@ -26,6 +28,7 @@ from control_plane.sovereignty.keys.models import PROVIDER_KEYRING, Secret, Secr
 from control_plane.tenancies.models import GpuAllocation, GpuClaim, Shape, Tenancy
 from tests.fixtures.access import AccessWorld, build_access_world
 from tests.fixtures.factories import Account, Tenant, make_api_key, make_org, make_user
+from tests.fixtures.models import fake_model
 
 _unique = itertools.count(1)
 
@@ -80,6 +83,9 @@ class World:
     provider_secret_id: str = ""  # a provider secret (a BMC credential stand-in)
     pool_id: str = ""  # a pool in NODE_REGION (no nodes) with a Monday window of the victim
     pool_window_id: str = ""
+    endpoint_name: str = ""  # an endpoint of the victim (no replicas) with version 2 pending
+    single_endpoint_name: str = ""  # another, with only version 1 (room for a canary)
+    model_uri: str = ""  # a model in NODE_REGION's store, for creates and new versions
 
 
 async def build_catalog(db: AsyncSession, clock: Clock) -> None:
@@ -139,7 +145,7 @@ async def _key_id(db: AsyncSession, secret: str) -> str:
     return key.id
 
 
-async def build_world(db: AsyncSession, clock: Clock) -> World:
+async def build_world(db: AsyncSession, clock: Clock, store: Path | None = None) -> World:
     """Both tenants, the operators, a node, and one credential per caller (catalog built first)."""
     n = unique()
     victim = await make_org(db, f"victim-{n}-{new_id('x')[-8:]}")
@@ -218,7 +224,10 @@ async def build_world(db: AsyncSession, clock: Clock) -> World:
     shape_name = await _make_shape(db)
     provider_secret_id = await _make_secret(db, None)
     pool_id, pool_window_id = await _make_pool(db, victim.org_id)
-    markers.add(tenancy_id)
+    model_uri = fake_model(store, NODE_REGION, f"iso-model-{n}") if store else ""
+    endpoint_id, endpoint_name = await _make_endpoint(db, victim.org_id, model_uri)
+    single_id, single_name = await _make_endpoint(db, victim.org_id, model_uri, pending=False)
+    markers |= {tenancy_id, endpoint_id, single_id}
     access = await build_access_world(
         db, clock, victim.org_id, {name: account for name, (account, _, _) in operators.items()}
     )
@@ -238,6 +247,9 @@ async def build_world(db: AsyncSession, clock: Clock) -> World:
         provider_secret_id=provider_secret_id,
         pool_id=pool_id,
         pool_window_id=pool_window_id,
+        endpoint_name=endpoint_name,
+        single_endpoint_name=single_name,
+        model_uri=model_uri,
     )
 
 
@@ -321,3 +333,34 @@ async def _make_pool(db: AsyncSession, org_id: str) -> tuple[str, str]:
     db.add(window)
     await db.flush()
     return pool.id, window.id
+
+
+async def _make_endpoint(
+    db: AsyncSession, org_id: str, model_uri: str, *, pending: bool = True
+) -> tuple[str, str]:
+    """An endpoint of ``org_id`` scaled to zero, serving version 1, with (``pending``)
+    version 2 awaiting a validator's approval (added by someone else)."""
+    now = datetime.now(UTC)
+    name = f"iso-ep-{unique()}"
+    endpoint = Endpoint(
+        id=new_id("ep"), org_id=org_id, project_id=None, name=name, region_code=NODE_REGION,
+        backend="python", gpu_model_code="h100", gpus_per_replica=1, gpu_milli=250,
+        min_replicas=0, max_replicas=2, desired_replicas=0, target_tokens_per_s=200,
+        target_queue_per_replica=4, scale_to_zero_after_s=300, state="scaled-to-zero",
+        last_request_at=None, created_by="isolation", created_at=now, updated_at=now,
+        deleted_at=None,
+    )  # fmt: skip
+    db.add(endpoint)
+    await db.flush()
+    versions = [(1, "not-required", 100), (2, "pending", 0)]
+    for number, approval, percent in versions if pending else versions[:1]:
+        db.add(EndpointVersion(
+            id=new_id("epv"), endpoint_id=endpoint.id, number=number,
+            source_uri=model_uri or "file:///nonexistent", store_region=NODE_REGION,
+            weights_sha256="0" * 64, license="apache-2.0", served_model=f"{name}-v{number}",
+            approval=approval, decided_by=None, decided_at=None, decision_note=None,
+            traffic_percent=percent, io={}, created_by="isolation", created_at=now,
+            retired_at=None,
+        ))  # fmt: skip
+    await db.flush()
+    return endpoint.id, name

@@ -25,6 +25,7 @@ from litestar.testing import AsyncTestClient
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.clock import Clock
+from control_plane.settings import Settings
 from control_plane.identity.authz import ACCESS_KEY, Access
 from control_plane.identity.roles import (
     Permission,
@@ -172,6 +173,10 @@ def _org_notice(w: World, tail: str) -> str:
 
 def _tenancies(w: World, tail: str = "") -> str:
     return f"/api/v1/orgs/{_org(w)}/tenancies{tail}"
+
+
+def _endpoints(w: World, tail: str = "") -> str:
+    return f"/api/v1/orgs/{_org(w)}/endpoints{tail}"
 
 
 def _pools(w: World, tail: str = "") -> str:
@@ -625,6 +630,61 @@ EXPECTATIONS: dict[str, tuple[Rule, Build]] = {
         provider(ProviderPermission.CAPACITY_WRITE),
         lambda w, n: Call("/api/v1/quotas", {"max_gpus": 64, "org_id": _org(w)}),
     ),
+    # Endpoints: the victim's own (scaled to zero, version 2 pending approval), created
+    # from a model in the region's store; model governance of the organization.
+    "GET /api/v1/orgs/{org_id}/endpoints": (
+        tenant(Permission.ENDPOINTS_READ),
+        lambda w, n: Call(_endpoints(w)),
+    ),
+    "POST /api/v1/orgs/{org_id}/endpoints": (
+        tenant(Permission.ENDPOINTS_WRITE),
+        lambda w, n: Call(
+            _endpoints(w),
+            {"name": f"iso-new-{n}", "region": NODE_REGION, "model_uri": w.model_uri,
+             "gpu_model": "h100", "gpu_milli": 250, "min_replicas": 0, "max_replicas": 1},
+        ),
+    ),
+    "GET /api/v1/orgs/{org_id}/endpoints/{ref}": (
+        tenant(Permission.ENDPOINTS_READ),
+        lambda w, n: Call(_endpoints(w, f"/{w.endpoint_name}")),
+    ),
+    "GET /api/v1/orgs/{org_id}/endpoints/{ref}/events": (
+        tenant(Permission.ENDPOINTS_READ),
+        lambda w, n: Call(_endpoints(w, f"/{w.endpoint_name}/events")),
+    ),
+    "PUT /api/v1/orgs/{org_id}/endpoints/{ref}/scale": (
+        tenant(Permission.ENDPOINTS_WRITE),
+        lambda w, n: Call(_endpoints(w, f"/{w.endpoint_name}/scale"),
+                          {"min_replicas": 0, "max_replicas": 3}),
+    ),
+    "POST /api/v1/orgs/{org_id}/endpoints/{ref}/versions": (
+        tenant(Permission.ENDPOINTS_WRITE, destructive=True),
+        lambda w, n: Call(_endpoints(w, f"/{w.single_endpoint_name}/versions"),
+                          {"model_uri": w.model_uri}),
+    ),
+    "PUT /api/v1/orgs/{org_id}/endpoints/{ref}/traffic": (
+        tenant(Permission.ENDPOINTS_WRITE, destructive=True),
+        lambda w, n: Call(_endpoints(w, f"/{w.endpoint_name}/traffic"),
+                          {"percent": {"1": 100, "2": 0}}),
+    ),
+    "POST /api/v1/orgs/{org_id}/endpoints/{ref}/versions/{number}/decision": (
+        tenant(Permission.MODELS_VALIDATE, destructive=True),
+        lambda w, n: Call(_endpoints(w, f"/{w.endpoint_name}/versions/2/decision"),
+                          {"decision": "reject", "note": "isolation"}),
+    ),
+    "DELETE /api/v1/orgs/{org_id}/endpoints/{ref}": (
+        tenant(Permission.ENDPOINTS_WRITE, destructive=True),
+        lambda w, n: Call(_endpoints(w, f"/{w.endpoint_name}")),
+    ),
+    "GET /api/v1/orgs/{org_id}/model-governance": (
+        tenant(Permission.ENDPOINTS_READ),
+        lambda w, n: Call(f"/api/v1/orgs/{_org(w)}/model-governance"),
+    ),
+    "PUT /api/v1/orgs/{org_id}/model-governance": (
+        tenant(Permission.MODELS_VALIDATE),
+        lambda w, n: Call(f"/api/v1/orgs/{_org(w)}/model-governance",
+                          {"require_approval": False}),
+    ),
     # Pools: operators read and change them; a tenant reads the windows granted to it. New
     # windows go on Sundays, a minute each, so the calls of one test never overlap.
     "GET /api/v1/regions/{code}/pools": (
@@ -807,11 +867,13 @@ class TestRouteIsolation:
         client: AsyncTestClient[Litestar],
         db: AsyncSession,
         clock: Clock,
+        settings: Settings,
     ) -> None:
         rule, build = EXPECTATIONS[operation]
         method = operation.split(" ", 1)[0]
         await build_catalog(db, clock)
-        world = await build_world(db, clock)
+        store = settings.model_store_root
+        world = await build_world(db, clock, store)
         await db.commit()
         await _victim_activity(client, world)
         markers = set(world.victim_markers)
@@ -819,7 +881,7 @@ class TestRouteIsolation:
         names = [caller.name for caller in _callers(method, rule, world)]
         for index, name in enumerate(names):
             if rule.destructive and index:
-                world = await build_world(db, clock)
+                world = await build_world(db, clock, store)
                 await db.commit()
                 markers |= world.victim_markers
             caller = {c.name: c for c in _callers(method, rule, world)}[name]

@@ -1,0 +1,197 @@
+"""The gateway's HTTP routes: OpenAI-compatible chat and text completions (streamed over
+SSE, always ending with a usage chunk), the models a key may call, and KServe V2
+passthrough. Data-plane calls: metered as usage, not written to the audit ledger."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+from litestar import Request, Response, get, post
+from litestar.response import Stream
+
+from control_plane.endpoints.gateway import openai
+from control_plane.endpoints.gateway.core import Call, Gateway, UpstreamFailed
+from control_plane.errors import FieldError, InvalidInput
+from control_plane.identity.authz import TenantScope, tenant
+from control_plane.identity.roles import Permission
+
+__all__ = ["ROUTES"]
+
+_OPT = {**tenant(Permission.INFERENCE_INVOKE), "data_plane": True}
+_SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def _gateway(request: Request[Any, Any, Any]) -> Gateway:
+    gateway: Gateway = request.app.state.gateway
+    return gateway
+
+
+def _request_id(request: Request[Any, Any, Any]) -> str:
+    return str(request.scope.get("state", {}).get("request_id", ""))
+
+
+@get("/v1/models", opt=_OPT, include_in_schema=False)
+async def list_models(request: Request[Any, Any, Any], tenant: TenantScope) -> dict[str, Any]:
+    """The endpoints this key may call (OpenAI's model list)."""
+    org_id = tenant.resolve_org(None)
+    routes = await _gateway(request).routes.of_org(org_id)
+    visible = [r for r in routes
+               if not tenant.project_id or r.project_id in (None, tenant.project_id)]  # fmt: skip
+    return {
+        "object": "list",
+        "data": [{"id": r.name, "object": "model", "created": 0, "owned_by": org_id,
+                  "region": r.region, "ready": bool(r.upstreams)} for r in visible],
+    }  # fmt: skip
+
+
+@post("/v1/chat/completions", opt=_OPT, include_in_schema=False, status_code=200)
+async def chat_completions(
+    request: Request[Any, Any, Any], data: openai.ChatRequest, tenant: TenantScope
+) -> Any:
+    gateway = _gateway(request)
+    call = await gateway.admit(tenant, data.model, _request_id(request))
+    prompt = call.text.prompt([{"role": m.role, "content": m.text()} for m in data.messages])
+    call.prompt_tokens = call.text.count(prompt)
+    limit = data.limit()
+    if data.stream:
+        return Stream(_chat_stream(gateway, call, prompt, limit, data.model),
+                      media_type="text/event-stream", headers=_SSE_HEADERS)  # fmt: skip
+    text = await _collect(gateway, call, prompt, limit)
+    used = openai.usage(call.prompt_tokens, call.completion_tokens)
+    return openai.chat_body(call.request_id, data.model, text,
+                            openai.finish_reason(call.completion_tokens, limit), used)  # fmt: skip
+
+
+@post("/v1/completions", opt=_OPT, include_in_schema=False, status_code=200)
+async def completions(
+    request: Request[Any, Any, Any], data: openai.CompletionRequest, tenant: TenantScope
+) -> Any:
+    gateway = _gateway(request)
+    call = await gateway.admit(tenant, data.model, _request_id(request))
+    call.prompt_tokens = call.text.count(data.prompt)
+    if data.stream:
+        return Stream(_completion_stream(gateway, call, data.prompt, data.max_tokens, data.model),
+                      media_type="text/event-stream", headers=_SSE_HEADERS)  # fmt: skip
+    text = await _collect(gateway, call, data.prompt, data.max_tokens)
+    used = openai.usage(call.prompt_tokens, call.completion_tokens)
+    return openai.completion_body(
+        call.request_id, data.model, text,
+        openai.finish_reason(call.completion_tokens, data.max_tokens), used,
+    )  # fmt: skip
+
+
+async def _collect(gateway: Gateway, call: Call, prompt: str, limit: int) -> str:
+    ok = False
+    try:
+        async for _ in gateway.generate(call, prompt, limit):
+            pass
+        ok = True
+    finally:
+        gateway.account(call, ok=ok)
+    return "".join(call.output)
+
+
+async def _chat_stream(
+    gateway: Gateway, call: Call, prompt: str, limit: int, model: str
+) -> AsyncIterator[bytes]:
+    """Deltas as they come, the finish reason, then the usage chunk and [DONE]. A client
+    that goes away stops the generation; what was generated until then is billed."""
+    ok = False
+    try:
+        yield openai.chat_chunk(call.request_id, model, delta={"role": "assistant"})
+        async for delta in gateway.generate(call, prompt, limit):
+            yield openai.chat_chunk(call.request_id, model, delta={"content": delta})
+        ok = True
+    except UpstreamFailed as failure:
+        yield _error_event(failure.detail)
+    finally:
+        gateway.account(call, ok=ok)
+    reason = openai.finish_reason(call.completion_tokens, limit)
+    yield openai.chat_chunk(call.request_id, model, reason=reason)
+    used = openai.usage(call.prompt_tokens, call.completion_tokens)
+    yield openai.chat_chunk(call.request_id, model, used=used)
+    yield openai.DONE
+
+
+async def _completion_stream(
+    gateway: Gateway, call: Call, prompt: str, limit: int, model: str
+) -> AsyncIterator[bytes]:
+    ok = False
+    try:
+        async for delta in gateway.generate(call, prompt, limit):
+            yield openai.completion_chunk(call.request_id, model, text=delta)
+        ok = True
+    except UpstreamFailed as failure:
+        yield _error_event(failure.detail)
+    finally:
+        gateway.account(call, ok=ok)
+    reason = openai.finish_reason(call.completion_tokens, limit)
+    yield openai.completion_chunk(call.request_id, model, reason=reason)
+    used = openai.usage(call.prompt_tokens, call.completion_tokens)
+    yield openai.completion_chunk(call.request_id, model, used=used)
+    yield openai.DONE
+
+
+def _error_event(detail: str) -> bytes:
+    import msgspec  # noqa: PLC0415
+
+    return b"data: " + msgspec.json.encode({"error": {"message": detail,
+                                                      "type": "upstream_error"}}) + b"\n\n"  # fmt: skip
+
+
+# --- KServe V2 ---------------------------------------------------------------------------
+
+
+@post("/v2/models/{name:str}/infer", opt=_OPT, include_in_schema=False, status_code=200)
+async def v2_infer(request: Request[Any, Any, Any], name: str, tenant: TenantScope) -> Response[bytes]:
+    """KServe V2 inference passed through to a replica, the model's name rewritten to the
+    served version; tokens of ``text_input``/``text_output`` (JSON tensors) are metered."""
+    gateway = _gateway(request)
+    call = await gateway.admit(tenant, name, _request_id(request))
+    body = await request.body()
+    tokens_in, _ = _v2_text(body, "inputs", "text_input")
+    call.prompt_tokens = call.text.count(tokens_in)
+    headers = {k: v for k, v in request.headers.items()
+               if k.lower() in ("content-type", "inference-header-content-length")}  # fmt: skip
+    upstream = await gateway.pick(call)
+    ok = False
+    try:
+        async with httpx.AsyncClient(timeout=gateway.timeout) as client:
+            answer = await client.post(
+                f"http://{upstream.http_url}/v2/models/{call.version.served_model}/infer",
+                content=body, headers=headers,
+            )
+        text, _ = _v2_text(answer.content, "outputs", "text_output")
+        call.output.append(text)
+        ok = answer.status_code < 400
+    except httpx.HTTPError as exc:
+        raise UpstreamFailed(detail=f"The model server failed: {type(exc).__name__}") from exc
+    finally:
+        upstream.outstanding -= 1
+        gateway.account(call, ok=ok)
+    passed = {k: v for k, v in answer.headers.items()
+              if k.lower() in ("content-type", "inference-header-content-length")}  # fmt: skip
+    return Response(content=answer.content, status_code=answer.status_code, headers=passed)
+
+
+def _v2_text(body: bytes, part: str, tensor: str) -> tuple[str, bool]:
+    """The text of a BYTES tensor in a JSON V2 body (binary tensors are not counted)."""
+    import msgspec  # noqa: PLC0415
+
+    try:
+        document = msgspec.json.decode(body)
+    except msgspec.DecodeError as exc:
+        if part == "inputs":
+            raise InvalidInput(detail="Send the V2 request as JSON.",
+                               errors=[FieldError("body", "not JSON")]) from exc  # fmt: skip
+        return "", False
+    for item in document.get(part, []) if isinstance(document, dict) else []:
+        if isinstance(item, dict) and item.get("name") == tensor:
+            data = item.get("data") or []
+            return "".join(str(d) for d in data), True
+    return "", False
+
+
+ROUTES = [list_models, chat_completions, completions, v2_infer]

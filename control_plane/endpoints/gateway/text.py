@@ -1,0 +1,56 @@
+"""A model's own text handling, read from its repository: ``tokenizer.json`` (to count
+tokens exactly as the model does) and ``chat_template.jinja`` (to turn chat messages into
+the prompt the model was trained on). Loaded once per model directory and cached."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from jinja2 import TemplateError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+from tokenizers import Tokenizer
+
+from control_plane.errors import FieldError, InvalidInput
+
+__all__ = ["ModelText", "model_text"]
+
+_ENV = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+_PLAIN_CHAT = (
+    "{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}"
+    "{% if add_generation_prompt %}assistant:{% endif %}"
+)
+
+
+@dataclass(frozen=True)
+class ModelText:
+    tokenizer: Tokenizer
+    chat_template: str
+
+    def count(self, text: str) -> int:
+        """Tokens in ``text`` as the model's tokenizer splits it (no special tokens added:
+        a chat template already wrote them into the text)."""
+        if not text:
+            return 0
+        return len(self.tokenizer.encode(text, add_special_tokens=False).ids)
+
+    def prompt(self, messages: Sequence[Mapping[str, str]]) -> str:
+        try:
+            return _ENV.from_string(self.chat_template).render(
+                messages=list(messages), add_generation_prompt=True, bos_token="", eos_token=""
+            )
+        except TemplateError as exc:
+            raise InvalidInput(
+                detail=f"The model's chat template could not render these messages: {exc}",
+                errors=[FieldError("body.messages", "not renderable by the chat template")],
+            ) from exc
+
+
+@functools.lru_cache(maxsize=64)
+def model_text(model_dir: Path) -> ModelText:
+    tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    template_file = model_dir / "chat_template.jinja"
+    template = template_file.read_text() if template_file.is_file() else _PLAIN_CHAT
+    return ModelText(tokenizer, template)
