@@ -25,6 +25,7 @@ from control_plane.sdk.resources import (
     Projects,
     Regions,
 )
+from control_plane.sdk.endpoints import Endpoints
 from control_plane.sdk.tenancies import Quotas, Shapes, Tenancies
 
 
@@ -81,6 +82,7 @@ class Client:
         self.shapes = Shapes(self._t)
         self.quotas = Quotas(self._t)
         self.pools = Pools(self._t)
+        self.endpoints = Endpoints(self._t)
 
     def __enter__(self) -> Client:
         return self

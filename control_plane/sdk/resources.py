@@ -8,12 +8,13 @@ from urllib.parse import quote
 
 from control_plane.http.pagination import Page
 from control_plane.sdk._http import Transport
-from control_plane.sdk.errors import error_from_response
+from control_plane.sdk.errors import SdkError, error_from_response
 from control_plane.sdk.models import (
     ApiKeyCreated,
     ApiKeyRead,
     GpuModelRead,
     InventorySummary,
+    MeRead,
     MemberRead,
     NodeEventRead,
     NodeImportResult,
@@ -57,6 +58,23 @@ class _Resource:
             return page
 
         return PageIterator(fetch)
+
+
+class _OrgScoped(_Resource):
+    """Resources of one organization: ``org_id=``, or the credential's current one."""
+
+    _current_org: str | None = None
+
+    def _org(self, org_id: str | None) -> str:
+        """``org_id``, or the credential's current organization (asked once)."""
+        if org_id is not None:
+            return org_id
+        if self._current_org is None:
+            me = self._t.call("GET", f"{API}/me", MeRead)
+            if me.current_org_id is None:
+                raise SdkError("this credential has no current organization; pass org_id=")
+            self._current_org = me.current_org_id
+        return self._current_org
 
 
 class Orgs(_Resource):

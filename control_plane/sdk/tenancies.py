@@ -19,10 +19,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from control_plane.identity.schemas import MeRead
 from control_plane.sdk.errors import SdkError
 from control_plane.sdk.pagination import PageIterator
-from control_plane.sdk.resources import API, _Resource, _seg, _without_none
+from control_plane.sdk.resources import API, _OrgScoped, _Resource, _seg, _without_none
 from control_plane.tenancies.schemas import (
     QuotaRead,
     QuotaSet,
@@ -71,21 +70,8 @@ class WaitTimeoutError(SdkError):
         )
 
 
-class Tenancies(_Resource):
+class Tenancies(_OrgScoped):
     """An organization's tenancies, its quotas and the shape that fits a workload."""
-
-    _current_org: str | None = None
-
-    def _org(self, org_id: str | None) -> str:
-        """``org_id``, or the credential's current organization (asked once)."""
-        if org_id is not None:
-            return org_id
-        if self._current_org is None:
-            me = self._t.call("GET", f"{API}/me", MeRead)
-            if me.current_org_id is None:
-                raise SdkError("this credential has no current organization; pass org_id=")
-            self._current_org = me.current_org_id
-        return self._current_org
 
     def _path(self, org_id: str | None, tail: str = "") -> str:
         return f"{API}/orgs/{_seg(self._org(org_id))}/tenancies{tail}"

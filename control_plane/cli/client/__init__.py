@@ -16,6 +16,7 @@ from control_plane.cli.client.account import login, logout, profile_group, whoam
 from control_plane.cli.client.audit import audit_group
 from control_plane.cli.client.base import OUTPUTS
 from control_plane.cli.client.catalog import gpu_models_group, regions_group
+from control_plane.cli.client.endpoints import endpoints_group
 from control_plane.cli.client.nodes import nodes_group
 from control_plane.cli.client.policy import policy_group
 from control_plane.cli.client.pools import pools_group
@@ -48,6 +49,7 @@ GROUPS = (
     shapes_group,
     quotas_group,
     pools_group,
+    endpoints_group,
 )
 TOP_LEVEL = (login, logout, whoami)
 

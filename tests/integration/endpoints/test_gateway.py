@@ -1,0 +1,259 @@
+"""The gateway against a real Triton server (the local driver starts it): the OpenAI
+Python client, streaming with a usage chunk, token counts equal to the model's own
+tokenizer, disconnects billed for what was generated, per-key limits, the approval gate,
+tenant isolation, cold start from zero, and the exactly-once usage flush."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from litestar import Litestar
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from control_plane.endpoints.gateway.core import Gateway
+from control_plane.endpoints.gateway.text import model_text
+from control_plane.endpoints.modelrepo.tiny import write_tiny_model
+from control_plane.endpoints.triton.server import triton_available
+from control_plane.identity.roles import TenantRole
+from control_plane.metering.service import usage_total
+from control_plane.settings import Settings
+from control_plane.tenancies.reconciler import Reconciler
+from tests.conftest import need_peer
+from tests.fixtures.factories import Tenant, bearer, make_api_key, make_org
+from tests.integration.endpoints.conftest import REGION, Client, endpoints_url
+
+pytestmark = [pytest.mark.peer_triton, pytest.mark.slow]
+
+
+@pytest.fixture
+def inference_driver() -> str:
+    need_peer(triton_available())
+    return "triton-local"
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    return settings.model_copy(update={"gateway_cold_start_seconds": 60.0})
+
+
+@pytest.fixture
+def tiny(settings: Settings) -> Path:
+    """The built-in tiny model in the region's store (a short delay per token, so a
+    stream can be cut halfway)."""
+    return write_tiny_model(settings.model_store_root / REGION, "tiny-chat", token_delay_ms=20)
+
+
+@pytest.fixture(autouse=True)
+def stop_tritons(settings: Settings) -> Iterator[None]:
+    """Whatever a test leaves running, its Triton servers stop with it."""
+    yield
+    from control_plane.endpoints.triton.driver import _alive, _kill_group
+
+    for state in settings.triton_dir.glob("*/state.json"):
+        pid = json.loads(state.read_text())["pid"]
+        if _alive(pid):
+            _kill_group(int(pid))
+
+
+@pytest.fixture
+async def key(db: AsyncSession, org: Tenant) -> str:
+    secret = await make_api_key(db, org, TenantRole.MEMBER)
+    await db.commit()
+    return secret
+
+
+async def deploy(client: Client, org: Tenant, key: str, tiny: Path, reconciler: Reconciler,
+                 **body: Any) -> dict[str, Any]:  # fmt: skip
+    payload = {"name": "chat", "region": REGION, "model_uri": tiny.as_uri(), "gpu_model": "h100",
+               "gpu_milli": 250, **body}  # fmt: skip
+    created = await client.post(endpoints_url(org), json=payload, headers=bearer(key))
+    assert created.status_code == 201, created.text
+    await reconciler.converge()
+    endpoint = (await client.get(f"{endpoints_url(org)}/chat", headers=bearer(key))).json()
+    return dict(endpoint)
+
+
+def oai(client: Client, key: str) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(api_key=key, base_url=f"{client.base_url}/v1", http_client=client,
+                              max_retries=0)  # fmt: skip
+
+
+async def flush(app: Litestar) -> None:
+    gateway: Gateway = app.state.gateway
+    await gateway.meter.flush()
+
+
+class TestChat:
+    async def test_openai_client_gets_an_answer_with_exact_usage(
+        self, client: Client, org: Tenant, key: str, fleet: list[str], tiny: Path,
+        reconciler: Reconciler, app: Litestar, db: AsyncSession,
+    ) -> None:  # fmt: skip
+        endpoint = await deploy(client, org, key, tiny, reconciler)
+        assert endpoint["state"] == "ready", endpoint
+        messages = [{"role": "user", "content": "Tell me about sovereign clouds."}]
+        answer = await oai(client, key).chat.completions.create(
+            model="chat", messages=messages, max_tokens=12  # type: ignore[arg-type]
+        )
+        text = model_text(tiny)
+        content = answer.choices[0].message.content or ""
+        assert content
+        assert answer.usage is not None
+        assert answer.usage.prompt_tokens == text.count(text.prompt(messages))
+        assert answer.usage.completion_tokens == text.count(content) == 12
+        assert answer.choices[0].finish_reason == "length"
+        await flush(app)
+        billed = await usage_total(db, org_id=org.org_id, type="tokens_out")
+        assert billed == 12
+
+    async def test_stream_ends_with_a_usage_chunk_matching_the_deltas(
+        self, client: Client, org: Tenant, key: str, fleet: list[str], tiny: Path,
+        reconciler: Reconciler,
+    ) -> None:  # fmt: skip
+        await deploy(client, org, key, tiny, reconciler)
+        stream = await oai(client, key).chat.completions.create(
+            model="chat", messages=[{"role": "user", "content": "hello"}],  # type: ignore[list-item]
+            max_tokens=8, stream=True, stream_options={"include_usage": True},
+        )
+        deltas: list[str] = []
+        usage = None
+        async for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                deltas.append(chunk.choices[0].delta.content)
+            if chunk.usage is not None:
+                usage = chunk.usage
+        assert len(deltas) > 1  # streamed, not one block
+        assert usage is not None
+        assert usage.completion_tokens == model_text(tiny).count("".join(deltas)) == 8
+
+    async def test_completions_and_model_list(
+        self, client: Client, org: Tenant, key: str, fleet: list[str], tiny: Path,
+        reconciler: Reconciler,
+    ) -> None:  # fmt: skip
+        await deploy(client, org, key, tiny, reconciler)
+        api = oai(client, key)
+        models = await api.models.list()
+        assert [m.id for m in models.data] == ["chat"]
+        done = await api.completions.create(model="chat", prompt="Once upon", max_tokens=5)
+        assert done.usage is not None
+        assert done.usage.completion_tokens == model_text(tiny).count(done.choices[0].text) == 5
+
+
+class TestRefusals:
+    async def test_another_organization_cannot_see_or_call_the_model(
+        self, client: Client, org: Tenant, key: str, fleet: list[str], tiny: Path,
+        reconciler: Reconciler, db: AsyncSession,
+    ) -> None:  # fmt: skip
+        await deploy(client, org, key, tiny, reconciler)
+        other = await make_org(db, roles=(TenantRole.OWNER,))
+        stranger = await make_api_key(db, other, TenantRole.OWNER)
+        await db.commit()
+        api = oai(client, stranger)
+        assert (await api.models.list()).data == []
+        with pytest.raises(openai.NotFoundError):
+            await api.chat.completions.create(
+                model="chat", messages=[{"role": "user", "content": "hi"}]  # type: ignore[list-item]
+            )
+
+    async def test_per_key_request_rate_answers_429_with_retry_after(
+        self, client: Client, org: Tenant, key: str, fleet: list[str], tiny: Path,
+        reconciler: Reconciler, app: Litestar,
+    ) -> None:  # fmt: skip
+        await deploy(client, org, key, tiny, reconciler)
+        from control_plane.endpoints.gateway.limits import KeyLimits, Limiter
+
+        app.state.gateway.limiter = Limiter(KeyLimits(requests_per_second=1, tokens_per_minute=10_000))
+        body = {"model": "chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+        first = await client.post("/v1/chat/completions", json=body, headers=bearer(key))
+        second = await client.post("/v1/chat/completions", json=body, headers=bearer(key))
+        assert first.status_code == 200, first.text
+        assert second.status_code == 429
+        assert int(second.headers["retry-after"]) >= 1
+        assert second.headers["content-type"].startswith("application/problem+json")
+
+    async def test_a_version_awaiting_approval_serves_nothing(
+        self, client: Client, org: Tenant, key: str, fleet: list[str], tiny: Path,
+        reconciler: Reconciler, db: AsyncSession,
+    ) -> None:  # fmt: skip
+        from control_plane.endpoints.models import ModelGovernance
+        from datetime import UTC, datetime
+
+        db.add(ModelGovernance(org_id=org.org_id, require_approval=True, updated_by="test",
+                               updated_at=datetime.now(UTC)))  # fmt: skip
+        await db.commit()
+        endpoint = await deploy(client, org, key, tiny, reconciler)
+        assert endpoint["state"] == "awaiting-approval"
+        body = {"model": "chat", "messages": [{"role": "user", "content": "hi"}]}
+        refused = await client.post("/v1/chat/completions", json=body, headers=bearer(key))
+        assert refused.status_code == 503
+        assert "approved" in refused.json()["detail"]
+
+    async def test_malformed_body_gets_a_field_error(
+        self, client: Client, key: str, fleet: list[str]
+    ) -> None:
+        bad = await client.post("/v1/chat/completions", json={"model": "chat", "messages": []},
+                                headers=bearer(key))  # fmt: skip
+        assert bad.status_code == 400
+        assert bad.json()["errors"][0]["field"].startswith("body")
+
+
+class TestUsage:
+    async def test_a_flush_retried_after_its_commit_counts_once(
+        self, client: Client, org: Tenant, key: str, fleet: list[str], tiny: Path,
+        reconciler: Reconciler, app: Litestar, db: AsyncSession,
+    ) -> None:  # fmt: skip
+        await deploy(client, org, key, tiny, reconciler)
+        body = {"model": "chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 6}
+        for _ in range(3):
+            ok = await client.post("/v1/chat/completions", json=body, headers=bearer(key))
+            assert ok.status_code == 200, ok.text
+        meter = app.state.gateway.meter
+
+        async def crash() -> None:  # the process dies between commit and acknowledgement
+            meter.after_commit = None
+            raise RuntimeError("crashed after commit")
+
+        meter.after_commit = crash
+        with pytest.raises(RuntimeError):
+            await meter.flush()
+        assert meter.unflushed == 1  # the batch is kept
+        await meter.flush()  # written again, same ids: ignored as duplicates
+        assert meter.unflushed == 0
+        assert await usage_total(db, org_id=org.org_id, type="tokens_out") == 18
+
+
+class TestColdStart:
+    async def test_a_request_to_an_endpoint_at_zero_waits_for_a_replica(
+        self, client: Client, org: Tenant, key: str, fleet: list[str], tiny: Path,
+        reconciler: Reconciler,
+    ) -> None:  # fmt: skip
+        endpoint = await deploy(client, org, key, tiny, reconciler, min_replicas=0,
+                                max_replicas=1, scale_to_zero_after_s=30)  # fmt: skip
+        down = await client.put(f"{endpoints_url(org)}/chat/scale", headers=bearer(key),
+                                json={"min_replicas": 0, "max_replicas": 1, "replicas": 0})  # fmt: skip
+        assert down.status_code == 200, down.text
+        await reconciler.converge()
+        assert (await client.get(f"{endpoints_url(org)}/chat",
+                                 headers=bearer(key))).json()["state"] == "scaled-to-zero"  # fmt: skip
+        body = {"model": "chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3}
+        waiting = asyncio.create_task(
+            client.post("/v1/chat/completions", json=body, headers=bearer(key))
+        )
+        for _ in range(600):  # the reconciler starts the replica the request asked for
+            await reconciler.run_once()
+            if waiting.done():
+                break
+            await asyncio.sleep(0.1)
+        answer = await waiting
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["usage"]["completion_tokens"] == 3
+        events = (await client.get(f"{endpoints_url(org)}/chat/events",
+                                   headers=bearer(key))).json()["items"]  # fmt: skip
+        assert any("cold start" in e["detail"] for e in events)
+        assert endpoint["id"]
