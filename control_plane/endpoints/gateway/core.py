@@ -147,6 +147,7 @@ class Gateway:
         while True:
             route = await self.routes.get(call.route.org_id, call.route.name) or call.route
             upstream = route.least_outstanding(exclude=tried)
+
             if upstream is not None:
                 return upstream
             if tried:
