@@ -38,7 +38,8 @@ test-postgres: $(STAMP)
 	$(BIN)/python -m pytest -p no:cacheprovider --db=postgres
 
 # Real test peers: Debian Chromium (portal e2e), the OpenID provider (SSO), the sushy-tools
-# Redfish emulator and Slurm from Debian packages (tenancy drivers).
+# Redfish emulator and Slurm from Debian packages (tenancy drivers), llama-cpp-python and
+# SmolLM2's GGUF (inference endpoints; Triton itself comes with the Python dependencies).
 peers: $(STAMP)
 	bash tests/fixtures/peers/install.sh
 

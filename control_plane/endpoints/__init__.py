@@ -1,0 +1,1 @@
+"""Inference endpoints: Triton deployments, their model repositories and the gateway."""

@@ -1,0 +1,1 @@
+"""The inference runtime: a real Triton Inference Server process (see ``server``)."""
