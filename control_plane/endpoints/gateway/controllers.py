@@ -11,10 +11,9 @@ import httpx
 from litestar import Request, Response, get, post
 from litestar.response import Stream
 
-from control_plane.endpoints.gateway import openai
+from control_plane.endpoints.gateway import kserve, openai
 from control_plane.endpoints.gateway.core import Call, Gateway, UpstreamFailed
-from control_plane.errors import FieldError, InvalidInput
-from control_plane.identity.authz import TenantScope, tenant
+from control_plane.identity.authz import TenantScope, public, tenant
 from control_plane.identity.roles import Permission
 
 __all__ = ["ROUTES"]
@@ -145,53 +144,52 @@ def _error_event(detail: str) -> bytes:
 
 
 @post("/v2/models/{name:str}/infer", opt=_OPT, include_in_schema=False, status_code=200)
-async def v2_infer(request: Request[Any, Any, Any], name: str, tenant: TenantScope) -> Response[bytes]:
-    """KServe V2 inference passed through to a replica, the model's name rewritten to the
-    served version; tokens of ``text_input``/``text_output`` (JSON tensors) are metered."""
+async def v2_infer(
+    request: Request[Any, Any, Any], name: str, tenant: TenantScope
+) -> Response[bytes]:
+    """KServe V2 inference on an endpoint (``tritonclient.http`` pointed at the control
+    plane): the same admission, routing and metering as the OpenAI routes; the replica is
+    called over gRPC streaming (Triton serves decoupled models only there)."""
+    gateway = _gateway(request)
+    parsed = kserve.parse_request(await request.body(),
+                                  request.headers.get(kserve.HEADER_LENGTH))  # fmt: skip
+    call = await gateway.admit(tenant, name, _request_id(request))
+    call.prompt_tokens = call.text.count(parsed.text)
+    text = await _collect(gateway, call, parsed.text, parsed.max_tokens or 16)
+    return Response(
+        content=kserve.response_body(name, str(call.version.number), text, parsed.request_id),
+        media_type="application/json",
+        headers={"x-usage-prompt-tokens": str(call.prompt_tokens),
+                 "x-usage-completion-tokens": str(call.completion_tokens)},
+    )  # fmt: skip
+
+
+@get("/v2/models/{name:str}", opt=_OPT, include_in_schema=False)
+async def v2_metadata(request: Request[Any, Any, Any], name: str, tenant: TenantScope) -> Any:
+    """The model's V2 metadata (inputs and outputs) as Triton reports it, under the
+    endpoint's name."""
     gateway = _gateway(request)
     call = await gateway.admit(tenant, name, _request_id(request))
-    body = await request.body()
-    tokens_in, _ = _v2_text(body, "inputs", "text_input")
-    call.prompt_tokens = call.text.count(tokens_in)
-    headers = {k: v for k, v in request.headers.items()
-               if k.lower() in ("content-type", "inference-header-content-length")}  # fmt: skip
     upstream = await gateway.pick(call)
-    ok = False
     try:
-        async with httpx.AsyncClient(timeout=gateway.timeout) as client:
-            answer = await client.post(
-                f"http://{upstream.http_url}/v2/models/{call.version.served_model}/infer",
-                content=body, headers=headers,
+        async with httpx.AsyncClient(timeout=10.0) as client:
+            answer = await client.get(
+                f"http://{upstream.http_url}/v2/models/{call.version.served_model}"
             )
-        text, _ = _v2_text(answer.content, "outputs", "text_output")
-        call.output.append(text)
-        ok = answer.status_code < 400
     except httpx.HTTPError as exc:
         raise UpstreamFailed(detail=f"The model server failed: {type(exc).__name__}") from exc
     finally:
         upstream.outstanding -= 1
-        gateway.account(call, ok=ok)
-    passed = {k: v for k, v in answer.headers.items()
-              if k.lower() in ("content-type", "inference-header-content-length")}  # fmt: skip
-    return Response(content=answer.content, status_code=answer.status_code, headers=passed)
+    metadata = answer.json()
+    if isinstance(metadata, dict):
+        metadata["name"] = name
+    return metadata
 
 
-def _v2_text(body: bytes, part: str, tensor: str) -> tuple[str, bool]:
-    """The text of a BYTES tensor in a JSON V2 body (binary tensors are not counted)."""
-    import msgspec  # noqa: PLC0415
-
-    try:
-        document = msgspec.json.decode(body)
-    except msgspec.DecodeError as exc:
-        if part == "inputs":
-            raise InvalidInput(detail="Send the V2 request as JSON.",
-                               errors=[FieldError("body", "not JSON")]) from exc  # fmt: skip
-        return "", False
-    for item in document.get(part, []) if isinstance(document, dict) else []:
-        if isinstance(item, dict) and item.get("name") == tensor:
-            data = item.get("data") or []
-            return "".join(str(d) for d in data), True
-    return "", False
+@get("/v2/health/ready", opt=public(), include_in_schema=False)
+async def v2_ready() -> dict[str, bool]:
+    """V2 clients ask before calling; the gateway itself is ready when it answers."""
+    return {"ready": True}
 
 
-ROUTES = [list_models, chat_completions, completions, v2_infer]
+ROUTES = [list_models, chat_completions, completions, v2_infer, v2_metadata, v2_ready]

@@ -266,3 +266,36 @@ async def _until(client: Client, org: Tenant, key: str, state: str) -> None:
             return
         await asyncio.sleep(0.1)
     raise AssertionError(f"endpoint is {seen}, not {state}")
+
+
+class TestKServeV2:
+    async def test_tritonclient_http_through_the_gateway(
+        self, client: Client, org: Tenant, key: str, fleet: list[str], tiny: Path,
+        reconciler: Reconciler,
+    ) -> None:  # fmt: skip
+        """tritonclient's own request encoding (binary tensors) reaches the model through
+        the gateway; the answer and its metered tokens match the model's tokenizer."""
+        import numpy as np
+        import tritonclient.http as httpclient
+
+        await deploy(client, org, key, tiny, reconciler)
+        prompt = httpclient.InferInput("text_input", [1], "BYTES")
+        prompt.set_data_from_numpy(np.array([b"tell me a story"], dtype=np.object_))
+        limit = httpclient.InferInput("max_tokens", [1], "INT32")
+        limit.set_data_from_numpy(np.array([7], dtype=np.int32))
+        body, header_length = httpclient.InferenceServerClient.generate_request_body(
+            [prompt, limit], request_id="r-1"
+        )
+        headers = {**bearer(key), "Content-Type": "application/octet-stream"}
+        if header_length is not None:
+            headers["Inference-Header-Content-Length"] = str(header_length)
+        answer = await client.post("/v2/models/chat/infer", content=body, headers=headers)
+        assert answer.status_code == 200, answer.text
+        result = httpclient.InferenceServerClient.parse_response_body(answer.content)
+        text = result.as_numpy("text_output")[0]
+        text = text.decode() if isinstance(text, bytes) else str(text)
+        assert model_text(tiny).count(text) == 7
+        assert answer.headers["x-usage-completion-tokens"] == "7"
+        metadata = (await client.get("/v2/models/chat", headers=bearer(key))).json()
+        assert metadata["name"] == "chat"
+        assert {i["name"] for i in metadata["inputs"]} >= {"text_input", "max_tokens"}
