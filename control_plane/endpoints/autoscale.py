@@ -44,15 +44,22 @@ class Autoscaler:
             if endpoint is None or endpoint.deleted_at is not None or not endpoint.max_replicas:
                 return
             if endpoint.desired_replicas == 0:
-                await self._set(db, endpoint, max(1, endpoint.min_replicas),
-                                "cold start: a request is waiting")  # fmt: skip
+                await self._set(
+                    db, endpoint, max(1, endpoint.min_replicas), "cold start: a request is waiting"
+                )
             await db.commit()
         self._kick()
 
     async def _set(self, db: AsyncSession, endpoint: Endpoint, count: int, why: str) -> None:
         now = self._deps.clock.now()
-        note(db, endpoint, "scale", f"{endpoint.desired_replicas} -> {count} replicas: {why}",
-             ACTOR, now)  # fmt: skip
+        note(
+            db,
+            endpoint,
+            "scale",
+            f"{endpoint.desired_replicas} -> {count} replicas: {why}",
+            ACTOR,
+            now,
+        )
         endpoint.desired_replicas = count
         endpoint.updated_at = now
         versions = await repository.versions_of(db, [endpoint.id])
@@ -66,22 +73,24 @@ class Autoscaler:
                 stats = self._stats.of(endpoint.id)
                 last = stats.last_request
                 signals = Signals(
-                    tokens_per_second=stats.tokens_per_second(), in_flight=stats.in_flight,
+                    tokens_per_second=stats.tokens_per_second(),
+                    in_flight=stats.in_flight,
                     idle_seconds=None if last is None else time.monotonic() - last,
-                )  # fmt: skip
+                )
                 if last is None and endpoint.last_request_at is None:
                     since_created = (self._deps.clock.now() - endpoint.created_at).total_seconds()
                     signals = Signals(signals.tokens_per_second, signals.in_flight, since_created)
                 want = desired_replicas(
-                    current=endpoint.desired_replicas, min_replicas=endpoint.min_replicas,
+                    current=endpoint.desired_replicas,
+                    min_replicas=endpoint.min_replicas,
                     max_replicas=endpoint.max_replicas,
                     target_tokens_per_s=endpoint.target_tokens_per_s,
                     target_queue_per_replica=endpoint.target_queue_per_replica,
-                    scale_to_zero_after=endpoint.scale_to_zero_after_s, signals=signals,
-                )  # fmt: skip
+                    scale_to_zero_after=endpoint.scale_to_zero_after_s,
+                    signals=signals,
+                )
                 if want != endpoint.desired_replicas:
-                    why = (f"{signals.tokens_per_second:.1f} tokens/s, "
-                           f"{signals.in_flight} in flight")  # fmt: skip
+                    why = f"{signals.tokens_per_second:.1f} tokens/s, {signals.in_flight} in flight"
                     await self._set(db, endpoint, want, why)
                     changed += 1
             await db.commit()

@@ -54,9 +54,13 @@ class EndpointController(Controller):
 
     @get("/", opt=tenant(Permission.ENDPOINTS_READ), summary="Inference endpoints, newest first")
     async def list_endpoints(
-        self, org_id: OrgId, tenant: TenantScope, db: AsyncSession, page: PageRequest,
+        self,
+        org_id: OrgId,
+        tenant: TenantScope,
+        db: AsyncSession,
+        page: PageRequest,
         settings: Settings,
-    ) -> Page[EndpointRead]:  # fmt: skip
+    ) -> Page[EndpointRead]:
         return await service.list_endpoints(db, tenant, org_id, page, settings)
 
     @post(
@@ -66,75 +70,138 @@ class EndpointController(Controller):
         summary="Create an endpoint: residency of region and model store, replicas placed",
     )
     async def create_endpoint(
-        self, request: Request[Any, Any, Any], org_id: OrgId, data: EndpointCreate,
-        tenant: TenantScope, db: AsyncSession, deps: service.Deps,
-    ) -> EndpointRead:  # fmt: skip
+        self,
+        request: Request[Any, Any, Any],
+        org_id: OrgId,
+        data: EndpointCreate,
+        tenant: TenantScope,
+        db: AsyncSession,
+        deps: service.Deps,
+    ) -> EndpointRead:
         created = await service.create(db, tenant, org_id, data, deps)
         _wake(request)
         return created
 
     @get("/{ref:str}", opt=tenant(Permission.ENDPOINTS_READ))
     async def get_endpoint(
-        self, org_id: OrgId, ref: EndpointRef, tenant: TenantScope, db: AsyncSession,
+        self,
+        org_id: OrgId,
+        ref: EndpointRef,
+        tenant: TenantScope,
+        db: AsyncSession,
         settings: Settings,
-    ) -> EndpointRead:  # fmt: skip
+    ) -> EndpointRead:
         return await service.get(db, tenant, org_id, ref, settings)
 
-    @get("/{ref:str}/events", opt=tenant(Permission.ENDPOINTS_READ),
-         summary="The endpoint's timeline, oldest first")  # fmt: skip
+    @get(
+        "/{ref:str}/events",
+        opt=tenant(Permission.ENDPOINTS_READ),
+        summary="The endpoint's timeline, oldest first",
+    )
     async def endpoint_events(
-        self, org_id: OrgId, ref: EndpointRef, tenant: TenantScope, db: AsyncSession,
+        self,
+        org_id: OrgId,
+        ref: EndpointRef,
+        tenant: TenantScope,
+        db: AsyncSession,
         page: PageRequest,
-    ) -> Page[EndpointEventRead]:  # fmt: skip
+    ) -> Page[EndpointEventRead]:
         return await service.events(db, tenant, org_id, ref, page)
 
-    @put("/{ref:str}/scale", opt=tenant(Permission.ENDPOINTS_WRITE),
-         summary="Set the replica range (and optionally the current count)")  # fmt: skip
+    @put(
+        "/{ref:str}/scale",
+        opt=tenant(Permission.ENDPOINTS_WRITE),
+        summary="Set the replica range (and optionally the current count)",
+    )
     async def scale_endpoint(
-        self, request: Request[Any, Any, Any], org_id: OrgId, ref: EndpointRef, data: ScaleSet,
-        tenant: TenantScope, db: AsyncSession, deps: service.Deps,
-    ) -> EndpointRead:  # fmt: skip
+        self,
+        request: Request[Any, Any, Any],
+        org_id: OrgId,
+        ref: EndpointRef,
+        data: ScaleSet,
+        tenant: TenantScope,
+        db: AsyncSession,
+        deps: service.Deps,
+    ) -> EndpointRead:
         result = await service.scale(db, tenant, org_id, ref, data, deps)
         _wake(request)
         return result
 
-    @post("/{ref:str}/versions", opt=tenant(Permission.ENDPOINTS_WRITE),
-          status_code=HTTP_201_CREATED, summary="Add a model version (a canary)")  # fmt: skip
+    @post(
+        "/{ref:str}/versions",
+        opt=tenant(Permission.ENDPOINTS_WRITE),
+        status_code=HTTP_201_CREATED,
+        summary="Add a model version (a canary)",
+    )
     async def add_version(
-        self, request: Request[Any, Any, Any], org_id: OrgId, ref: EndpointRef,
-        data: VersionCreate, tenant: TenantScope, db: AsyncSession, deps: service.Deps,
-    ) -> EndpointRead:  # fmt: skip
+        self,
+        request: Request[Any, Any, Any],
+        org_id: OrgId,
+        ref: EndpointRef,
+        data: VersionCreate,
+        tenant: TenantScope,
+        db: AsyncSession,
+        deps: service.Deps,
+    ) -> EndpointRead:
         result = await service.add_version(db, tenant, org_id, ref, data, deps)
         _wake(request)
         return result
 
-    @put("/{ref:str}/traffic", opt=tenant(Permission.ENDPOINTS_WRITE),
-         summary="Split traffic between versions (a version at 0% is retired)")  # fmt: skip
+    @put(
+        "/{ref:str}/traffic",
+        opt=tenant(Permission.ENDPOINTS_WRITE),
+        summary="Split traffic between versions (a version at 0% is retired)",
+    )
     async def split_traffic(
-        self, request: Request[Any, Any, Any], org_id: OrgId, ref: EndpointRef,
-        data: TrafficSplit, tenant: TenantScope, db: AsyncSession, deps: service.Deps,
-    ) -> EndpointRead:  # fmt: skip
+        self,
+        request: Request[Any, Any, Any],
+        org_id: OrgId,
+        ref: EndpointRef,
+        data: TrafficSplit,
+        tenant: TenantScope,
+        db: AsyncSession,
+        deps: service.Deps,
+    ) -> EndpointRead:
         result = await service.split(db, tenant, org_id, ref, data, deps)
         _wake(request)
         return result
 
-    @post("/{ref:str}/versions/{number:int}/decision", opt=tenant(Permission.MODELS_VALIDATE),
-          status_code=HTTP_200_OK, summary="Approve or reject a model version")  # fmt: skip
+    @post(
+        "/{ref:str}/versions/{number:int}/decision",
+        opt=tenant(Permission.MODELS_VALIDATE),
+        status_code=HTTP_200_OK,
+        summary="Approve or reject a model version",
+    )
     async def decide_version(
-        self, request: Request[Any, Any, Any], org_id: OrgId, ref: EndpointRef,
-        number: VersionNumber, data: ApprovalDecision, tenant: TenantScope, db: AsyncSession,
+        self,
+        request: Request[Any, Any, Any],
+        org_id: OrgId,
+        ref: EndpointRef,
+        number: VersionNumber,
+        data: ApprovalDecision,
+        tenant: TenantScope,
+        db: AsyncSession,
         deps: service.Deps,
-    ) -> EndpointRead:  # fmt: skip
+    ) -> EndpointRead:
         result = await governance.decide(db, tenant, org_id, ref, number, data, deps)
         _wake(request)
         return result
 
-    @delete("/{ref:str}", opt=tenant(Permission.ENDPOINTS_WRITE), status_code=HTTP_200_OK,
-            summary="Delete the endpoint; its replicas are released")  # fmt: skip
+    @delete(
+        "/{ref:str}",
+        opt=tenant(Permission.ENDPOINTS_WRITE),
+        status_code=HTTP_200_OK,
+        summary="Delete the endpoint; its replicas are released",
+    )
     async def delete_endpoint(
-        self, request: Request[Any, Any, Any], org_id: OrgId, ref: EndpointRef,
-        tenant: TenantScope, db: AsyncSession, deps: service.Deps,
-    ) -> EndpointRead:  # fmt: skip
+        self,
+        request: Request[Any, Any, Any],
+        org_id: OrgId,
+        ref: EndpointRef,
+        tenant: TenantScope,
+        db: AsyncSession,
+        deps: service.Deps,
+    ) -> EndpointRead:
         result = await service.delete(db, tenant, org_id, ref, deps)
         _wake(request)
         return result
@@ -145,8 +212,11 @@ class GovernanceController(Controller):
     tags = ["endpoints"]
     dependencies = {"deps": Provide(provide_deps, sync_to_thread=False)}
 
-    @get("/", opt=tenant(Permission.ENDPOINTS_READ),
-         summary="Whether model versions need a validator's approval")  # fmt: skip
+    @get(
+        "/",
+        opt=tenant(Permission.ENDPOINTS_READ),
+        summary="Whether model versions need a validator's approval",
+    )
     async def get_governance(
         self, org_id: OrgId, tenant: TenantScope, db: AsyncSession
     ) -> GovernanceRead:
@@ -154,9 +224,13 @@ class GovernanceController(Controller):
 
     @put("/", opt=tenant(Permission.MODELS_VALIDATE))
     async def set_governance(
-        self, org_id: OrgId, data: GovernanceSet, tenant: TenantScope, db: AsyncSession,
+        self,
+        org_id: OrgId,
+        data: GovernanceSet,
+        tenant: TenantScope,
+        db: AsyncSession,
         deps: service.Deps,
-    ) -> GovernanceRead:  # fmt: skip
+    ) -> GovernanceRead:
         return await governance.set_governance(db, tenant, org_id, data, deps)
 
 

@@ -37,8 +37,14 @@ async def set_governance(
     label = actor_from(scope).label[:80]
     row = await governance_row(db, org_id)
     if row is None:
-        db.add(ModelGovernance(org_id=org_id, require_approval=data.require_approval,
-                               updated_by=label, updated_at=now))  # fmt: skip
+        db.add(
+            ModelGovernance(
+                org_id=org_id,
+                require_approval=data.require_approval,
+                updated_by=label,
+                updated_at=now,
+            )
+        )
     else:
         row.require_approval, row.updated_by, row.updated_at = data.require_approval, label, now
     await db.flush()
@@ -74,9 +80,15 @@ async def decide(
     version.decision_note = data.note or None
     if not approve:
         version.retired_at = now
-    note(db, endpoint, "approval",
-         f"version {number} {'approved' if approve else 'rejected'} (weights sha256 "
-         f"{version.weights_sha256}, licence {version.license}, store {version.store_region})"
-         + (f": {data.note}" if data.note else ""), actor, now)  # fmt: skip
+    note(
+        db,
+        endpoint,
+        "approval",
+        f"version {number} {'approved' if approve else 'rejected'} (weights sha256 "
+        f"{version.weights_sha256}, licence {version.license}, store {version.store_region})"
+        + (f": {data.note}" if data.note else ""),
+        actor,
+        now,
+    )
     await converge_now(db, endpoint, versions, actor, deps)
     return await endpoint_read(db, endpoint, deps.settings)

@@ -24,13 +24,23 @@ from control_plane.tenancies.lifecycle import TenancyState
 
 def version_read(v: EndpointVersion) -> VersionRead:
     return VersionRead(
-        id=v.id, number=v.number, model_uri=v.source_uri, store_region=v.store_region,
-        weights_sha256=v.weights_sha256, license=v.license, served_model=v.served_model,
-        approval=Approval(v.approval), decided_by=v.decided_by, decided_at=v.decided_at,
-        decision_note=v.decision_note, traffic_percent=v.traffic_percent,
-        serving=is_serving(v) and v.traffic_percent > 0, io=dict(v.io),
-        created_by=v.created_by, created_at=v.created_at,
-    )  # fmt: skip
+        id=v.id,
+        number=v.number,
+        model_uri=v.source_uri,
+        store_region=v.store_region,
+        weights_sha256=v.weights_sha256,
+        license=v.license,
+        served_model=v.served_model,
+        approval=Approval(v.approval),
+        decided_by=v.decided_by,
+        decided_at=v.decided_at,
+        decision_note=v.decision_note,
+        traffic_percent=v.traffic_percent,
+        serving=is_serving(v) and v.traffic_percent > 0,
+        io=dict(v.io),
+        created_by=v.created_by,
+        created_at=v.created_at,
+    )
 
 
 def state_of(
@@ -54,11 +64,18 @@ async def endpoint_read(db: AsyncSession, endpoint: Endpoint, settings: Settings
     live = await managed.replicas_of(db, [owner_of(endpoint.id)])
     base = settings.base_url.rstrip("/")
     return EndpointRead(
-        id=endpoint.id, org_id=endpoint.org_id, project_id=endpoint.project_id,
-        name=endpoint.name, region=endpoint.region_code, backend=Backend(endpoint.backend),
-        gpu_model=endpoint.gpu_model_code, gpus_per_replica=endpoint.gpus_per_replica,
-        gpu_milli=endpoint.gpu_milli, min_replicas=endpoint.min_replicas,
-        max_replicas=endpoint.max_replicas, desired_replicas=endpoint.desired_replicas,
+        id=endpoint.id,
+        org_id=endpoint.org_id,
+        project_id=endpoint.project_id,
+        name=endpoint.name,
+        region=endpoint.region_code,
+        backend=Backend(endpoint.backend),
+        gpu_model=endpoint.gpu_model_code,
+        gpus_per_replica=endpoint.gpus_per_replica,
+        gpu_milli=endpoint.gpu_milli,
+        min_replicas=endpoint.min_replicas,
+        max_replicas=endpoint.max_replicas,
+        desired_replicas=endpoint.desired_replicas,
         ready_replicas=sum(1 for r in live if is_ready(r)),
         target_tokens_per_s=endpoint.target_tokens_per_s,
         target_queue_per_replica=endpoint.target_queue_per_replica,
@@ -66,22 +83,31 @@ async def endpoint_read(db: AsyncSession, endpoint: Endpoint, settings: Settings
         state=state_of(endpoint, versions, live),
         versions=[version_read(v) for v in versions if v.retired_at is None],
         replicas=[
-            ReplicaRead(tenancy_id=r.tenancy_id, state=r.state, ready=is_ready(r),
-                        last_error=r.last_error)
-            for r in live if r.state != TenancyState.RELEASED
+            ReplicaRead(
+                tenancy_id=r.tenancy_id, state=r.state, ready=is_ready(r), last_error=r.last_error
+            )
+            for r in live
+            if r.state != TenancyState.RELEASED
         ],
-        url=f"{base}/v1", created_by=endpoint.created_by, created_at=endpoint.created_at,
+        url=f"{base}/v1",
+        created_by=endpoint.created_by,
+        created_at=endpoint.created_at,
         updated_at=endpoint.updated_at,
-    )  # fmt: skip
+    )
 
 
 async def governance_of(db: AsyncSession, org_id: str) -> GovernanceRead:
     row = await db.get(ModelGovernance, org_id)
     if row is None:
-        return GovernanceRead(org_id=org_id, require_approval=False, updated_by=None,
-                              updated_at=None)  # fmt: skip
-    return GovernanceRead(org_id=org_id, require_approval=row.require_approval,
-                          updated_by=row.updated_by, updated_at=row.updated_at)  # fmt: skip
+        return GovernanceRead(
+            org_id=org_id, require_approval=False, updated_by=None, updated_at=None
+        )
+    return GovernanceRead(
+        org_id=org_id,
+        require_approval=row.require_approval,
+        updated_by=row.updated_by,
+        updated_at=row.updated_at,
+    )
 
 
 async def governance_row(db: AsyncSession, org_id: str) -> ModelGovernance | None:

@@ -72,8 +72,15 @@ async def converge(
     by_preference = sorted(live, key=lambda r: (is_ready(r), r.tenancy_id))
     surplus = by_preference[: max(0, len(live) - want)]
     for replica in surplus:
-        if await managed.release(db, owner, replica.tenancy_id, reason="endpoint scaled down",
-                                 actor=actor, clock=clock, settings=settings):  # fmt: skip
+        if await managed.release(
+            db,
+            owner,
+            replica.tenancy_id,
+            reason="endpoint scaled down",
+            actor=actor,
+            clock=clock,
+            settings=settings,
+        ):
             changes.append(f"replica {replica.tenancy_id} released")
     for replica in by_preference[len(surplus) :]:
         if dict(replica.workload) != workload and await managed.retarget(
@@ -82,10 +89,16 @@ async def converge(
             changes.append(f"replica {replica.tenancy_id} loads {_names(workload)}")
     for _ in range(max(0, want - len(live))):
         tenancy = await create_managed(
-            db, endpoint.org_id, endpoint.project_id, _replica_request(endpoint),
+            db,
+            endpoint.org_id,
+            endpoint.project_id,
+            _replica_request(endpoint),
             Managed(owner=owner, gpu_milli=endpoint.gpu_milli, workload=workload),
-            actor=actor, clock=clock, settings=settings, drivers=drivers,
-        )  # fmt: skip
+            actor=actor,
+            clock=clock,
+            settings=settings,
+            drivers=drivers,
+        )
         changes.append(f"replica {tenancy.id} placed on {_where(tenancy.allocations)}")
     return changes
 
@@ -93,10 +106,13 @@ async def converge(
 def _replica_request(endpoint: Endpoint) -> TenancyCreate:
     name = f"{endpoint.name[:52].rstrip('-')}-r{secrets.token_hex(3)}"
     return TenancyCreate(
-        name=name, kind=TenancyKind.INFERENCE, region=endpoint.region_code,
-        gpu_model=endpoint.gpu_model_code, gpus_per_node=endpoint.gpus_per_replica,
+        name=name,
+        kind=TenancyKind.INFERENCE,
+        region=endpoint.region_code,
+        gpu_model=endpoint.gpu_model_code,
+        gpus_per_node=endpoint.gpus_per_replica,
         labels={"endpoint": endpoint.name},
-    )  # fmt: skip
+    )
 
 
 def _names(workload: dict[str, Any]) -> str:
@@ -104,5 +120,9 @@ def _names(workload: dict[str, Any]) -> str:
 
 
 def _where(allocations: Sequence[Any]) -> str:
-    return ", ".join(f"{a.hostname} ({a.gpu_milli / 10:g}% of GPU {a.gpu_indices})"
-                     for a in allocations) or "nothing"  # fmt: skip
+    return (
+        ", ".join(
+            f"{a.hostname} ({a.gpu_milli / 10:g}% of GPU {a.gpu_indices})" for a in allocations
+        )
+        or "nothing"
+    )

@@ -7,10 +7,10 @@ from collections.abc import Sequence
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from control_plane.endpoints.models import Endpoint, EndpointEvent, EndpointVersion
 from control_plane.errors import NotFound
 from control_plane.http.pagination import PageRequest
 from control_plane.identity.authz import TenantScope
-from control_plane.endpoints.models import Endpoint, EndpointEvent, EndpointVersion
 
 
 async def tenant_endpoint(
@@ -20,9 +20,11 @@ async def tenant_endpoint(
     scope.require(org_id)
     key = Endpoint.id == ref if ref.startswith("ep_") else Endpoint.name == ref
     query = select(Endpoint).where(
-        scope.org_filter(Endpoint.org_id), Endpoint.org_id == org_id, key,
+        scope.org_filter(Endpoint.org_id),
+        Endpoint.org_id == org_id,
+        key,
         Endpoint.deleted_at.is_(None),
-    )  # fmt: skip
+    )
     project = scope.project_filter(Endpoint.project_id)
     if project is not None:
         query = query.where(project)
@@ -40,9 +42,10 @@ async def tenant_endpoints(
     """Live endpoints, newest first."""
     scope.require(org_id)
     query = select(Endpoint).where(
-        scope.org_filter(Endpoint.org_id), Endpoint.org_id == org_id,
+        scope.org_filter(Endpoint.org_id),
+        Endpoint.org_id == org_id,
         Endpoint.deleted_at.is_(None),
-    )  # fmt: skip
+    )
     project = scope.project_filter(Endpoint.project_id)
     if project is not None:
         query = query.where(project)
@@ -79,9 +82,9 @@ async def live_endpoints(db: AsyncSession) -> list[Endpoint]:
     return list((await db.execute(query)).scalars().all())
 
 
-async def endpoint_by_id(db: AsyncSession, endpoint_id: str, *, for_update: bool = False) -> (
-    Endpoint | None
-):
+async def endpoint_by_id(
+    db: AsyncSession, endpoint_id: str, *, for_update: bool = False
+) -> Endpoint | None:
     query = select(Endpoint).where(Endpoint.id == endpoint_id)
     if for_update:
         query = query.with_for_update()

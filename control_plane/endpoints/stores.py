@@ -83,7 +83,10 @@ def resolve(uri: str, settings: Settings, regions: list[str]) -> ModelSource:
             errors=[FieldError(_FIELD, "manifest without a weights hash")],
         )
     return ModelSource(
-        uri=path.as_uri(), path=path, region=region,
+        uri=path.as_uri(),
+        path=path,
+        region=region,
         backend=str(manifest.get("backend", "python")),
-        license=str(manifest.get("license", "unknown"))[:100], weights_sha256=sha,
-    )  # fmt: skip
+        license=str(manifest.get("license", "unknown"))[:100],
+        weights_sha256=sha,
+    )

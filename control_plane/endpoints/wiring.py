@@ -28,10 +28,15 @@ def build_gateway(
     autoscaler = Autoscaler(sessionmaker, deps, stats, kick=reconciler.wake.set)
     gateway = Gateway(
         routes=RouteTable(sessionmaker, settings.gateway_routes_ttl_seconds),
-        limiter=Limiter(KeyLimits(settings.gateway_requests_per_second,
-                                  settings.gateway_tokens_per_minute)),
-        meter=UsageMeter(sessionmaker, clock), clock=clock, wake=autoscaler.wake,
-        budget=budget, cold_start_seconds=settings.gateway_cold_start_seconds,
-        upstream_timeout=settings.gateway_upstream_timeout_seconds, stats=stats,
-    )  # fmt: skip
+        limiter=Limiter(
+            KeyLimits(settings.gateway_requests_per_second, settings.gateway_tokens_per_minute)
+        ),
+        meter=UsageMeter(sessionmaker, clock),
+        clock=clock,
+        wake=autoscaler.wake,
+        budget=budget,
+        cold_start_seconds=settings.gateway_cold_start_seconds,
+        upstream_timeout=settings.gateway_upstream_timeout_seconds,
+        stats=stats,
+    )
     return gateway, autoscaler

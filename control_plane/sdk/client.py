@@ -11,6 +11,7 @@ import httpx
 from control_plane.sdk._http import SESSION_COOKIE, Credentials, RetryPolicy, Transport, decode
 from control_plane.sdk.access import Access
 from control_plane.sdk.audit import Audit
+from control_plane.sdk.endpoints import Endpoints
 from control_plane.sdk.errors import UnexpectedResponseError
 from control_plane.sdk.keys import Keys, ProviderSecrets, Secrets
 from control_plane.sdk.models import MeRead, SessionRead
@@ -25,7 +26,6 @@ from control_plane.sdk.resources import (
     Projects,
     Regions,
 )
-from control_plane.sdk.endpoints import Endpoints
 from control_plane.sdk.tenancies import Quotas, Shapes, Tenancies
 
 

@@ -31,8 +31,10 @@ class EndpointWaitError(SdkError):
 
     def __init__(self, endpoint: EndpointRead, wanted: str, timeout: float) -> None:
         self.endpoint = endpoint
-        super().__init__(f"endpoint {endpoint.name} is {endpoint.state} after {timeout:g} s "
-                         f"(waiting for {wanted})")  # fmt: skip
+        super().__init__(
+            f"endpoint {endpoint.name} is {endpoint.state} after {timeout:g} s "
+            f"(waiting for {wanted})"
+        )
 
 
 class Endpoints(_OrgScoped):
@@ -60,15 +62,25 @@ class Endpoints(_OrgScoped):
     ) -> EndpointRead:
         """Deploy the model at ``model_uri`` (a directory in the region's model store);
         residency of the region and of the store is checked, replicas are placed at once."""
-        body: dict[str, Any] = _without_none({
-            "name": name, "region": region, "model_uri": model_uri, "gpu_model": gpu_model,
-            "gpus": gpus, "gpu_milli": gpu_milli, "backend": backend,
-            "min_replicas": min_replicas, "max_replicas": max_replicas,
-            "target_tokens_per_s": target_tokens_per_s,
-            "scale_to_zero_after_s": scale_to_zero_after_s, "project_id": project_id,
-        })  # fmt: skip
-        return self._t.call("POST", self._path(org_id), EndpointRead, body=body,
-                            idempotency_key=True)  # fmt: skip
+        body: dict[str, Any] = _without_none(
+            {
+                "name": name,
+                "region": region,
+                "model_uri": model_uri,
+                "gpu_model": gpu_model,
+                "gpus": gpus,
+                "gpu_milli": gpu_milli,
+                "backend": backend,
+                "min_replicas": min_replicas,
+                "max_replicas": max_replicas,
+                "target_tokens_per_s": target_tokens_per_s,
+                "scale_to_zero_after_s": scale_to_zero_after_s,
+                "project_id": project_id,
+            }
+        )
+        return self._t.call(
+            "POST", self._path(org_id), EndpointRead, body=body, idempotency_key=True
+        )
 
     def list(
         self, *, org_id: str | None = None, page_size: int | None = None
@@ -81,42 +93,59 @@ class Endpoints(_OrgScoped):
     def events(
         self, ref: str, *, org_id: str | None = None, page_size: int | None = None
     ) -> PageIterator[EndpointEventRead]:
-        return self._paginate(self._path(org_id, f"/{_seg(ref)}/events"), EndpointEventRead,
-                              page_size)  # fmt: skip
+        return self._paginate(
+            self._path(org_id, f"/{_seg(ref)}/events"), EndpointEventRead, page_size
+        )
 
     def scale(
-        self, ref: str, min_replicas: int, max_replicas: int, replicas: int | None = None,
-        *, org_id: str | None = None,
-    ) -> EndpointRead:  # fmt: skip
-        body = _without_none({"min_replicas": min_replicas, "max_replicas": max_replicas,
-                              "replicas": replicas})  # fmt: skip
-        return self._t.call("PUT", self._path(org_id, f"/{_seg(ref)}/scale"), EndpointRead,
-                            body=body)  # fmt: skip
+        self,
+        ref: str,
+        min_replicas: int,
+        max_replicas: int,
+        replicas: int | None = None,
+        *,
+        org_id: str | None = None,
+    ) -> EndpointRead:
+        body = _without_none(
+            {"min_replicas": min_replicas, "max_replicas": max_replicas, "replicas": replicas}
+        )
+        return self._t.call(
+            "PUT", self._path(org_id, f"/{_seg(ref)}/scale"), EndpointRead, body=body
+        )
 
     def add_version(
         self, ref: str, model_uri: str, traffic_percent: int = 0, *, org_id: str | None = None
     ) -> EndpointRead:
         """A new model version taking ``traffic_percent`` of the requests (a canary)."""
         body = {"model_uri": model_uri, "traffic_percent": traffic_percent}
-        return self._t.call("POST", self._path(org_id, f"/{_seg(ref)}/versions"), EndpointRead,
-                            body=body, idempotency_key=True)  # fmt: skip
+        return self._t.call(
+            "POST",
+            self._path(org_id, f"/{_seg(ref)}/versions"),
+            EndpointRead,
+            body=body,
+            idempotency_key=True,
+        )
 
-    def split(self, ref: str, percent: dict[int, int], *, org_id: str | None = None) -> (
-        EndpointRead
-    ):
+    def split(
+        self, ref: str, percent: dict[int, int], *, org_id: str | None = None
+    ) -> EndpointRead:
         """Traffic shares by version number (adding up to 100; a version at 0 retires)."""
         body = {"percent": {str(k): v for k, v in percent.items()}}
-        return self._t.call("PUT", self._path(org_id, f"/{_seg(ref)}/traffic"), EndpointRead,
-                            body=body)  # fmt: skip
+        return self._t.call(
+            "PUT", self._path(org_id, f"/{_seg(ref)}/traffic"), EndpointRead, body=body
+        )
 
     def decide(
         self, ref: str, number: int, decision: str, note: str = "", *, org_id: str | None = None
     ) -> EndpointRead:
         """Approve (``"approve"``) or reject (``"reject"``) a pending version (validators)."""
         return self._t.call(
-            "POST", self._path(org_id, f"/{_seg(ref)}/versions/{number}/decision"), EndpointRead,
-            body={"decision": decision, "note": note}, idempotency_key=True,
-        )  # fmt: skip
+            "POST",
+            self._path(org_id, f"/{_seg(ref)}/versions/{number}/decision"),
+            EndpointRead,
+            body={"decision": decision, "note": note},
+            idempotency_key=True,
+        )
 
     def delete(self, ref: str, *, org_id: str | None = None) -> EndpointRead:
         return self._t.call("DELETE", self._path(org_id, f"/{_seg(ref)}"), EndpointRead)
@@ -125,17 +154,23 @@ class Endpoints(_OrgScoped):
         path = f"{API}/orgs/{_seg(self._org(org_id))}/model-governance"
         return self._t.call("GET", path, GovernanceRead)
 
-    def set_governance(self, require_approval: bool, *, org_id: str | None = None) -> (
-        GovernanceRead
-    ):
+    def set_governance(
+        self, require_approval: bool, *, org_id: str | None = None
+    ) -> GovernanceRead:
         path = f"{API}/orgs/{_seg(self._org(org_id))}/model-governance"
-        return self._t.call("PUT", path, GovernanceRead,
-                            body={"require_approval": require_approval})  # fmt: skip
+        return self._t.call(
+            "PUT", path, GovernanceRead, body={"require_approval": require_approval}
+        )
 
     def wait(
-        self, ref: str, state: str = "ready", timeout: float = 600.0, *, interval: float = 1.0,
+        self,
+        ref: str,
+        state: str = "ready",
+        timeout: float = 600.0,
+        *,
+        interval: float = 1.0,
         org_id: str | None = None,
-    ) -> EndpointRead:  # fmt: skip
+    ) -> EndpointRead:
         deadline = time.monotonic() + timeout
         while True:
             endpoint = self.get(ref, org_id=org_id)

@@ -41,10 +41,15 @@ class Replica:
 
 def _replica(t: Tenancy) -> Replica:
     return Replica(
-        tenancy_id=t.id, owner=t.managed_by or "", state=t.state, facts=dict(t.facts),
-        workload=dict(t.workload or {}), region=t.region_code,
-        pending_change=t.generation != t.applied_generation, last_error=t.last_error,
-    )  # fmt: skip
+        tenancy_id=t.id,
+        owner=t.managed_by or "",
+        state=t.state,
+        facts=dict(t.facts),
+        workload=dict(t.workload or {}),
+        region=t.region_code,
+        pending_change=t.generation != t.applied_generation,
+        last_error=t.last_error,
+    )
 
 
 async def replicas_of(
@@ -107,6 +112,5 @@ async def release(
     tenancy = await _owned(db, owner, tenancy_id)
     if tenancy is None or tenancy.state in _GONE:
         return False
-    await begin_release(db, tenancy, actor=actor, reason=reason, at=clock.now(),
-                        settings=settings)  # fmt: skip
+    await begin_release(db, tenancy, actor=actor, reason=reason, at=clock.now(), settings=settings)
     return True

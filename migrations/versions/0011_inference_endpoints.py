@@ -32,7 +32,12 @@ def upgrade() -> None:
     op.create_table(
         "endpoint",
         sa.Column("id", sa.String(40), primary_key=True),
-        sa.Column("org_id", sa.String(40), sa.ForeignKey("organization.id", ondelete="CASCADE"), nullable=False),
+        sa.Column(
+            "org_id",
+            sa.String(40),
+            sa.ForeignKey("organization.id", ondelete="CASCADE"),
+            nullable=False,
+        ),
         sa.Column("project_id", sa.String(40), nullable=True),
         sa.Column("name", sa.String(63), nullable=False),
         sa.Column("region_code", sa.String(32), sa.ForeignKey("region.code"), nullable=False),
@@ -55,14 +60,23 @@ def upgrade() -> None:
     )
     op.create_index("ix_endpoint_org_id_id", "endpoint", ["org_id", "id"])
     op.create_index(
-        "uq_endpoint_live_name", "endpoint", ["org_id", "name"], unique=True,
-        sqlite_where=sa.text("deleted_at IS NULL"), postgresql_where=sa.text("deleted_at IS NULL"),
-    )  # fmt: skip
+        "uq_endpoint_live_name",
+        "endpoint",
+        ["org_id", "name"],
+        unique=True,
+        sqlite_where=sa.text("deleted_at IS NULL"),
+        postgresql_where=sa.text("deleted_at IS NULL"),
+    )
 
     op.create_table(
         "endpoint_version",
         sa.Column("id", sa.String(40), primary_key=True),
-        sa.Column("endpoint_id", sa.String(40), sa.ForeignKey("endpoint.id", ondelete="CASCADE"), nullable=False),
+        sa.Column(
+            "endpoint_id",
+            sa.String(40),
+            sa.ForeignKey("endpoint.id", ondelete="CASCADE"),
+            nullable=False,
+        ),
         sa.Column("number", sa.Integer(), nullable=False),
         sa.Column("source_uri", sa.String(500), nullable=False),
         sa.Column("store_region", sa.String(32), nullable=False),
@@ -80,14 +94,21 @@ def upgrade() -> None:
         sa.Column("retired_at", _TZ, nullable=True),
     )
     op.create_index(
-        "ix_endpoint_version_endpoint_id_number", "endpoint_version", ["endpoint_id", "number"],
+        "ix_endpoint_version_endpoint_id_number",
+        "endpoint_version",
+        ["endpoint_id", "number"],
         unique=True,
-    )  # fmt: skip
+    )
 
     op.create_table(
         "endpoint_event",
         sa.Column("id", sa.String(40), primary_key=True),
-        sa.Column("endpoint_id", sa.String(40), sa.ForeignKey("endpoint.id", ondelete="CASCADE"), nullable=False),
+        sa.Column(
+            "endpoint_id",
+            sa.String(40),
+            sa.ForeignKey("endpoint.id", ondelete="CASCADE"),
+            nullable=False,
+        ),
         sa.Column("at", _TZ, nullable=False),
         sa.Column("kind", sa.String(20), nullable=False),
         sa.Column("detail", sa.String(1000), nullable=False),
@@ -97,7 +118,12 @@ def upgrade() -> None:
 
     op.create_table(
         "model_governance",
-        sa.Column("org_id", sa.String(40), sa.ForeignKey("organization.id", ondelete="CASCADE"), primary_key=True),
+        sa.Column(
+            "org_id",
+            sa.String(40),
+            sa.ForeignKey("organization.id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
         sa.Column("require_approval", sa.Boolean(), nullable=False),
         sa.Column("updated_by", sa.String(80), nullable=False),
         sa.Column("updated_at", _TZ, nullable=False),

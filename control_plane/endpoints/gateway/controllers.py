@@ -36,13 +36,23 @@ async def list_models(request: Request[Any, Any, Any], tenant: TenantScope) -> d
     """The endpoints this key may call (OpenAI's model list)."""
     org_id = tenant.resolve_org(None)
     routes = await _gateway(request).routes.of_org(org_id)
-    visible = [r for r in routes
-               if not tenant.project_id or r.project_id in (None, tenant.project_id)]  # fmt: skip
+    visible = [
+        r for r in routes if not tenant.project_id or r.project_id in (None, tenant.project_id)
+    ]
     return {
         "object": "list",
-        "data": [{"id": r.name, "object": "model", "created": 0, "owned_by": org_id,
-                  "region": r.region, "ready": bool(r.upstreams)} for r in visible],
-    }  # fmt: skip
+        "data": [
+            {
+                "id": r.name,
+                "object": "model",
+                "created": 0,
+                "owned_by": org_id,
+                "region": r.region,
+                "ready": bool(r.upstreams),
+            }
+            for r in visible
+        ],
+    }
 
 
 @post("/v1/chat/completions", opt=_OPT, include_in_schema=False, status_code=200)
@@ -55,12 +65,16 @@ async def chat_completions(
     call.prompt_tokens = call.text.count(prompt)
     limit = data.limit()
     if data.stream:
-        return Stream(_chat_stream(gateway, call, prompt, limit, data.model),
-                      media_type="text/event-stream", headers=_SSE_HEADERS)  # fmt: skip
+        return Stream(
+            _chat_stream(gateway, call, prompt, limit, data.model),
+            media_type="text/event-stream",
+            headers=_SSE_HEADERS,
+        )
     text = await _collect(gateway, call, prompt, limit)
     used = openai.usage(call.prompt_tokens, call.completion_tokens)
-    return openai.chat_body(call.request_id, data.model, text,
-                            openai.finish_reason(call.completion_tokens, limit), used)  # fmt: skip
+    return openai.chat_body(
+        call.request_id, data.model, text, openai.finish_reason(call.completion_tokens, limit), used
+    )
 
 
 @post("/v1/completions", opt=_OPT, include_in_schema=False, status_code=200)
@@ -71,14 +85,20 @@ async def completions(
     call = await gateway.admit(tenant, data.model, _request_id(request))
     call.prompt_tokens = call.text.count(data.prompt)
     if data.stream:
-        return Stream(_completion_stream(gateway, call, data.prompt, data.max_tokens, data.model),
-                      media_type="text/event-stream", headers=_SSE_HEADERS)  # fmt: skip
+        return Stream(
+            _completion_stream(gateway, call, data.prompt, data.max_tokens, data.model),
+            media_type="text/event-stream",
+            headers=_SSE_HEADERS,
+        )
     text = await _collect(gateway, call, data.prompt, data.max_tokens)
     used = openai.usage(call.prompt_tokens, call.completion_tokens)
     return openai.completion_body(
-        call.request_id, data.model, text,
-        openai.finish_reason(call.completion_tokens, data.max_tokens), used,
-    )  # fmt: skip
+        call.request_id,
+        data.model,
+        text,
+        openai.finish_reason(call.completion_tokens, data.max_tokens),
+        used,
+    )
 
 
 async def _collect(gateway: Gateway, call: Call, prompt: str, limit: int) -> str:
@@ -134,10 +154,13 @@ async def _completion_stream(
 
 
 def _error_event(detail: str) -> bytes:
-    import msgspec  # noqa: PLC0415
+    import msgspec
 
-    return b"data: " + msgspec.json.encode({"error": {"message": detail,
-                                                      "type": "upstream_error"}}) + b"\n\n"  # fmt: skip
+    return (
+        b"data: "
+        + msgspec.json.encode({"error": {"message": detail, "type": "upstream_error"}})
+        + b"\n\n"
+    )
 
 
 # --- KServe V2 ---------------------------------------------------------------------------
@@ -151,17 +174,18 @@ async def v2_infer(
     plane): the same admission, routing and metering as the OpenAI routes; the replica is
     called over gRPC streaming (Triton serves decoupled models only there)."""
     gateway = _gateway(request)
-    parsed = kserve.parse_request(await request.body(),
-                                  request.headers.get(kserve.HEADER_LENGTH))  # fmt: skip
+    parsed = kserve.parse_request(await request.body(), request.headers.get(kserve.HEADER_LENGTH))
     call = await gateway.admit(tenant, name, _request_id(request))
     call.prompt_tokens = call.text.count(parsed.text)
     text = await _collect(gateway, call, parsed.text, parsed.max_tokens or 16)
     return Response(
         content=kserve.response_body(name, str(call.version.number), text, parsed.request_id),
         media_type="application/json",
-        headers={"x-usage-prompt-tokens": str(call.prompt_tokens),
-                 "x-usage-completion-tokens": str(call.completion_tokens)},
-    )  # fmt: skip
+        headers={
+            "x-usage-prompt-tokens": str(call.prompt_tokens),
+            "x-usage-completion-tokens": str(call.completion_tokens),
+        },
+    )
 
 
 @get("/v2/models/{name:str}", opt=_OPT, include_in_schema=False)

@@ -104,8 +104,10 @@ class Gateway:
         org_id = scope.resolve_org(None)
         route = await self.routes.get(org_id, model)
         if route is None or (scope.project_id and route.project_id not in (None, scope.project_id)):
-            raise NotFound(detail=f"No model {model!r} for this key; GET /v1/models lists them.",
-                           extra={"error": {"code": "model_not_found"}})  # fmt: skip
+            raise NotFound(
+                detail=f"No model {model!r} for this key; GET /v1/models lists them.",
+                extra={"error": {"code": "model_not_found"}},
+            )
         key = scope.principal.id
         wait = self.limiter.admit(key)
         if wait is not None:
@@ -123,8 +125,7 @@ class Gateway:
                 headers={"Retry-After": "60"},
             )
         text = await asyncio.to_thread(model_text, version.model_dir)
-        return Call(route=route, version=version, text=text, api_key_id=key,
-                    request_id=request_id)  # fmt: skip
+        return Call(route=route, version=version, text=text, api_key_id=key, request_id=request_id)
 
     @property
     def timeout(self) -> float:
@@ -175,9 +176,14 @@ class Gateway:
                 upstream.outstanding += 1
                 try:
                     client = self.clients.get(upstream.grpc_url)
-                    async for delta in generate(client, call.version.served_model, prompt,
-                                                max_tokens=max_tokens, request_id=call.request_id,
-                                                timeout=self._timeout):  # fmt: skip
+                    async for delta in generate(
+                        client,
+                        call.version.served_model,
+                        prompt,
+                        max_tokens=max_tokens,
+                        request_id=call.request_id,
+                        stream_timeout=self._timeout,
+                    ):
                         if call.first_token_at is None:
                             call.first_token_at = time.monotonic()
                         call.output.append(delta)
@@ -204,18 +210,30 @@ class Gateway:
         route = call.route
         now = self._clock.now()
         self.meter.add(
-            UsageKey(org_id=route.org_id, project_id=route.project_id, api_key_id=call.api_key_id,
-                     endpoint_id=route.endpoint_id, model=call.version.served_model,
-                     region=route.region, window_start=self.meter.window_of(now)),
-            call.prompt_tokens, call.completion_tokens,
-        )  # fmt: skip
+            UsageKey(
+                org_id=route.org_id,
+                project_id=route.project_id,
+                api_key_id=call.api_key_id,
+                endpoint_id=route.endpoint_id,
+                model=call.version.served_model,
+                region=route.region,
+                window_start=self.meter.window_of(now),
+            ),
+            call.prompt_tokens,
+            call.completion_tokens,
+        )
         self.limiter.spend_tokens(call.api_key_id, call.prompt_tokens + call.completion_tokens)
         ended = time.monotonic()
         self.stats.finished(
-            route.endpoint_id, ok=ok, latency_ms=(ended - call.started) * 1000,
-            ttft_ms=None if call.first_token_at is None else (call.first_token_at - call.started) * 1000,
-            tokens_in=call.prompt_tokens, tokens_out=call.completion_tokens,
-        )  # fmt: skip
+            route.endpoint_id,
+            ok=ok,
+            latency_ms=(ended - call.started) * 1000,
+            ttft_ms=None
+            if call.first_token_at is None
+            else (call.first_token_at - call.started) * 1000,
+            tokens_in=call.prompt_tokens,
+            tokens_out=call.completion_tokens,
+        )
 
     async def close(self) -> None:
         await self.clients.close()

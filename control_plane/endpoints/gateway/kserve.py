@@ -26,8 +26,9 @@ class V2Request:
 
 
 def _bad(reason: str, field: str = "body") -> InvalidInput:
-    return InvalidInput(detail=f"Not a V2 text request: {reason}.",
-                        errors=[FieldError(field, reason)])  # fmt: skip
+    return InvalidInput(
+        detail=f"Not a V2 text request: {reason}.", errors=[FieldError(field, reason)]
+    )
 
 
 def _bytes_elements(raw: bytes) -> list[bytes]:
@@ -57,7 +58,9 @@ def parse_request(body: bytes, header_length: str | None) -> V2Request:
     split = len(body)
     if header_length is not None:
         if not header_length.isdigit() or int(header_length) > len(body):
-            raise _bad("bad Inference-Header-Content-Length", "header.inference-header-content-length")
+            raise _bad(
+                "bad Inference-Header-Content-Length", "header.inference-header-content-length"
+            )
         split = int(header_length)
     try:
         document = msgspec.json.decode(body[:split])
@@ -79,15 +82,19 @@ def parse_request(body: bytes, header_length: str | None) -> V2Request:
     if max_tokens is not None and not 1 <= max_tokens <= 32_768:
         raise _bad("max_tokens out of range", "body.inputs.max_tokens")
     request_id = document.get("id")
-    return V2Request(text="".join(str(t) for t in text), max_tokens=max_tokens,
-                     request_id=request_id if isinstance(request_id, str) else None)  # fmt: skip
+    return V2Request(
+        text="".join(str(t) for t in text),
+        max_tokens=max_tokens,
+        request_id=request_id if isinstance(request_id, str) else None,
+    )
 
 
 def response_body(model: str, version: str, text: str, request_id: str | None) -> bytes:
     body: dict[str, Any] = {
-        "model_name": model, "model_version": version,
+        "model_name": model,
+        "model_version": version,
         "outputs": [{"name": "text_output", "datatype": "BYTES", "shape": [1], "data": [text]}],
-    }  # fmt: skip
+    }
     if request_id:
         body["id"] = request_id
     return msgspec.json.encode(body)

@@ -39,8 +39,12 @@ class Limiter:
     def admit(self, key: str) -> float | None:
         """None when the key may send a request now, else seconds until it may."""
         rps = self._limits.requests_per_second
-        tokens = self._level(self._tokens, key, self._limits.tokens_per_minute / 60.0,
-                             float(self._limits.tokens_per_minute))  # fmt: skip
+        tokens = self._level(
+            self._tokens,
+            key,
+            self._limits.tokens_per_minute / 60.0,
+            float(self._limits.tokens_per_minute),
+        )
         if tokens.level <= 0:
             return -tokens.level / (self._limits.tokens_per_minute / 60.0) + 0.001
         requests = self._level(self._requests, key, rps, max(1.0, rps))
@@ -52,6 +56,10 @@ class Limiter:
     def spend_tokens(self, key: str, tokens: int) -> None:
         """Charge tokens used (after the fact: a request may take the bucket below zero,
         which holds back the key's next requests until it refills)."""
-        bucket = self._level(self._tokens, key, self._limits.tokens_per_minute / 60.0,
-                             float(self._limits.tokens_per_minute))  # fmt: skip
+        bucket = self._level(
+            self._tokens,
+            key,
+            self._limits.tokens_per_minute / 60.0,
+            float(self._limits.tokens_per_minute),
+        )
         bucket.level -= tokens

@@ -72,52 +72,75 @@ def finish_reason(completion_tokens: int, limit: int) -> Literal["stop", "length
     return "length" if completion_tokens >= limit else "stop"
 
 
-def chat_body(
-    request_id: str, model: str, text: str, reason: str, used: Usage
-) -> dict[str, Any]:
+def chat_body(request_id: str, model: str, text: str, reason: str, used: Usage) -> dict[str, Any]:
     return {
-        "id": f"chatcmpl-{request_id}", "object": "chat.completion", "created": int(time.time()),
+        "id": f"chatcmpl-{request_id}",
+        "object": "chat.completion",
+        "created": int(time.time()),
         "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                     "finish_reason": reason}],
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": reason}
+        ],
         "usage": msgspec.to_builtins(used),
-    }  # fmt: skip
+    }
 
 
 def completion_body(
     request_id: str, model: str, text: str, reason: str, used: Usage
 ) -> dict[str, Any]:
     return {
-        "id": f"cmpl-{request_id}", "object": "text_completion", "created": int(time.time()),
+        "id": f"cmpl-{request_id}",
+        "object": "text_completion",
+        "created": int(time.time()),
         "model": model,
         "choices": [{"index": 0, "text": text, "finish_reason": reason, "logprobs": None}],
         "usage": msgspec.to_builtins(used),
-    }  # fmt: skip
+    }
 
 
 def chat_chunk(
-    request_id: str, model: str, *, delta: dict[str, str] | None = None,
-    reason: str | None = None, used: Usage | None = None,
-) -> bytes:  # fmt: skip
-    choices = [] if used is not None else [
-        {"index": 0, "delta": delta or {}, "finish_reason": reason}
-    ]
-    body: dict[str, Any] = {"id": f"chatcmpl-{request_id}", "object": "chat.completion.chunk",
-                            "created": int(time.time()), "model": model, "choices": choices}  # fmt: skip
+    request_id: str,
+    model: str,
+    *,
+    delta: dict[str, str] | None = None,
+    reason: str | None = None,
+    used: Usage | None = None,
+) -> bytes:
+    choices = (
+        [] if used is not None else [{"index": 0, "delta": delta or {}, "finish_reason": reason}]
+    )
+    body: dict[str, Any] = {
+        "id": f"chatcmpl-{request_id}",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+        "choices": choices,
+    }
     if used is not None:
         body["usage"] = msgspec.to_builtins(used)
     return b"data: " + msgspec.json.encode(body) + b"\n\n"
 
 
 def completion_chunk(
-    request_id: str, model: str, *, text: str = "", reason: str | None = None,
+    request_id: str,
+    model: str,
+    *,
+    text: str = "",
+    reason: str | None = None,
     used: Usage | None = None,
-) -> bytes:  # fmt: skip
-    choices = [] if used is not None else [
-        {"index": 0, "text": text, "finish_reason": reason, "logprobs": None}
-    ]
-    body: dict[str, Any] = {"id": f"cmpl-{request_id}", "object": "text_completion",
-                            "created": int(time.time()), "model": model, "choices": choices}  # fmt: skip
+) -> bytes:
+    choices = (
+        []
+        if used is not None
+        else [{"index": 0, "text": text, "finish_reason": reason, "logprobs": None}]
+    )
+    body: dict[str, Any] = {
+        "id": f"cmpl-{request_id}",
+        "object": "text_completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": choices,
+    }
     if used is not None:
         body["usage"] = msgspec.to_builtins(used)
     return b"data: " + msgspec.json.encode(body) + b"\n\n"

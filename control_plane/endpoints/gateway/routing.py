@@ -93,8 +93,9 @@ class RouteTable:
     async def of_org(self, org_id: str) -> list[Route]:
         if time.monotonic() - self._loaded_at >= self._ttl:
             await self.refresh()
-        return sorted((r for (o, _), r in self._routes.items() if o == org_id),
-                      key=lambda r: r.name)  # fmt: skip
+        return sorted(
+            (r for (o, _), r in self._routes.items() if o == org_id), key=lambda r: r.name
+        )
 
     async def refresh(self, *, force: bool = False) -> None:
         """Reload from the database (once for all waiting requests)."""
@@ -130,9 +131,14 @@ class RouteTable:
                 if v.endpoint_id == endpoint.id and is_serving(v)
             )
             routes[(endpoint.org_id, endpoint.name)] = Route(
-                endpoint_id=endpoint.id, org_id=endpoint.org_id, project_id=endpoint.project_id,
-                name=endpoint.name, region=endpoint.region_code, versions=served,
+                endpoint_id=endpoint.id,
+                org_id=endpoint.org_id,
+                project_id=endpoint.project_id,
+                name=endpoint.name,
+                region=endpoint.region_code,
+                versions=served,
                 upstreams=tuple(by_owner.get(owner_of(endpoint.id), ())),
-                desired_replicas=endpoint.desired_replicas, max_replicas=endpoint.max_replicas,
-            )  # fmt: skip
+                desired_replicas=endpoint.desired_replicas,
+                max_replicas=endpoint.max_replicas,
+            )
         return routes

@@ -44,13 +44,19 @@ class EndpointStats:
     def summary(self) -> dict[str, float | int | None]:
         latency, ttft = list(self.latency_ms), list(self.ttft_ms)
         return {
-            "requests": self.requests, "errors": self.errors, "tokens_in": self.tokens_in,
-            "tokens_out": self.tokens_out, "in_flight": self.in_flight,
-            "latency_ms_p50": _quantile(latency, 0.50), "latency_ms_p95": _quantile(latency, 0.95),
-            "latency_ms_p99": _quantile(latency, 0.99), "ttft_ms_p50": _quantile(ttft, 0.50),
-            "ttft_ms_p95": _quantile(ttft, 0.95), "ttft_ms_p99": _quantile(ttft, 0.99),
+            "requests": self.requests,
+            "errors": self.errors,
+            "tokens_in": self.tokens_in,
+            "tokens_out": self.tokens_out,
+            "in_flight": self.in_flight,
+            "latency_ms_p50": _quantile(latency, 0.50),
+            "latency_ms_p95": _quantile(latency, 0.95),
+            "latency_ms_p99": _quantile(latency, 0.99),
+            "ttft_ms_p50": _quantile(ttft, 0.50),
+            "ttft_ms_p95": _quantile(ttft, 0.95),
+            "ttft_ms_p99": _quantile(ttft, 0.99),
             "tokens_per_second": round(self.tokens_per_second(), 3),
-        }  # fmt: skip
+        }
 
 
 class Stats:
@@ -67,9 +73,15 @@ class Stats:
         return dict(self._by_endpoint)
 
     def finished(
-        self, endpoint_id: str, *, ok: bool, latency_ms: float, ttft_ms: float | None,
-        tokens_in: int, tokens_out: int,
-    ) -> None:  # fmt: skip
+        self,
+        endpoint_id: str,
+        *,
+        ok: bool,
+        latency_ms: float,
+        ttft_ms: float | None,
+        tokens_in: int,
+        tokens_out: int,
+    ) -> None:
         stats = self.of(endpoint_id)
         stats.requests += 1
         stats.errors += 0 if ok else 1

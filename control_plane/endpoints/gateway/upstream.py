@@ -61,7 +61,7 @@ async def generate(
     *,
     max_tokens: int,
     request_id: str,
-    timeout: float,
+    stream_timeout: float,
 ) -> AsyncIterator[str]:
     """The generated text, delta by delta. Closing the iterator early (a client that went
     away) cancels the request on the server."""
@@ -69,10 +69,9 @@ async def generate(
     async def requests() -> AsyncIterator[dict[str, Any]]:
         # Half-closing after one request lets Triton end the stream once the model sent
         # its final flag (with or without a last delta).
-        yield {"model_name": model, "inputs": _inputs(prompt, max_tokens),
-               "request_id": request_id}  # fmt: skip
+        yield {"model_name": model, "inputs": _inputs(prompt, max_tokens), "request_id": request_id}
 
-    responses = client.stream_infer(inputs_iterator=requests(), stream_timeout=timeout)
+    responses = client.stream_infer(inputs_iterator=requests(), stream_timeout=stream_timeout)
     received = False
     try:
         async for result, error in responses:

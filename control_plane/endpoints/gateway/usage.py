@@ -93,9 +93,11 @@ class UsageMeter:
         """Counters not yet stored (open and cut)."""
         return len(self._open) + sum(len(b.counts) for b in self._pending)
 
-    async def flush(self) -> int:
+    async def flush(self, sessionmaker: async_sessionmaker[AsyncSession] | None = None) -> int:
         """Store everything counted so far; returns how many events were new. Raises when
-        the store failed (the batch stays and is written by the next flush)."""
+        the store failed (the batch stays and is written by the next flush). ``sessionmaker``
+        overrides the meter's own (a caller on another event loop)."""
+        factory = sessionmaker or self._sessionmaker
         async with self._lock:
             if self._open:
                 self._batches += 1
@@ -106,15 +108,14 @@ class UsageMeter:
             stored = 0
             while self._pending:
                 batch = self._pending[0]
-                async with self._sessionmaker() as db:
+                async with factory() as db:
                     duplicates = await record_usage(db, batch.events, self._clock.now())
                     await db.commit()
                 if self.after_commit is not None:
                     await self.after_commit()
                 stored += len(batch.events) - duplicates
                 if duplicates:
-                    log.info("usage batch written again", batch=batch.number,
-                             duplicates=duplicates)  # fmt: skip
+                    log.info("usage batch written again", batch=batch.number, duplicates=duplicates)
                 self._pending.pop(0)
             return stored
 
@@ -122,15 +123,25 @@ class UsageMeter:
         events = []
         for n, (key, counts) in enumerate(batch.counts.items()):
             for kind, value in (("tokens_in", counts.tokens_in), ("tokens_out", counts.tokens_out)):
-                events.append(NewUsage(
-                    source=SOURCE, event_id=f"{self.instance}:{batch.number}:{n}:{kind}",
-                    org_id=key.org_id, project_id=key.project_id, type=kind,
-                    value=Decimal(value), window_start=key.window_start,
-                    window_end=key.window_start + self._window,
-                    dimensions={"api_key": key.api_key_id, "endpoint": key.endpoint_id,
-                                "model": key.model, "region": key.region,
-                                "requests": str(counts.requests)},
-                ))  # fmt: skip
+                events.append(
+                    NewUsage(
+                        source=SOURCE,
+                        event_id=f"{self.instance}:{batch.number}:{n}:{kind}",
+                        org_id=key.org_id,
+                        project_id=key.project_id,
+                        type=kind,
+                        value=Decimal(value),
+                        window_start=key.window_start,
+                        window_end=key.window_start + self._window,
+                        dimensions={
+                            "api_key": key.api_key_id,
+                            "endpoint": key.endpoint_id,
+                            "model": key.model,
+                            "region": key.region,
+                            "requests": str(counts.requests),
+                        },
+                    )
+                )
         return events
 
     async def run(self, every: float) -> None:

@@ -56,8 +56,11 @@ def link_model(source: Path, target: Path, name: str) -> None:
         if entry.name == "config.pbtxt":
             config = entry.read_text()
             renamed = f'name: "{name}"'
-            text = (_NAME_LINE.sub(renamed, config, count=1) if _NAME_LINE.search(config)
-                    else f"{renamed}\n{config}")  # fmt: skip
+            text = (
+                _NAME_LINE.sub(renamed, config, count=1)
+                if _NAME_LINE.search(config)
+                else f"{renamed}\n{config}"
+            )
             (target / "config.pbtxt").write_text(text)
         else:
             (target / entry.name).symlink_to(entry.resolve())
@@ -104,13 +107,18 @@ class TritonLocalDriver:
             server.stop()
             raise RetryableError(f"Triton did not start: {exc}") from exc
         self._servers[allocation.tenancy_id] = server
-        state = {"pid": server.pid, "http": server.http_url, "grpc": server.grpc_url,
-                 "metrics": server.metrics_url}  # fmt: skip
+        state = {
+            "pid": server.pid,
+            "http": server.http_url,
+            "grpc": server.grpc_url,
+            "metrics": server.metrics_url,
+        }
         (work / "state.json").write_text(json.dumps(state))
         return StepResult(
-            done=True, detail=f"Triton serving {', '.join(n for n, _ in models)} at {state['grpc']}",
+            done=True,
+            detail=f"Triton serving {', '.join(n for n, _ in models)} at {state['grpc']}",
             facts=_facts(state),
-        )  # fmt: skip
+        )
 
     async def describe(self, allocation: Allocation) -> Observed:
         state = self._state(allocation.tenancy_id)
@@ -118,8 +126,12 @@ class TritonLocalDriver:
             return Observed(exists=False, ready=False, detail="no Triton process")
         names = [n for n, _ in _models(allocation)]
         ready = await asyncio.to_thread(_models_ready, state["http"], names)
-        return Observed(exists=True, ready=ready, facts=_facts(state),
-                        detail="ready" if ready else "models loading")  # fmt: skip
+        return Observed(
+            exists=True,
+            ready=ready,
+            facts=_facts(state),
+            detail="ready" if ready else "models loading",
+        )
 
     async def resize(self, allocation: Allocation, previous: Allocation) -> StepResult:
         """Load the versions the replica now serves and unload the others."""
@@ -135,8 +147,9 @@ class TritonLocalDriver:
             loaded = _sync_models(state["http"], repo, wanted)
         except Exception as exc:  # the server refused a model: retried with back-off
             raise RetryableError(f"Triton could not load the models: {exc}") from exc
-        return StepResult(done=True, detail=f"serving {', '.join(loaded) or 'nothing'}",
-                          facts=_facts(state))  # fmt: skip
+        return StepResult(
+            done=True, detail=f"serving {', '.join(loaded) or 'nothing'}", facts=_facts(state)
+        )
 
     async def release(self, allocation: Allocation) -> StepResult:
         await asyncio.to_thread(self._stop, allocation.tenancy_id)
@@ -168,8 +181,11 @@ class TritonLocalDriver:
 
 
 def _facts(state: Mapping[str, Any]) -> dict[str, str]:
-    return {"triton_http": str(state["http"]), "triton_grpc": str(state["grpc"]),
-            "triton_metrics": str(state["metrics"])}  # fmt: skip
+    return {
+        "triton_http": str(state["http"]),
+        "triton_grpc": str(state["grpc"]),
+        "triton_metrics": str(state["metrics"]),
+    }
 
 
 def _alive(pid: object) -> bool:
@@ -189,7 +205,7 @@ def _kill_group(pid: int) -> None:
 
 
 def _models_ready(http_url: str, names: Sequence[str]) -> bool:
-    import tritonclient.http as httpclient  # noqa: PLC0415 - heavy; only replicas need it
+    import tritonclient.http as httpclient
 
     try:
         client = httpclient.InferenceServerClient(http_url, connection_timeout=2.0)
@@ -202,10 +218,11 @@ def _models_ready(http_url: str, names: Sequence[str]) -> bool:
 
 
 def _sync_models(http_url: str, repo: Path, wanted: Mapping[str, Path]) -> list[str]:
-    import tritonclient.http as httpclient  # noqa: PLC0415
+    import tritonclient.http as httpclient
 
-    client = httpclient.InferenceServerClient(http_url, connection_timeout=5.0,
-                                              network_timeout=300.0)  # fmt: skip
+    client = httpclient.InferenceServerClient(
+        http_url, connection_timeout=5.0, network_timeout=300.0
+    )
     try:
         present = {m["name"] for m in client.get_model_repository_index() if m.get("state")}
         for name in sorted(present - set(wanted)):

@@ -42,10 +42,12 @@ def fake_model(settings: Settings, name: str, region: str = REGION) -> str:
     return write_fake_model(settings.model_store_root, region, name)
 
 
-def endpoints_url(org: Tenant) -> str:
-    return f"/api/v1/orgs/{org.org_id}/endpoints"
+def endpoints_url(tenant: Tenant) -> str:
+    return f"/api/v1/orgs/{tenant.org_id}/endpoints"
 
 
-async def create_endpoint(client: Client, org: Tenant, auth: dict[str, str], **body: Any) -> Any:
+async def create_endpoint(
+    client: Client, tenant: Tenant, headers: dict[str, str], **body: Any
+) -> Any:
     payload = {"name": "chat", "region": REGION, "gpu_model": "h100", "gpu_milli": 250, **body}
-    return await client.post(endpoints_url(org), json=payload, headers=auth)
+    return await client.post(endpoints_url(tenant), json=payload, headers=headers)

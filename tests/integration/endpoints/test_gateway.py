@@ -7,16 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import openai
 import pytest
 from litestar import Litestar
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from control_plane.db.engine import make_sessionmaker
 from control_plane.endpoints.gateway.core import Gateway
 from control_plane.endpoints.gateway.text import model_text
 from control_plane.endpoints.modelrepo.tiny import write_tiny_model
@@ -69,10 +69,17 @@ async def key(db: AsyncSession, org: Tenant) -> str:
     return secret
 
 
-async def deploy(client: Client, org: Tenant, key: str, tiny: Path, reconciler: Reconciler,
-                 **body: Any) -> dict[str, Any]:  # fmt: skip
-    payload = {"name": "chat", "region": REGION, "model_uri": tiny.as_uri(), "gpu_model": "h100",
-               "gpu_milli": 250, **body}  # fmt: skip
+async def deploy(
+    client: Client, org: Tenant, key: str, tiny: Path, reconciler: Reconciler, **body: Any
+) -> dict[str, Any]:
+    payload = {
+        "name": "chat",
+        "region": REGION,
+        "model_uri": tiny.as_uri(),
+        "gpu_model": "h100",
+        "gpu_milli": 250,
+        **body,
+    }
     created = await client.post(endpoints_url(org), json=payload, headers=bearer(key))
     assert created.status_code == 201, created.text
     await reconciler.converge()
@@ -81,25 +88,42 @@ async def deploy(client: Client, org: Tenant, key: str, tiny: Path, reconciler: 
 
 
 def oai(client: Client, key: str) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(api_key=key, base_url=f"{client.base_url}/v1", http_client=client,
-                              max_retries=0)  # fmt: skip
+    return openai.AsyncOpenAI(
+        api_key=key, base_url=f"{client.base_url}/v1", http_client=client, max_retries=0
+    )
 
 
-async def flush(app: Litestar) -> None:
+async def flush(app: Litestar, db: AsyncSession) -> None:
+    """Flush the app's usage meter from this test's event loop (its own connection)."""
     gateway: Gateway = app.state.gateway
-    await gateway.meter.flush()
+    await gateway.meter.flush(sessionmaker_of(db))
+
+
+def sessionmaker_of(db: AsyncSession) -> async_sessionmaker[AsyncSession]:
+    engine = db.bind
+    assert isinstance(engine, AsyncEngine)
+    return make_sessionmaker(engine)
 
 
 class TestChat:
     async def test_openai_client_gets_an_answer_with_exact_usage(
-        self, client: Client, org: Tenant, key: str, fleet: list[str], tiny: Path,
-        reconciler: Reconciler, app: Litestar, db: AsyncSession,
-    ) -> None:  # fmt: skip
+        self,
+        client: Client,
+        org: Tenant,
+        key: str,
+        fleet: list[str],
+        tiny: Path,
+        reconciler: Reconciler,
+        app: Litestar,
+        db: AsyncSession,
+    ) -> None:
         endpoint = await deploy(client, org, key, tiny, reconciler)
         assert endpoint["state"] == "ready", endpoint
         messages = [{"role": "user", "content": "Tell me about sovereign clouds."}]
         answer = await oai(client, key).chat.completions.create(
-            model="chat", messages=messages, max_tokens=12  # type: ignore[arg-type]
+            model="chat",
+            messages=messages,
+            max_tokens=12,  # type: ignore[arg-type]
         )
         text = model_text(tiny)
         content = answer.choices[0].message.content or ""
@@ -108,18 +132,26 @@ class TestChat:
         assert answer.usage.prompt_tokens == text.count(text.prompt(messages))
         assert answer.usage.completion_tokens == text.count(content) == 12
         assert answer.choices[0].finish_reason == "length"
-        await flush(app)
+        await flush(app, db)
         billed = await usage_total(db, org_id=org.org_id, type="tokens_out")
         assert billed == 12
 
     async def test_stream_ends_with_a_usage_chunk_matching_the_deltas(
-        self, client: Client, org: Tenant, key: str, fleet: list[str], tiny: Path,
+        self,
+        client: Client,
+        org: Tenant,
+        key: str,
+        fleet: list[str],
+        tiny: Path,
         reconciler: Reconciler,
-    ) -> None:  # fmt: skip
+    ) -> None:
         await deploy(client, org, key, tiny, reconciler)
         stream = await oai(client, key).chat.completions.create(
-            model="chat", messages=[{"role": "user", "content": "hello"}],  # type: ignore[list-item]
-            max_tokens=8, stream=True, stream_options={"include_usage": True},
+            model="chat",
+            messages=[{"role": "user", "content": "hello"}],  # type: ignore[list-item]
+            max_tokens=8,
+            stream=True,
+            stream_options={"include_usage": True},
         )
         deltas: list[str] = []
         usage = None
@@ -133,9 +165,14 @@ class TestChat:
         assert usage.completion_tokens == model_text(tiny).count("".join(deltas)) == 8
 
     async def test_completions_and_model_list(
-        self, client: Client, org: Tenant, key: str, fleet: list[str], tiny: Path,
+        self,
+        client: Client,
+        org: Tenant,
+        key: str,
+        fleet: list[str],
+        tiny: Path,
         reconciler: Reconciler,
-    ) -> None:  # fmt: skip
+    ) -> None:
         await deploy(client, org, key, tiny, reconciler)
         api = oai(client, key)
         models = await api.models.list()
@@ -147,9 +184,15 @@ class TestChat:
 
 class TestRefusals:
     async def test_another_organization_cannot_see_or_call_the_model(
-        self, client: Client, org: Tenant, key: str, fleet: list[str], tiny: Path,
-        reconciler: Reconciler, db: AsyncSession,
-    ) -> None:  # fmt: skip
+        self,
+        client: Client,
+        org: Tenant,
+        key: str,
+        fleet: list[str],
+        tiny: Path,
+        reconciler: Reconciler,
+        db: AsyncSession,
+    ) -> None:
         await deploy(client, org, key, tiny, reconciler)
         other = await make_org(db, roles=(TenantRole.OWNER,))
         stranger = await make_api_key(db, other, TenantRole.OWNER)
@@ -158,17 +201,26 @@ class TestRefusals:
         assert (await api.models.list()).data == []
         with pytest.raises(openai.NotFoundError):
             await api.chat.completions.create(
-                model="chat", messages=[{"role": "user", "content": "hi"}]  # type: ignore[list-item]
+                model="chat",
+                messages=[{"role": "user", "content": "hi"}],  # type: ignore[list-item]
             )
 
     async def test_per_key_request_rate_answers_429_with_retry_after(
-        self, client: Client, org: Tenant, key: str, fleet: list[str], tiny: Path,
-        reconciler: Reconciler, app: Litestar,
-    ) -> None:  # fmt: skip
+        self,
+        client: Client,
+        org: Tenant,
+        key: str,
+        fleet: list[str],
+        tiny: Path,
+        reconciler: Reconciler,
+        app: Litestar,
+    ) -> None:
         await deploy(client, org, key, tiny, reconciler)
         from control_plane.endpoints.gateway.limits import KeyLimits, Limiter
 
-        app.state.gateway.limiter = Limiter(KeyLimits(requests_per_second=1, tokens_per_minute=10_000))
+        app.state.gateway.limiter = Limiter(
+            KeyLimits(requests_per_second=1, tokens_per_minute=10_000)
+        )
         body = {"model": "chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
         first = await client.post("/v1/chat/completions", json=body, headers=bearer(key))
         second = await client.post("/v1/chat/completions", json=body, headers=bearer(key))
@@ -178,14 +230,27 @@ class TestRefusals:
         assert second.headers["content-type"].startswith("application/problem+json")
 
     async def test_a_version_awaiting_approval_serves_nothing(
-        self, client: Client, org: Tenant, key: str, fleet: list[str], tiny: Path,
-        reconciler: Reconciler, db: AsyncSession,
-    ) -> None:  # fmt: skip
-        from control_plane.endpoints.models import ModelGovernance
+        self,
+        client: Client,
+        org: Tenant,
+        key: str,
+        fleet: list[str],
+        tiny: Path,
+        reconciler: Reconciler,
+        db: AsyncSession,
+    ) -> None:
         from datetime import UTC, datetime
 
-        db.add(ModelGovernance(org_id=org.org_id, require_approval=True, updated_by="test",
-                               updated_at=datetime.now(UTC)))  # fmt: skip
+        from control_plane.endpoints.models import ModelGovernance
+
+        db.add(
+            ModelGovernance(
+                org_id=org.org_id,
+                require_approval=True,
+                updated_by="test",
+                updated_at=datetime.now(UTC),
+            )
+        )
         await db.commit()
         endpoint = await deploy(client, org, key, tiny, reconciler)
         assert endpoint["state"] == "awaiting-approval"
@@ -197,17 +262,25 @@ class TestRefusals:
     async def test_malformed_body_gets_a_field_error(
         self, client: Client, key: str, fleet: list[str]
     ) -> None:
-        bad = await client.post("/v1/chat/completions", json={"model": "chat", "messages": []},
-                                headers=bearer(key))  # fmt: skip
+        bad = await client.post(
+            "/v1/chat/completions", json={"model": "chat", "messages": []}, headers=bearer(key)
+        )
         assert bad.status_code == 400
         assert bad.json()["errors"][0]["field"].startswith("body")
 
 
 class TestUsage:
     async def test_a_flush_retried_after_its_commit_counts_once(
-        self, client: Client, org: Tenant, key: str, fleet: list[str], tiny: Path,
-        reconciler: Reconciler, app: Litestar, db: AsyncSession,
-    ) -> None:  # fmt: skip
+        self,
+        client: Client,
+        org: Tenant,
+        key: str,
+        fleet: list[str],
+        tiny: Path,
+        reconciler: Reconciler,
+        app: Litestar,
+        db: AsyncSession,
+    ) -> None:
         await deploy(client, org, key, tiny, reconciler)
         body = {"model": "chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 6}
         for _ in range(3):
@@ -221,9 +294,9 @@ class TestUsage:
 
         meter.after_commit = crash
         with pytest.raises(RuntimeError):
-            await meter.flush()
+            await meter.flush(sessionmaker_of(db))
         assert meter.unflushed == 1  # the batch is kept
-        await meter.flush()  # written again, same ids: ignored as duplicates
+        await meter.flush(sessionmaker_of(db))  # written again, same ids: ignored
         assert meter.unflushed == 0
         assert await usage_total(db, org_id=org.org_id, type="tokens_out") == 18
 
@@ -233,28 +306,40 @@ class TestColdStart:
     def settings(self, settings: Settings) -> Settings:
         """The app's own reconciler runs (the test client blocks this test's loop while
         a request is in flight, so only the app's loop can start the replica)."""
-        return settings.model_copy(update={"reconciler_enabled": True,
-                                           "reconcile_interval_seconds": 0.2})  # fmt: skip
+        return settings.model_copy(
+            update={"reconciler_enabled": True, "reconcile_interval_seconds": 0.2}
+        )
 
     async def test_a_request_to_an_endpoint_at_zero_waits_for_a_replica(
         self, client: Client, org: Tenant, key: str, fleet: list[str], tiny: Path
     ) -> None:
-        payload = {"name": "chat", "region": REGION, "model_uri": tiny.as_uri(),
-                   "gpu_model": "h100", "gpu_milli": 250, "min_replicas": 0, "max_replicas": 1,
-                   "scale_to_zero_after_s": 30}  # fmt: skip
+        payload = {
+            "name": "chat",
+            "region": REGION,
+            "model_uri": tiny.as_uri(),
+            "gpu_model": "h100",
+            "gpu_milli": 250,
+            "min_replicas": 0,
+            "max_replicas": 1,
+            "scale_to_zero_after_s": 30,
+        }
         created = await client.post(endpoints_url(org), json=payload, headers=bearer(key))
         assert created.status_code == 201, created.text
         await _until(client, org, key, "ready")
-        down = await client.put(f"{endpoints_url(org)}/chat/scale", headers=bearer(key),
-                                json={"min_replicas": 0, "max_replicas": 1, "replicas": 0})  # fmt: skip
+        down = await client.put(
+            f"{endpoints_url(org)}/chat/scale",
+            headers=bearer(key),
+            json={"min_replicas": 0, "max_replicas": 1, "replicas": 0},
+        )
         assert down.status_code == 200, down.text
         await _until(client, org, key, "scaled-to-zero")
         body = {"model": "chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3}
         answer = await client.post("/v1/chat/completions", json=body, headers=bearer(key))
         assert answer.status_code == 200, answer.text
         assert answer.json()["usage"]["completion_tokens"] == 3
-        events = (await client.get(f"{endpoints_url(org)}/chat/events",
-                                   headers=bearer(key))).json()["items"]  # fmt: skip
+        events = (
+            await client.get(f"{endpoints_url(org)}/chat/events", headers=bearer(key))
+        ).json()["items"]
         assert any("cold start" in e["detail"] for e in events)
 
 
@@ -270,9 +355,14 @@ async def _until(client: Client, org: Tenant, key: str, state: str) -> None:
 
 class TestKServeV2:
     async def test_tritonclient_http_through_the_gateway(
-        self, client: Client, org: Tenant, key: str, fleet: list[str], tiny: Path,
+        self,
+        client: Client,
+        org: Tenant,
+        key: str,
+        fleet: list[str],
+        tiny: Path,
         reconciler: Reconciler,
-    ) -> None:  # fmt: skip
+    ) -> None:
         """tritonclient's own request encoding (binary tensors) reaches the model through
         the gateway; the answer and its metered tokens match the model's tokenizer."""
         import numpy as np

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from pathlib import Path
 
 import httpx
 import pytest
@@ -49,23 +48,40 @@ async def test_disconnect_mid_stream_bills_what_was_generated(
     key = await make_api_key(db, org, TenantRole.MEMBER)
     await db.commit()
     tiny = write_tiny_model(settings.model_store_root / REGION, "tiny-chat", token_delay_ms=20)
-    served = settings.model_copy(update={"reconciler_enabled": True,
-                                         "reconcile_interval_seconds": 0.2,
-                                         "gateway_flush_seconds": 0.3})  # fmt: skip
+    served = settings.model_copy(
+        update={
+            "reconciler_enabled": True,
+            "reconcile_interval_seconds": 0.2,
+            "gateway_flush_seconds": 0.3,
+        }
+    )
     app = create_app(served, configure_logs=False)
     received: list[str] = []
     try:
         with serve_app(served, app=app) as base:
             async with httpx.AsyncClient(base_url=base, timeout=60) as http:
-                created = await http.post(endpoints_url(org), headers=bearer(key), json={
-                    "name": "chat", "region": REGION, "model_uri": tiny.as_uri(),
-                    "gpu_model": "h100", "gpu_milli": 250})  # fmt: skip
+                created = await http.post(
+                    endpoints_url(org),
+                    headers=bearer(key),
+                    json={
+                        "name": "chat",
+                        "region": REGION,
+                        "model_uri": tiny.as_uri(),
+                        "gpu_model": "h100",
+                        "gpu_milli": 250,
+                    },
+                )
                 assert created.status_code == 201, created.text
                 await _wait_ready(http, f"{endpoints_url(org)}/chat", key)
-                body = {"model": "chat", "stream": True, "max_tokens": MAX_TOKENS,
-                        "messages": [{"role": "user", "content": "talk for a long time"}]}  # fmt: skip
-                async with http.stream("POST", "/v1/chat/completions", json=body,
-                                       headers=bearer(key)) as stream:  # fmt: skip
+                body = {
+                    "model": "chat",
+                    "stream": True,
+                    "max_tokens": MAX_TOKENS,
+                    "messages": [{"role": "user", "content": "talk for a long time"}],
+                }
+                async with http.stream(
+                    "POST", "/v1/chat/completions", json=body, headers=bearer(key)
+                ) as stream:
                     async for line in stream.aiter_lines():
                         if line.startswith("data: {"):
                             delta = json.loads(line[6:])["choices"][0]["delta"]

@@ -25,7 +25,6 @@ from litestar.testing import AsyncTestClient
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.clock import Clock
-from control_plane.settings import Settings
 from control_plane.identity.authz import ACCESS_KEY, Access
 from control_plane.identity.roles import (
     Permission,
@@ -35,6 +34,7 @@ from control_plane.identity.roles import (
     provider_allows,
     tenant_allows,
 )
+from control_plane.settings import Settings
 from tests.fixtures.access import AccessWorld
 from tests.fixtures.factories import PASSWORD
 from tests.integration.security.conftest import (
@@ -640,8 +640,15 @@ EXPECTATIONS: dict[str, tuple[Rule, Build]] = {
         tenant(Permission.ENDPOINTS_WRITE),
         lambda w, n: Call(
             _endpoints(w),
-            {"name": f"iso-new-{n}", "region": NODE_REGION, "model_uri": w.model_uri,
-             "gpu_model": "h100", "gpu_milli": 250, "min_replicas": 0, "max_replicas": 1},
+            {
+                "name": f"iso-new-{n}",
+                "region": NODE_REGION,
+                "model_uri": w.model_uri,
+                "gpu_model": "h100",
+                "gpu_milli": 250,
+                "min_replicas": 0,
+                "max_replicas": 1,
+            },
         ),
     ),
     "GET /api/v1/orgs/{org_id}/endpoints/{ref}": (
@@ -654,23 +661,28 @@ EXPECTATIONS: dict[str, tuple[Rule, Build]] = {
     ),
     "PUT /api/v1/orgs/{org_id}/endpoints/{ref}/scale": (
         tenant(Permission.ENDPOINTS_WRITE),
-        lambda w, n: Call(_endpoints(w, f"/{w.endpoint_name}/scale"),
-                          {"min_replicas": 0, "max_replicas": 3}),
+        lambda w, n: Call(
+            _endpoints(w, f"/{w.endpoint_name}/scale"), {"min_replicas": 0, "max_replicas": 3}
+        ),
     ),
     "POST /api/v1/orgs/{org_id}/endpoints/{ref}/versions": (
         tenant(Permission.ENDPOINTS_WRITE, destructive=True),
-        lambda w, n: Call(_endpoints(w, f"/{w.single_endpoint_name}/versions"),
-                          {"model_uri": w.model_uri}),
+        lambda w, n: Call(
+            _endpoints(w, f"/{w.single_endpoint_name}/versions"), {"model_uri": w.model_uri}
+        ),
     ),
     "PUT /api/v1/orgs/{org_id}/endpoints/{ref}/traffic": (
         tenant(Permission.ENDPOINTS_WRITE, destructive=True),
-        lambda w, n: Call(_endpoints(w, f"/{w.endpoint_name}/traffic"),
-                          {"percent": {"1": 100, "2": 0}}),
+        lambda w, n: Call(
+            _endpoints(w, f"/{w.endpoint_name}/traffic"), {"percent": {"1": 100, "2": 0}}
+        ),
     ),
     "POST /api/v1/orgs/{org_id}/endpoints/{ref}/versions/{number}/decision": (
         tenant(Permission.MODELS_VALIDATE, destructive=True),
-        lambda w, n: Call(_endpoints(w, f"/{w.endpoint_name}/versions/2/decision"),
-                          {"decision": "reject", "note": "isolation"}),
+        lambda w, n: Call(
+            _endpoints(w, f"/{w.endpoint_name}/versions/2/decision"),
+            {"decision": "reject", "note": "isolation"},
+        ),
     ),
     "DELETE /api/v1/orgs/{org_id}/endpoints/{ref}": (
         tenant(Permission.ENDPOINTS_WRITE, destructive=True),
@@ -682,8 +694,7 @@ EXPECTATIONS: dict[str, tuple[Rule, Build]] = {
     ),
     "PUT /api/v1/orgs/{org_id}/model-governance": (
         tenant(Permission.MODELS_VALIDATE),
-        lambda w, n: Call(f"/api/v1/orgs/{_org(w)}/model-governance",
-                          {"require_approval": False}),
+        lambda w, n: Call(f"/api/v1/orgs/{_org(w)}/model-governance", {"require_approval": False}),
     ),
     # Pools: operators read and change them; a tenant reads the windows granted to it. New
     # windows go on Sundays, a minute each, so the calls of one test never overlap.
