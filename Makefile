@@ -26,10 +26,11 @@ run: $(STAMP)
 	@echo "Portal: http://127.0.0.1:$${CP_PORT:-8000}/  (Ctrl-C stops)"
 	CP_COOKIE_SECURE=$${CP_COOKIE_SECURE:-false} exec $(BIN)/cpctl serve
 
-# The whole suite on SQLite, then on PostgreSQL.
+# The whole suite on SQLite and on PostgreSQL, both at once (one core each; every peer
+# a suite starts takes its own ports, directories and databases). Each run's output is
+# printed whole when it ends.
 test: $(STAMP)
-	$(BIN)/python -m pytest -p no:cacheprovider --db=sqlite
-	$(BIN)/python -m pytest -p no:cacheprovider --db=postgres
+	@$(MAKE) --no-print-directory -j2 --output-sync=target test-sqlite test-postgres
 
 test-sqlite: $(STAMP)
 	$(BIN)/python -m pytest -p no:cacheprovider --db=sqlite
