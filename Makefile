@@ -32,8 +32,9 @@ run: $(STAMP)
 test: $(STAMP)
 	@$(MAKE) --no-print-directory -j2 --output-sync=target test-sqlite test-postgres
 
+# SQLITE_ARGS: extra pytest arguments for the SQLite run (CI adds coverage there only).
 test-sqlite: $(STAMP)
-	$(BIN)/python -m pytest -p no:cacheprovider --db=sqlite
+	$(BIN)/python -m pytest -p no:cacheprovider --db=sqlite $(SQLITE_ARGS)
 
 test-postgres: $(STAMP)
 	$(BIN)/python -m pytest -p no:cacheprovider --db=postgres
