@@ -1,0 +1,342 @@
+"""Gateway overhead: the same requests sent straight to a Triton replica with
+``tritonclient`` and through the gateway (API key auth, per-key limits, tokenization with
+the model's tokenizer, usage metering), at 1 and 32 concurrent clients.
+
+    python -m bench.gateway [--quick] [--json FILE]
+
+Prompt and output lengths are drawn from the Azure LLM inference trace 2023 (conversation
+service, ../shared/data/azure-llm-inference-2023; read in place, never copied): a prompt of
+``ContextTokens`` tokens of the model's own vocabulary, ``max_tokens`` = ``GeneratedTokens``
+(both capped so a run stays short on CPU). The model is the built-in tiny model (it
+generates exactly ``max_tokens`` tokens at once, no delay), so the numbers measure the
+serving path, not a language model.
+
+Goals (issue 5): added p50 <= 1 ms, added p99 <= 5 ms, throughput through the gateway >=
+80 % of direct at 32 clients, and token counts equal to the tokenizer's own on every
+request. JSON keys: added_latency_ms_p50, added_latency_ms_p99, throughput_ratio_at_32,
+token_count_mismatches (plus the raw figures per concurrency).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import random
+import shutil
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import tritonclient.grpc.aio as grpcclient
+
+from bench.common import VAR_DIR, log, machine_info, parse_args, percentile, serve_asgi, write_json
+from control_plane.clock import Clock
+from control_plane.db.engine import make_engine, make_sessionmaker
+from control_plane.db.migrate import upgrade
+from control_plane.endpoints.gateway.text import model_text
+from control_plane.endpoints.modelrepo.tiny import write_tiny_model
+from control_plane.identity.models import ApiKey, Membership, Project, User
+from control_plane.identity.roles import TENANT_GRANTS, TenantRole
+from control_plane.identity.secrets import new_api_key, token_digest
+from control_plane.ids import new_id
+from control_plane.seed.demo import seed_demo
+
+TRACE = Path(__file__).resolve().parents[2] / "shared" / "data" / "azure-llm-inference-2023"
+REGION = "ca-qc-1"
+MAX_PROMPT_TOKENS = 1024
+MAX_OUTPUT_TOKENS = 64
+GOALS = {"added_p50_ms_max": 1.0, "added_p99_ms_max": 5.0, "throughput_ratio_min": 0.8}
+
+
+@dataclass(frozen=True)
+class Plan:
+    requests: int  # per concurrency level and path
+    concurrencies: tuple[int, ...] = (1, 32)
+
+
+QUICK = Plan(requests=200)
+FULL = Plan(requests=1000)
+
+
+@dataclass(frozen=True)
+class Work:
+    prompt: str
+    max_tokens: int
+
+
+def trace_lengths(count: int, seed: int = 7) -> list[tuple[int, int]]:
+    """(prompt tokens, output tokens) of ``count`` requests drawn from the trace."""
+    with (TRACE / "AzureLLMInferenceTrace_conv.csv").open() as handle:
+        rows = [
+            (int(r["ContextTokens"]), int(r["GeneratedTokens"])) for r in csv.DictReader(handle)
+        ]
+    rng = random.Random(seed)
+    return [rng.choice(rows) for _ in range(count)]
+
+
+def make_work(model_dir: Path, lengths: Sequence[tuple[int, int]], seed: int = 11) -> list[Work]:
+    """Prompts of exactly the drawn number of tokens (whole words of the model's vocabulary)."""
+    text = model_text(model_dir)
+    vocab = [t for t in text.tokenizer.get_vocab() if t.isalpha() and len(t) > 2]
+    rng = random.Random(seed)
+    work = []
+    for prompt_tokens, output_tokens in lengths:
+        target = max(1, min(prompt_tokens, MAX_PROMPT_TOKENS))
+        words: list[str] = []
+        while text.count(" ".join(words)) < target:
+            words.append(rng.choice(vocab))
+        work.append(Work(" ".join(words), max(1, min(output_tokens, MAX_OUTPUT_TOKENS))))
+    return work
+
+
+async def setup_database(url: str) -> tuple[str, str]:
+    """Demo data and a member API key; returns (org id, key). (Migrate first: upgrade
+    runs its own event loop.)"""
+    engine = make_engine(url)
+    try:
+        async with make_sessionmaker(engine)() as db:
+            await seed_demo(db, Clock())
+            member = (
+                await db.execute(User.__table__.select().where(User.email == "member@demo.example"))
+            ).one()
+            org_id = (
+                (
+                    await db.execute(
+                        Membership.__table__.select().where(Membership.user_id == member.id)
+                    )
+                )
+                .one()
+                .org_id
+            )
+            project_id = (
+                (await db.execute(Project.__table__.select().where(Project.org_id == org_id)))
+                .first()
+                .id
+            )
+            prefix, secret = new_api_key()
+            now = datetime.now(UTC)
+            db.add(
+                ApiKey(
+                    id=new_id("key"),
+                    org_id=org_id,
+                    project_id=project_id,
+                    name="bench",
+                    prefix=prefix,
+                    secret_hash=token_digest(secret),
+                    role=TenantRole.MEMBER,
+                    scopes=sorted(TENANT_GRANTS[TenantRole.MEMBER]),
+                    created_by=None,
+                    created_at=now,
+                    expires_at=now + timedelta(days=1),
+                )
+            )
+            await db.commit()
+    finally:
+        await engine.dispose()
+    return org_id, secret
+
+
+async def deploy(http: httpx.AsyncClient, org_id: str, key: str, model_dir: Path) -> str:
+    """Create the endpoint and wait for its replica; returns the replica's gRPC address."""
+    auth = {"Authorization": f"Bearer {key}"}
+    created = await http.post(
+        f"/api/v1/orgs/{org_id}/endpoints",
+        headers=auth,
+        json={
+            "name": "bench",
+            "region": REGION,
+            "model_uri": model_dir.as_uri(),
+            "gpu_model": "l40s",
+            "gpu_milli": 1000,
+        },
+    )
+    if created.status_code != 201:
+        raise RuntimeError(f"endpoint not created: {created.text}")
+    for _ in range(600):
+        endpoint = (await http.get(f"/api/v1/orgs/{org_id}/endpoints/bench", headers=auth)).json()
+        if endpoint["state"] == "ready":
+            break
+        await asyncio.sleep(0.2)
+    else:
+        raise RuntimeError(f"endpoint not ready: {endpoint['state']}")
+    tenancies = (
+        await http.get(
+            f"/api/v1/orgs/{org_id}/tenancies",
+            headers=auth,
+            params={"kind": "inference", "state": "active"},
+        )
+    ).json()
+    return str(tenancies["items"][0]["facts"]["triton_grpc"])
+
+
+def _inputs(work: Work) -> list[grpcclient.InferInput]:
+    text = grpcclient.InferInput("text_input", [1], "BYTES")
+    text.set_data_from_numpy(np.array([work.prompt.encode()], dtype=np.object_))
+    limit = grpcclient.InferInput("max_tokens", [1], "INT32")
+    limit.set_data_from_numpy(np.array([work.max_tokens], dtype=np.int32))
+    stream = grpcclient.InferInput("stream", [1], "BOOL")
+    stream.set_data_from_numpy(np.array([True], dtype=np.bool_))
+    return [text, limit, stream]
+
+
+async def direct_call(client: grpcclient.InferenceServerClient, work: Work) -> str:
+    """What the gateway does upstream, without the gateway: one streamed request."""
+
+    async def requests() -> Any:
+        yield {"model_name": "bench-v1", "inputs": _inputs(work)}
+
+    parts = []
+    async for result, error in client.stream_infer(inputs_iterator=requests()):
+        if error is not None:
+            raise RuntimeError(str(error))
+        output = result.as_numpy("text_output")
+        if output is not None and output.size:
+            parts.append(output.reshape(-1)[0].decode())
+    return "".join(parts)
+
+
+async def run_level(
+    call: Callable[[Work], Awaitable[Any]], work: Sequence[Work], clients: int
+) -> tuple[list[float], float]:
+    """Latencies (ms) of every request and the throughput (requests/s) with ``clients``
+    concurrent callers working through ``work``."""
+    queue = list(reversed(work))
+    latencies: list[float] = []
+
+    async def worker() -> None:
+        while queue:
+            item = queue.pop()
+            started = time.perf_counter()
+            await call(item)
+            latencies.append((time.perf_counter() - started) * 1000)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(clients)))
+    return latencies, len(work) / (time.perf_counter() - started)
+
+
+async def measure(plan: Plan, base: str, org_id: str, key: str, model_dir: Path) -> dict[str, Any]:
+    text = model_text(model_dir)
+    work = make_work(model_dir, trace_lengths(plan.requests))
+    mismatches = 0
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    async with httpx.AsyncClient(base_url=base, timeout=120, limits=limits) as http:
+        upstream = await deploy(http, org_id, key, model_dir)
+        auth = {"Authorization": f"Bearer {key}"}
+
+        async def via_gateway(item: Work) -> None:
+            nonlocal mismatches
+            answer = await http.post(
+                "/v1/completions",
+                headers=auth,
+                json={"model": "bench", "prompt": item.prompt, "max_tokens": item.max_tokens},
+            )
+            body = answer.json()
+            usage = body["usage"]
+            if usage["prompt_tokens"] != text.count(item.prompt) or usage[
+                "completion_tokens"
+            ] != text.count(body["choices"][0]["text"]):
+                mismatches += 1
+
+        client = grpcclient.InferenceServerClient(upstream)
+        try:
+            await run_level(lambda w: direct_call(client, w), work[:20], 4)  # warm-up
+            await run_level(via_gateway, work[:20], 4)
+            levels: dict[str, Any] = {}
+            for clients in plan.concurrencies:
+                log(f"{clients} client(s): direct ...")
+                direct, direct_rps = await run_level(
+                    lambda w: direct_call(client, w), work, clients
+                )
+                log(f"{clients} client(s): gateway ...")
+                gateway, gateway_rps = await run_level(via_gateway, work, clients)
+                levels[str(clients)] = {
+                    "direct": _summary(direct, direct_rps),
+                    "gateway": _summary(gateway, gateway_rps),
+                    "added_ms_p50": round(percentile(gateway, 50) - percentile(direct, 50), 3),
+                    "added_ms_p99": round(percentile(gateway, 99) - percentile(direct, 99), 3),
+                    "throughput_ratio": round(gateway_rps / direct_rps, 3),
+                }
+        finally:
+            await client.close()
+    one, many = levels["1"], levels[str(max(plan.concurrencies))]
+    return {
+        "added_latency_ms_p50": one["added_ms_p50"],
+        "added_latency_ms_p99": one["added_ms_p99"],
+        "throughput_ratio_at_32": many["throughput_ratio"],
+        "token_count_mismatches": mismatches,
+        "requests_checked": len(work) * len(plan.concurrencies),
+        "levels": levels,
+    }
+
+
+def _summary(latencies: list[float], rps: float) -> dict[str, float]:
+    return {
+        "rps": round(rps, 1),
+        "p50_ms": round(percentile(latencies, 50), 3),
+        "p99_ms": round(percentile(latencies, 99), 3),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(__doc__ or "", argv)
+    plan = QUICK if args.quick else FULL
+    root = VAR_DIR / "gateway"
+    shutil.rmtree(root, ignore_errors=True)
+    model_dir = write_tiny_model(root / "models" / REGION, "tiny-chat")
+    url = f"sqlite:///{root / 'bench.db'}"
+    upgrade(url)
+    org_id, key = asyncio.run(setup_database(url))
+    env = {
+        "CP_DATABASE_URL": url,
+        "CP_MODEL_STORE_ROOT": str(root / "models"),
+        "CP_TRITON_DIR": str(root / "triton"),
+        "CP_KEY_DIR": str(root / "keys"),
+        "CP_SIM_DIR": str(root / "sim"),
+        "CP_RECONCILE_INTERVAL_SECONDS": "0.2",
+        "CP_AUTOSCALE_ENABLED": "false",
+        "CP_LOG_LEVEL": "WARNING",
+        "CP_GATEWAY_REQUESTS_PER_SECOND": "1000000",
+        "CP_GATEWAY_TOKENS_PER_MINUTE": "1000000000",
+        "CP_ENVIRONMENT": "development",
+        "CP_COOKIE_SECURE": "false",
+    }
+    with serve_asgi("control_plane.asgi:app", env=env) as server:
+        try:
+            result = asyncio.run(measure(plan, server.base_url, org_id, key, model_dir))
+        finally:
+            _stop_tritons(root / "triton")
+    result.update(
+        goals=GOALS,
+        plan={"requests": plan.requests, "concurrencies": list(plan.concurrencies)},
+        machine=machine_info(),
+        quick=args.quick,
+    )
+    log(
+        f"added p50 {result['added_latency_ms_p50']} ms, p99 {result['added_latency_ms_p99']} ms; "
+        f"throughput ratio at 32: {result['throughput_ratio_at_32']}; "
+        f"token count mismatches: {result['token_count_mismatches']}"
+    )
+    write_json(args.json, result)
+
+
+def _stop_tritons(triton_dir: Path) -> None:
+    import json
+    import os
+    import signal
+
+    for state in triton_dir.glob("*/state.json"):
+        pid = int(json.loads(state.read_text())["pid"])
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+
+if __name__ == "__main__":
+    main()
