@@ -40,6 +40,7 @@ from control_plane.db.engine import make_engine, make_sessionmaker
 from control_plane.db.migrate import upgrade
 from control_plane.endpoints.gateway.text import model_text
 from control_plane.endpoints.modelrepo.tiny import write_tiny_model
+from control_plane.endpoints.triton.driver import stop_all
 from control_plane.identity.models import ApiKey, Membership, Project, User
 from control_plane.identity.roles import TENANT_GRANTS, TenantRole
 from control_plane.identity.secrets import new_api_key, token_digest
@@ -310,7 +311,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         try:
             result = asyncio.run(measure(plan, server.base_url, org_id, key, model_dir))
         finally:
-            _stop_tritons(root / "triton")
+            stop_all(root / "triton")
     result.update(
         goals=GOALS,
         plan={"requests": plan.requests, "concurrencies": list(plan.concurrencies)},
@@ -323,19 +324,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"token count mismatches: {result['token_count_mismatches']}"
     )
     write_json(args.json, result)
-
-
-def _stop_tritons(triton_dir: Path) -> None:
-    import json
-    import os
-    import signal
-
-    for state in triton_dir.glob("*/state.json"):
-        pid = int(json.loads(state.read_text())["pid"])
-        try:
-            os.killpg(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
 
 
 if __name__ == "__main__":

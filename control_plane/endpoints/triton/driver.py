@@ -33,7 +33,7 @@ from control_plane.tenancies.drivers.base import (
 )
 from control_plane.tenancies.drivers.registry import DriverContext
 
-__all__ = ["TritonLocalDriver", "build"]
+__all__ = ["TritonLocalDriver", "build", "stop_all"]
 
 _NAME_LINE = re.compile(r'^\s*name\s*:\s*"[^"]*"\s*$', re.MULTILINE)
 
@@ -235,3 +235,18 @@ def _sync_models(http_url: str, repo: Path, wanted: Mapping[str, Path]) -> list[
         return sorted(wanted)
     finally:
         client.close()
+
+
+def stop_all(triton_dir: Path) -> int:
+    """Stop every replica server recorded under ``triton_dir`` (tests, benchmarks, an
+    operator tidying a host); returns how many were running."""
+    stopped = 0
+    for state in triton_dir.glob("*/state.json"):
+        try:
+            pid = int(json.loads(state.read_text())["pid"])
+        except (OSError, ValueError, KeyError):
+            continue
+        if _alive(pid):
+            _kill_group(pid)
+            stopped += 1
+    return stopped

@@ -6,7 +6,6 @@ tenant isolation, cold start from zero, and the exactly-once usage flush."""
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from control_plane.db.engine import make_sessionmaker
 from control_plane.endpoints.gateway.core import Gateway
 from control_plane.endpoints.gateway.text import model_text
 from control_plane.endpoints.modelrepo.tiny import write_tiny_model
+from control_plane.endpoints.triton.driver import stop_all
 from control_plane.endpoints.triton.server import triton_available
 from control_plane.identity.roles import TenantRole
 from control_plane.metering.service import usage_total
@@ -54,12 +54,7 @@ def tiny(settings: Settings) -> Path:
 def stop_tritons(settings: Settings) -> Iterator[None]:
     """Whatever a test leaves running, its Triton servers stop with it."""
     yield
-    from control_plane.endpoints.triton.driver import _alive, _kill_group
-
-    for state in settings.triton_dir.glob("*/state.json"):
-        pid = json.loads(state.read_text())["pid"]
-        if _alive(pid):
-            _kill_group(int(pid))
+    stop_all(settings.triton_dir)
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from control_plane.app import create_app
 from control_plane.endpoints.gateway.text import model_text
 from control_plane.endpoints.modelrepo.tiny import write_tiny_model
+from control_plane.endpoints.triton.driver import stop_all
 from control_plane.endpoints.triton.server import triton_available
 from control_plane.identity.roles import TenantRole
 from control_plane.metering.service import usage_total
@@ -97,12 +98,7 @@ async def test_disconnect_mid_stream_bills_what_was_generated(
                 await asyncio.sleep(0.2)
             stats = app.state.gateway.stats.all()
     finally:
-        for state in served.triton_dir.glob("*/state.json"):
-            from control_plane.endpoints.triton.driver import _alive, _kill_group
-
-            pid = json.loads(state.read_text())["pid"]
-            if _alive(pid):
-                _kill_group(int(pid))
+        stop_all(served.triton_dir)
     seen = model_text(tiny).count("".join(received))
     assert seen >= 5
     # Billed for what was generated before the hang-up was noticed: at least what the
