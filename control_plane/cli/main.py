@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from control_plane.settings import Settings
+
+if TYPE_CHECKING:
+    from control_plane.seed.demo_endpoint import DemoEndpoint
 
 
 @click.group()
@@ -53,26 +57,31 @@ def seed_demo_command() -> None:
     """Add the demo organization, logins, regions and fleet (idempotent)."""
     from control_plane.seed.demo import DEMO_LOGINS
 
-    added = asyncio.run(_seed_demo(Settings()))
+    added, endpoint = asyncio.run(_seed_demo(Settings()))
     click.echo(
         f"demo data ready (added {added['users']} users, {added['regions']} regions, "
         f"{added['nodes']} nodes)"
     )
+    if endpoint.created:
+        click.echo(f"inference endpoint demo-chat (ca-qc-1) serves {endpoint.model}")
     for login in DEMO_LOGINS:
         click.echo(f"  {login.email:<28} {login.password:<20} {login.role}")
 
 
-async def _seed_demo(settings: Settings) -> dict[str, int]:
+async def _seed_demo(settings: Settings) -> tuple[dict[str, int], DemoEndpoint]:
     from control_plane.clock import Clock
     from control_plane.db.engine import make_engine, make_sessionmaker
     from control_plane.seed.demo import seed_demo
+    from control_plane.seed.demo_endpoint import seed_demo_endpoint
 
     engine = make_engine(settings.database_url)
     try:
         async with make_sessionmaker(engine)() as session:
             added = await seed_demo(session, Clock())
             await session.commit()
-            return added
+            endpoint = await seed_demo_endpoint(session, Clock(), settings)
+            await session.commit()
+            return added, endpoint
     finally:
         await engine.dispose()
 
