@@ -6,6 +6,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from control_plane.clock import Clock
 from control_plane.endpoints.autoscale import Autoscaler
+from control_plane.endpoints.gateway import metrics
 from control_plane.endpoints.gateway.core import BudgetGate, Gateway
 from control_plane.endpoints.gateway.limits import KeyLimits, Limiter
 from control_plane.endpoints.gateway.routing import RouteTable
@@ -24,6 +25,7 @@ def build_gateway(
     budget: BudgetGate | None = None,
 ) -> tuple[Gateway, Autoscaler]:
     stats = Stats()
+    metrics.watch(stats)
     deps = Deps(clock=clock, settings=settings, drivers=reconciler.drivers)
     autoscaler = Autoscaler(sessionmaker, deps, stats, kick=reconciler.wake.set)
     gateway = Gateway(

@@ -130,6 +130,10 @@ class TestChat:
         await flush(app, db)
         billed = await usage_total(db, org_id=org.org_id, type="tokens_out")
         assert billed == 12
+        scraped = (await client.get("/metrics")).text
+        assert f'cp_endpoint_tokens_total{{direction="out",endpoint="{endpoint["id"]}"}} 12.0' in (
+            scraped
+        )
 
     async def test_stream_ends_with_a_usage_chunk_matching_the_deltas(
         self,
