@@ -11,6 +11,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from control_plane.clock import Clock
@@ -93,6 +94,7 @@ class Gateway:
         self.limiter = limiter
         self.meter = meter
         self.stats = stats or Stats()
+        self._texts: dict[Path, ModelText] = {}
         self.clients = Clients()
         self._clock = clock
         self._wake = wake
@@ -124,7 +126,11 @@ class Gateway:
                 detail=f"{model!r} has no version approved for production traffic yet.",
                 headers={"Retry-After": "60"},
             )
-        text = await asyncio.to_thread(model_text, version.model_dir)
+        text = self._texts.get(version.model_dir)
+        if text is None:  # first request of a version: read its tokenizer off the loop
+            text = self._texts[version.model_dir] = await asyncio.to_thread(
+                model_text, version.model_dir
+            )
         return Call(route=route, version=version, text=text, api_key_id=key, request_id=request_id)
 
     @property
