@@ -17,6 +17,7 @@ from control_plane.audit.chain import verify_chain
 from control_plane.audit.models import AuditEntryRow
 from control_plane.audit.store import entries
 from control_plane.clock import Clock
+from control_plane.settings import Settings
 from control_plane.identity.roles import TenantRole, tenant_allows
 from tests.integration.security.conftest import build_catalog, build_world, unique
 from tests.integration.security.test_route_isolation import (
@@ -72,11 +73,12 @@ class TestEveryChangeIsRecorded:
         db: AsyncSession,
         clock: Clock,
         app: Litestar,
+        settings: Settings,
     ) -> None:
         rule, build = EXPECTATIONS[operation]
         method = operation.split(" ", 1)[0]
         await build_catalog(db, clock)
-        world = await build_world(db, clock)
+        world = await build_world(db, clock, settings.model_store_root)
         await db.commit()
         caller = next(
             world.callers[name]
@@ -106,11 +108,12 @@ class TestEveryChangeIsRecorded:
         client: AsyncTestClient[Litestar],
         db: AsyncSession,
         clock: Clock,
+        settings: Settings,
     ) -> None:
         rule, build = EXPECTATIONS[operation]
         method = operation.split(" ", 1)[0]
         await build_catalog(db, clock)
-        world = await build_world(db, clock)
+        world = await build_world(db, clock, settings.model_store_root)
         await db.commit()
         refused = [
             world.callers[name]

@@ -21,7 +21,17 @@ Client = AsyncTestClient[Litestar]
 HTML = {"Accept": "text/html"}
 # Not portal pages: the API, its schema, health/metrics, static files and the SSO hops
 # (covered by test_route_isolation.py, test_basics.py and test_sso.py).
-NOT_PAGES = ("/api/", "/schema", "/healthz", "/readyz", "/metrics", "/static", "/auth/oidc")
+NOT_PAGES = (
+    "/api/",
+    "/schema",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/static",
+    "/auth/oidc",
+    "/v1/",
+    "/v2/",
+)
 
 
 @dataclass(frozen=True)
