@@ -296,6 +296,41 @@ class TestEndpointPage:
         assert "Approved" in text_of(after.text)
         assert "hash checked" in text_of(after.text)
 
+    async def test_two_versions_get_a_traffic_split_form(
+        self, client: Client, org: Tenant, fleet: list[str], model: str, settings: Settings
+    ) -> None:
+        csrf = await sign_in(client, org)
+        await create(client, csrf, model)
+        canary = fake_model(settings.model_store_root, REGION, "tiny-chat-2")
+        added = await client.post(
+            f"/api/v1/orgs/{org.org_id}/endpoints/chat/versions",
+            json={"model_uri": canary, "traffic_percent": 10},
+            headers={"X-CSRF-Token": csrf},
+        )
+        assert added.status_code == 201, added.text
+        page = await client.get("/endpoints/chat", headers=HTML)
+        bad = await client.post(
+            "/endpoints/chat/split",
+            data={"_csrf": csrf, "percent_1": "80", "percent_2": "30"},
+            headers=HTML,
+        )
+        good = await client.post(
+            "/endpoints/chat/split",
+            data={"_csrf": csrf, "percent_1": "75", "percent_2": "25"},
+            headers=HTML,
+            follow_redirects=False,
+        )
+        after = await client.get(good.headers["location"], headers=HTML)
+
+        assert "Save traffic split" in text_of(page.text)
+        assert 'id="split-percent_2" name="percent_2" type="number" value="10"' in page.text
+        assert bad.status_code == 400
+        assert "add up to 100" in text_of(bad.text)
+        assert good.status_code == 303
+        assert "Traffic split saved." in text_of(after.text)
+        assert 'id="split-percent_2" name="percent_2" type="number" value="25"' in after.text
+        assert 'id="split-percent_1" name="percent_1" type="number" value="75"' in after.text
+
     async def test_delete_removes_it_from_the_list(
         self, client: Client, org: Tenant, fleet: list[str], model: str
     ) -> None:
