@@ -17,7 +17,7 @@ from urllib.parse import unquote, urlparse
 from control_plane.errors import FieldError, InvalidInput
 from control_plane.settings import Settings
 
-__all__ = ["ModelSource", "path_of", "resolve", "store_roots"]
+__all__ = ["ModelChoice", "ModelSource", "available_models", "path_of", "resolve", "store_roots"]
 
 MANIFEST = "model.json"
 _FIELD = "body.model_uri"
@@ -90,3 +90,39 @@ def resolve(uri: str, settings: Settings, regions: list[str]) -> ModelSource:
         license=str(manifest.get("license", "unknown"))[:100],
         weights_sha256=sha,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ModelChoice:
+    """A model directory found in a region's store, as a create form offers it."""
+
+    uri: str
+    name: str
+    region: str
+    backend: str
+    license: str
+    weights_sha256: str
+
+
+def available_models(settings: Settings, regions: list[str]) -> list[ModelChoice]:
+    """The Triton model directories (with ``config.pbtxt`` and ``model.json``) in the stores
+    of ``regions``, by region then name; directories that would be refused are left out."""
+    choices: list[ModelChoice] = []
+    for region, root in sorted(store_roots(settings, regions).items()):
+        if region not in regions or not root.is_dir():
+            continue
+        for path in sorted(p for p in root.iterdir() if p.is_dir()):
+            if not (path / "config.pbtxt").is_file() or not (path / MANIFEST).is_file():
+                continue
+            try:
+                source = resolve(path.as_uri(), settings, regions)
+            except InvalidInput:
+                continue
+            choices.append(
+                ModelChoice(
+                    uri=source.uri, name=path.name, region=source.region,
+                    backend=source.backend, license=source.license,
+                    weights_sha256=source.weights_sha256,
+                )
+            )  # fmt: skip
+    return choices

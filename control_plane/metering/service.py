@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import cast
 
@@ -15,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from control_plane.ids import new_id
 from control_plane.metering.models import UsageEvent
 
-__all__ = ["NewUsage", "record_usage", "usage_total"]
+__all__ = ["HourlyUsage", "NewUsage", "record_usage", "usage_by_hour", "usage_total"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,3 +70,43 @@ async def usage_total(
         if dimension is None or dimensions.get(dimension[0]) == dimension[1]:
             total += value
     return total
+
+
+@dataclass(frozen=True, slots=True)
+class HourlyUsage:
+    """Usage per hour: ``hours`` are the hour starts (UTC), ``values[type][i]`` the amount
+    whose window started in hour ``i``."""
+
+    hours: list[datetime]
+    values: dict[str, list[Decimal]]
+
+
+async def usage_by_hour(
+    db: AsyncSession,
+    org_id: str,
+    types: Sequence[str],
+    since: datetime,
+    until: datetime,
+    dimension: tuple[str, str] | None = None,
+) -> HourlyUsage:
+    """An organization's usage of ``types`` per hour from ``since`` (floored to the hour)
+    to ``until``, optionally where a dimension matches (e.g. ``("endpoint", id)``)."""
+    start = since.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    count = max(1, math.ceil((until - start).total_seconds() / 3600))
+    hours = [start + timedelta(hours=n) for n in range(count)]
+    values = {t: [Decimal(0)] * count for t in types}
+    query = select(
+        UsageEvent.type, UsageEvent.value, UsageEvent.window_start, UsageEvent.dimensions
+    ).where(
+        UsageEvent.org_id == org_id,
+        UsageEvent.type.in_(list(types)),
+        UsageEvent.window_start >= start,
+        UsageEvent.window_start < until,
+    )
+    for kind, value, at, dimensions in await db.execute(query):
+        if dimension is not None and dimensions.get(dimension[0]) != dimension[1]:
+            continue
+        index = int((at.astimezone(UTC) - start).total_seconds() // 3600)
+        if 0 <= index < count:
+            values[kind][index] += value
+    return HourlyUsage(hours=hours, values=values)
