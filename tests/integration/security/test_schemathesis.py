@@ -144,13 +144,16 @@ async def fuzz_target(
         environment="test",
         cookie_secure=False,
         login_rate_per_minute=100_000,  # fuzzing signs in far more often than a person
+        model_store_root=tmp_path_factory.mktemp("models"),
+        triton_dir=tmp_path_factory.mktemp("triton"),
+        autoscale_enabled=False,
     )
     clock = OffsetClock()
     engine = make_engine(database_url)
     try:
         async with make_sessionmaker(engine)() as db:
             await build_catalog(db, clock)
-            world = await build_world(db, clock)
+            world = await build_world(db, clock, app_settings.model_store_root)
             owner_secret = await make_api_key(db, world.victim, TenantRole.OWNER)
             sibling = await make_project(db, world.victim.org_id, "sibling")
             doomed = await make_user(db, f"doomed@{world.victim.slug}.test")
