@@ -40,7 +40,7 @@ CSV_COLUMNS = (
 CSV_HEADER = (",".join(CSV_COLUMNS) + "\n").encode()
 _FORMULA_START = frozenset("=+-@\t\r")
 _FORMULA_BYTES = frozenset(c.encode() for c in _FORMULA_START)
-_FORMULA_CELL_STARTS = tuple((sep + c).encode() for sep in ",\n" for c in "=+-@\t")
+_FORMULA_CELL_STARTS = tuple(("," + c).encode() for c in "=+-@\t")
 
 # gc=False: rows hold only strings, ints and each other, so they cannot form cycles, and
 # untracked they decode about three times faster (no garbage collections while a million
@@ -155,6 +155,8 @@ def csv_body(rows: Sequence[Row]) -> bytes:
     The plain rendering is used only if it provably has 16 cells per line and nothing to
     quote or guard: no quote or CR anywhere, exactly one newline per row, exactly 15
     commas per row and no cell starting like a formula. Otherwise the csv module renders.
+    With one newline per row, every newline ends a row and the next row starts with its
+    seq (digits), so only cells after a comma and the very first one can start a formula.
     """
     body = "".join(
         [
@@ -172,8 +174,8 @@ def csv_body(rows: Sequence[Row]) -> bytes:
         and b'"' not in body
         and b"\r" not in body
         and body[:1] not in _FORMULA_BYTES
-        # A one-byte search is far faster than a two-byte one: look for "," or newline
-        # before a formula character only when that character occurs at all.
+        # A one-byte search is far faster than a two-byte one: look for a comma before a
+        # formula character only when that character occurs at all.
         and not any(s[1:] in body and s in body for s in _FORMULA_CELL_STARTS)
     ):
         return body
