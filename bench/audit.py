@@ -337,7 +337,7 @@ async def _run_group_commit(url: str, plan: Plan) -> dict[str, Any]:
     # The writers hold no connection: only the flusher (and the check afterwards) do.
     engine = make_engine(url, pool_size=2, max_overflow=0)
     maker = make_sessionmaker(engine)
-    appender = LedgerAppender(maker, max_batch=DEFAULT_MAX_BATCH)
+    appender = LedgerAppender(engine, max_batch=DEFAULT_MAX_BATCH)
     touched: set[str] = set()
     try:
         appender.start()

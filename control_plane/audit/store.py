@@ -38,7 +38,7 @@ from control_plane.audit.chain import GENESIS_HASH, AuditEntry, append, chain_na
 from control_plane.audit.models import AuditEntryRow
 from control_plane.ids import new_id, new_ids
 
-__all__ = ["LedgerInconsistent", "NewEntry", "entries", "record", "record_many"]
+__all__ = ["LedgerInconsistent", "NewEntry", "entries", "record", "record_many", "write_many"]
 
 _ENTRY_COLUMNS = (
     AuditEntryRow.seq,
@@ -132,10 +132,15 @@ async def record_many(db: AsyncSession, new: Sequence[NewEntry]) -> list[AuditEn
     """
     if not new:
         return []
+    return await write_many(await db.connection(), new)
+
+
+async def write_many(conn: AsyncConnection, new: Sequence[NewEntry]) -> list[AuditEntry]:
+    """record_many on a connection in a transaction (the group-commit appender needs no
+    ORM session, whose bookkeeping costs as much as a batch's statements)."""
     digests = [payload_hash(n.payload) for n in new]  # refuse bad payloads before locking
     names = [chain_name(n.org_id, n.region) for n in new]
     chains = sorted(set(names))
-    conn = await db.connection()
     postgres = conn.dialect.name == "postgresql"
     before = await (_lock_heads_pg if postgres else _lock_heads_sqlite)(conn, chains)
     last = {chain: _stub(chain, *before[chain]) for chain in chains}
