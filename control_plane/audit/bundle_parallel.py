@@ -31,6 +31,8 @@ from itertools import groupby, repeat
 from operator import attrgetter
 from pathlib import Path
 
+import structlog
+
 from control_plane.audit.bundle_format import CSV_HEADER, Row, csv_body, decode_rows, links_ok
 from control_plane.audit.bundle_verify import (
     CHECKPOINTS,
@@ -48,7 +50,16 @@ from control_plane.audit.bundle_verify import (
 )
 from control_plane.audit.signing import PublicKeyRecord
 
-__all__ = ["PARALLEL_MIN_BYTES", "PartReport", "check_part", "split", "verify_parallel"]
+__all__ = [
+    "PARALLEL_MIN_BYTES",
+    "PartReport",
+    "check_part",
+    "split",
+    "verify_parallel",
+    "workers_for",
+]
+
+log = structlog.get_logger("control_plane.audit")
 
 # About 45,000 entries: below this, starting worker processes costs more than it saves.
 PARALLEL_MIN_BYTES = 24 * 2**20
@@ -177,7 +188,10 @@ def verify_parallel(
         if sha_file(root / CHECKPOINTS) != files[CHECKPOINTS]:
             return None
         return _check_entries(root, m, files, workers, parts or workers * PARTS_PER_WORKER)
-    except (BundleError, OSError, RuntimeError):  # BrokenProcessPool is a RuntimeError
+    except BundleError:
+        return None
+    except Exception:  # a worker that died or raised: the one-process check decides
+        log.warning("audit bundle: parallel check failed, checking in one process", exc_info=True)
         return None
 
 
