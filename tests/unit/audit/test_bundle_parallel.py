@@ -24,7 +24,7 @@ from control_plane.audit import (
     verify_bundle,
     write_bundle,
 )
-from control_plane.audit.bundle_parallel import split, verify_parallel
+from control_plane.audit.bundle_parallel import PartReport, check_part, split, verify_parallel
 from tests.unit.audit.test_bundle_tamper import (
     SLICE,
     T0,
@@ -162,6 +162,35 @@ class TestRangeBoundaries:
         result = verify_bundle(single, workers=2)
         assert (result.ok, result.first_bad_seq) == (False, first)
         assert serial_equal(single, result)
+
+
+class TestChunksWithinAPart:
+    """A worker reads its part a chunk at a time: chains are stitched across chunks too."""
+
+    def report(self, bundle: Path, chunk: int) -> PartReport:
+        path = bundle / "entries.jsonl"
+        manifest = json.loads((bundle / "manifest.json").read_text())
+        heads = {p["chain"]: [(p["seq"], p["entry_hash"])] for p in manifest["proofs"]}
+        return check_part(
+            str(path), 0, path.stat().st_size, manifest["org_id"],
+            frozenset(manifest["chains"]), heads, chunk=chunk,
+        )  # fmt: skip
+
+    def test_small_chunks_give_the_one_chunk_report(self, single: Path, multi: Path) -> None:
+        for bundle in (single, multi):
+            whole = self.report(bundle, 2**30)
+            assert whole.ok
+            assert self.report(bundle, 700) == whole  # a line or two per chunk
+
+    def test_a_link_broken_between_chunks_is_caught(self, single: Path) -> None:
+        lines = read_lines(single)
+        del lines[position(lines, BIG, 200)]
+        write_lines(single, lines)
+        assert not self.report(single, 700).ok
+
+    def test_a_modified_entry_in_a_later_chunk_is_caught(self, single: Path) -> None:
+        same_length_edit(single, 333)
+        assert not self.report(single, 700).ok
 
 
 def _modify(bundle: Path) -> None:
