@@ -136,8 +136,9 @@ async def record_many(db: AsyncSession, new: Sequence[NewEntry]) -> list[AuditEn
 
 
 async def write_many(conn: AsyncConnection, new: Sequence[NewEntry]) -> list[AuditEntry]:
-    """record_many on a connection in a transaction (the group-commit appender needs no
-    ORM session, whose bookkeeping costs as much as a batch's statements)."""
+    """record_many on a connection inside a transaction; the caller commits. The
+    group-commit appender writes this way: an ORM session's bookkeeping measured about a
+    tenth of a 32-entry batch's CPU, and it needs none of it."""
     digests = [payload_hash(n.payload) for n in new]  # refuse bad payloads before locking
     names = [chain_name(n.org_id, n.region) for n in new]
     chains = sorted(set(names))
