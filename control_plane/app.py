@@ -67,7 +67,7 @@ def create_app(
         configure_logging(settings.log_format, settings.log_level)
     engine = make_engine(settings.database_url)
     sessionmaker = make_sessionmaker(engine)
-    audit_appender = LedgerAppender(sessionmaker)
+    audit_appender = LedgerAppender(engine)
     reconciler = build_reconciler(sessionmaker, clock, settings)
     gateway, autoscaler = build_gateway(sessionmaker, clock, settings, reconciler)
     state = State(

@@ -29,15 +29,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import msgspec
 from sqlalchemy import RowMapping, bindparam, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from control_plane.audit.canonical import payload_hash
 from control_plane.audit.chain import GENESIS_HASH, AuditEntry, append, chain_name
 from control_plane.audit.models import AuditEntryRow
-from control_plane.ids import new_id
+from control_plane.ids import new_id, new_ids
 
-__all__ = ["LedgerInconsistent", "NewEntry", "entries", "record", "record_many"]
+__all__ = ["LedgerInconsistent", "NewEntry", "entries", "record", "record_many", "write_many"]
 
 _ENTRY_COLUMNS = (
     AuditEntryRow.seq,
@@ -131,17 +132,23 @@ async def record_many(db: AsyncSession, new: Sequence[NewEntry]) -> list[AuditEn
     """
     if not new:
         return []
+    return await write_many(await db.connection(), new)
+
+
+async def write_many(conn: AsyncConnection, new: Sequence[NewEntry]) -> list[AuditEntry]:
+    """record_many on a connection inside a transaction; the caller commits. The
+    group-commit appender writes this way: an ORM session's bookkeeping measured about a
+    tenth of a 32-entry batch's CPU, and it needs none of it."""
     digests = [payload_hash(n.payload) for n in new]  # refuse bad payloads before locking
-    chains = sorted({chain_name(n.org_id, n.region) for n in new})
-    conn = await db.connection()
+    names = [chain_name(n.org_id, n.region) for n in new]
+    chains = sorted(set(names))
     postgres = conn.dialect.name == "postgresql"
-    heads = await (_lock_heads_pg if postgres else _lock_heads_sqlite)(conn, chains)
-    before = dict(heads)
+    before = await (_lock_heads_pg if postgres else _lock_heads_sqlite)(conn, chains)
+    last = {chain: _stub(chain, *before[chain]) for chain in chains}
     written: list[AuditEntry] = []
-    for n, digest in zip(new, digests, strict=True):
-        chain = chain_name(n.org_id, n.region)
+    for n, chain, digest in zip(new, names, digests, strict=True):
         entry = append(
-            _stub(chain, *heads[chain]),
+            last[chain],
             chain=chain,
             at=n.at,
             actor_kind=n.actor_kind,
@@ -156,9 +163,10 @@ async def record_many(db: AsyncSession, new: Sequence[NewEntry]) -> list[AuditEn
             decision_ref=n.decision_ref,
             payload_hash=digest,
         )
-        heads[chain] = (entry.seq, entry.entry_hash)
+        last[chain] = entry
         written.append(entry)
-    await (_write_pg if postgres else _write_sqlite)(conn, written, before, heads)
+    after = {chain: (e.seq, e.entry_hash) for chain, e in last.items() if e is not None}
+    await (_write_pg if postgres else _write_sqlite)(conn, written, before, after)
     return written
 
 
@@ -201,11 +209,13 @@ _PG_LOCK = text(
 )
 
 
+# The batch travels as two JSON texts (entries, their ids) and one of heads: the driver
+# sends each as one string, where 17 arrays cost it a type check per element, and
+# msgspec writes the entries in C straight from the dataclasses.
 _PG_WRITE = text(
     "WITH heads AS ("
-    " SELECT * FROM unnest(CAST(:h_chain AS VARCHAR[]), CAST(:h_old_seq AS BIGINT[]),"
-    " CAST(:h_old_hash AS VARCHAR[]), CAST(:h_seq AS BIGINT[]), CAST(:h_hash AS VARCHAR[]))"
-    " AS t(chain, old_seq, old_hash, seq, entry_hash)"
+    " SELECT * FROM json_to_recordset(CAST(:heads AS JSON)) AS t(chain VARCHAR,"
+    " old_seq BIGINT, old_hash VARCHAR, seq BIGINT, entry_hash VARCHAR)"
     "), intact AS ("
     # Every head's entry must be stored as the head says. This statement starts after the
     # heads are locked, so it sees what their previous holders committed.
@@ -216,17 +226,23 @@ _PG_WRITE = text(
     " INSERT INTO audit_entry (id, seq, chain, at, actor_kind, actor_id, org_id, action,"
     " target_type, target_id, request_id, source_address, outcome, decision_ref,"
     " payload_hash, prev_hash, entry_hash)"
-    " SELECT t.* FROM unnest(CAST(:id AS VARCHAR[]), CAST(:seq AS BIGINT[]),"
-    " CAST(:chain AS VARCHAR[]), CAST(:at AS VARCHAR[]), CAST(:actor_kind AS VARCHAR[]),"
-    " CAST(:actor_id AS VARCHAR[]), CAST(:org_id AS VARCHAR[]), CAST(:action AS VARCHAR[]),"
-    " CAST(:target_type AS VARCHAR[]), CAST(:target_id AS VARCHAR[]),"
-    " CAST(:request_id AS VARCHAR[]), CAST(:source_address AS VARCHAR[]),"
-    " CAST(:outcome AS VARCHAR[]), CAST(:decision_ref AS VARCHAR[]),"
-    " CAST(:payload_hash AS VARCHAR[]), CAST(:prev_hash AS VARCHAR[]),"
-    " CAST(:entry_hash AS VARCHAR[])) AS t CROSS JOIN intact"
+    " SELECT i.id, e.seq, e.chain, e.at, e.actor_kind, e.actor_id, e.org_id, e.action,"
+    " e.target_type, e.target_id, e.request_id, e.source_address, e.outcome,"
+    " e.decision_ref, e.payload_hash, e.prev_hash, e.entry_hash"
+    " FROM ROWS FROM (json_to_recordset(CAST(:entries AS JSON)) AS (seq BIGINT,"
+    " chain VARCHAR, at VARCHAR, actor_kind VARCHAR, actor_id VARCHAR, org_id VARCHAR,"
+    " action VARCHAR, target_type VARCHAR, target_id VARCHAR, request_id VARCHAR,"
+    " source_address VARCHAR, outcome VARCHAR, decision_ref VARCHAR, payload_hash VARCHAR,"
+    " prev_hash VARCHAR, entry_hash VARCHAR)) WITH ORDINALITY AS e(seq, chain, at,"
+    " actor_kind, actor_id, org_id, action, target_type, target_id, request_id,"
+    " source_address, outcome, decision_ref, payload_hash, prev_hash, entry_hash, n)"
+    # Entries and ids are paired by position: the i-th id is the i-th entry's.
+    " JOIN json_array_elements_text(CAST(:ids AS JSON)) WITH ORDINALITY AS i(id, n)"
+    " USING (n) CROSS JOIN intact"
     ") UPDATE audit_chain_head h SET seq = heads.seq, entry_hash = heads.entry_hash"
     " FROM heads, intact WHERE h.chain = heads.chain AND h.seq = heads.old_seq"
 )
+_JSON = msgspec.json.Encoder()
 # The same for a single entry (the request path): scalars encode faster than arrays.
 _PG_WRITE_ONE = text(
     "WITH intact AS ("
@@ -268,13 +284,16 @@ async def _write_pg(
         one["id"] = new_id("aud")
         moved = (await conn.execute(_PG_WRITE_ONE, one)).rowcount
     else:
-        params = {name: [getattr(e, name) for e in written] for name in _NAMES}
-        params["id"] = [new_id("aud") for _ in written]
-        params["h_chain"] = chains
-        params["h_old_seq"] = [before[c][0] for c in chains]
-        params["h_old_hash"] = [before[c][1] for c in chains]
-        params["h_seq"] = [after[c][0] for c in chains]
-        params["h_hash"] = [after[c][1] for c in chains]
+        heads = [
+            {"chain": c, "old_seq": before[c][0], "old_hash": before[c][1],
+             "seq": after[c][0], "entry_hash": after[c][1]}
+            for c in chains
+        ]  # fmt: skip
+        params = {
+            "entries": _JSON.encode(written).decode(),
+            "ids": _JSON.encode(new_ids("aud", len(written))).decode(),
+            "heads": _JSON.encode(heads).decode(),
+        }
         moved = (await conn.execute(_PG_WRITE, params)).rowcount
     if moved != len(chains):
         problem = await _first_inconsistent(conn, before)
@@ -323,7 +342,10 @@ async def _write_sqlite(
         raise LedgerInconsistent(problem)
     await conn.execute(
         _SQLITE_INSERT,
-        [{"id": new_id("aud"), **{n: getattr(e, n) for n in _NAMES}} for e in written],
+        [
+            {"id": id_, **{n: getattr(e, n) for n in _NAMES}}
+            for id_, e in zip(new_ids("aud", len(written)), written, strict=True)
+        ],
     )
     await conn.execute(
         _SQLITE_MOVE, [{"chain": c, "seq": s, "hash": h} for c, (s, h) in after.items()]

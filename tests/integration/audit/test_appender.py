@@ -58,7 +58,7 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 @pytest.fixture
 async def appender(engine: AsyncEngine, db: AsyncSession) -> AsyncIterator[LedgerAppender]:
     """A running appender; ``db`` (another engine) empties the tables afterwards."""
-    running = LedgerAppender(make_sessionmaker(engine), max_batch=8)
+    running = LedgerAppender(engine, max_batch=8)
     running.start()
     try:
         yield running
@@ -152,7 +152,7 @@ class TestCommitBeforeAnswer:
     async def test_close_writes_what_is_queued_before_it_returns(
         self, engine: AsyncEngine, db: AsyncSession
     ) -> None:
-        appender = LedgerAppender(make_sessionmaker(engine), max_batch=4)
+        appender = LedgerAppender(engine, max_batch=4)
         appender.start()
         holder = _Holder(engine)
         await holder.hold("org_a")
@@ -232,7 +232,7 @@ class TestFailures:
     async def test_a_cancelled_close_fails_the_waiting_callers(
         self, engine: AsyncEngine, db: AsyncSession
     ) -> None:
-        appender = LedgerAppender(make_sessionmaker(engine), max_batch=2)
+        appender = LedgerAppender(engine, max_batch=2)
         appender.start()
         holder = _Holder(engine)
         await holder.hold("org_a")
@@ -258,7 +258,7 @@ class TestWithoutFlusher:
     async def test_an_appender_that_is_not_running_writes_each_entry_alone(
         self, engine: AsyncEngine, db: AsyncSession
     ) -> None:
-        idle = LedgerAppender(make_sessionmaker(engine))
+        idle = LedgerAppender(engine)
 
         answered = await idle.append(_new(1))
 

@@ -296,4 +296,5 @@ class TestAppendOnly:
             "entries",
             "record",
             "record_many",
+            "write_many",  # record_many on a bare connection (the group-commit appender)
         }

@@ -12,7 +12,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from control_plane.audit import AuditEntry, append, payload_hash, verify_bundle, write_bundle
-from control_plane.audit.bundle import _Actor, _csv_text, _expected_csv, _Row, _Target
+from control_plane.audit.bundle_format import Actor as _Actor
+from control_plane.audit.bundle_format import Row as _Row
+from control_plane.audit.bundle_format import Target as _Target
+from control_plane.audit.bundle_format import csv_text as _csv_text
+from control_plane.audit.bundle_format import expected_csv as _expected_csv
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 CHAIN = "org_a/ca-qc-1"

@@ -1,0 +1,182 @@
+"""What a bundle's entry files hold, as the verifiers read them: rows decoded in C from
+entries.jsonl, the hash check over each line's bytes, and the entries.csv rendering.
+
+Shared by the single-process verifier (control_plane.audit.bundle) and the one that splits
+a bundle across processes (control_plane.audit.bundle_parallel).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import re
+from collections.abc import Iterable, Sequence
+from operator import attrgetter
+from typing import Annotated
+
+import msgspec
+
+from control_plane.audit.chain import ENTRY_DOMAIN
+
+__all__ = [
+    "CSV_COLUMNS",
+    "CSV_HEADER",
+    "Actor",
+    "Row",
+    "Target",
+    "csv_body",
+    "csv_text",
+    "decode_rows",
+    "expected_csv",
+    "links_ok",
+]
+
+CSV_COLUMNS = (
+    "seq", "chain", "at", "actor_kind", "actor_id", "org_id", "action", "target_type",
+    "target_id", "request_id", "source_address", "outcome", "decision_ref", "payload_hash",
+    "prev_hash", "entry_hash",
+)  # fmt: skip
+CSV_HEADER = (",".join(CSV_COLUMNS) + "\n").encode()
+_FORMULA_START = frozenset("=+-@\t\r")
+_FORMULA_BYTES = frozenset(c.encode() for c in _FORMULA_START)
+_FORMULA_CELL_STARTS = tuple(("," + c).encode() for c in "=+-@\t")
+
+# gc=False: rows hold only strings, ints and each other, so they cannot form cycles, and
+# untracked they decode about three times faster (no garbage collections while a million
+# rows pile up).
+# Length only: a regex per field halves decoding speed. entry_hash and prev_hash are
+# proven hex by the hash comparisons, payload_hash by one regex over all rows
+# (decode_rows).
+_Hex64 = Annotated[str, msgspec.Meta(min_length=64, max_length=64)]
+_ALL_HEX = re.compile(r"[0-9a-f]*")
+
+
+class Actor(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    kind: str
+    id: str | None
+
+
+class Target(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    type: str | None
+    id: str | None
+
+
+class Row(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    """entries.jsonl line, decoded and type-checked in C; hashing uses the raw line bytes."""
+
+    seq: Annotated[int, msgspec.Meta(ge=1)]
+    chain: str
+    at: str
+    actor: Actor
+    org_id: str | None
+    action: str
+    target: Target
+    request_id: str | None
+    source_address: str | None
+    outcome: str
+    decision_ref: str | None
+    payload_hash: _Hex64
+    prev_hash: _Hex64
+    entry_hash: _Hex64
+
+    def cells(self) -> tuple[object, ...]:
+        return (
+            self.seq, self.chain, self.at, self.actor.kind, self.actor.id, self.org_id,
+            self.action, self.target.type, self.target.id, self.request_id,
+            self.source_address, self.outcome, self.decision_ref, self.payload_hash,
+            self.prev_hash, self.entry_hash,
+        )  # fmt: skip
+
+
+_ROWS = msgspec.json.Decoder(Row)
+_HASH_MEMBER = b',"entry_hash":"'
+_PAYLOAD_HASH = attrgetter("payload_hash")
+
+
+def decode_rows(blob: bytes) -> tuple[list[bytes], list[Row]] | None:
+    """(lines, rows) of JSON Lines bytes, or None if any line is not a well-typed entry."""
+    lines = blob.splitlines()
+    try:
+        rows = _ROWS.decode_lines(blob)
+    except msgspec.DecodeError:
+        return None
+    if len(rows) != len(lines) or not _ALL_HEX.fullmatch("".join(map(_PAYLOAD_HASH, rows))):
+        return None
+    return lines, rows
+
+
+def links_ok(rows: Sequence[Row], lines: Sequence[bytes], first_seq: int, prev_hash: str) -> bool:
+    """The hot loop: hash each line's bytes minus its entry_hash member, check the links.
+
+    Equivalent to re-encoding because lines must be canonical; a caller that gets False
+    re-encodes the entries to name the problem.
+    """
+    expected, link = first_seq, prev_hash
+    sha, domain, member = hashlib.sha256, ENTRY_DOMAIN, _HASH_MEMBER
+    for row, line in zip(rows, lines, strict=True):
+        digest = row.entry_hash
+        i = line.find(member)
+        if (
+            row.seq != expected
+            or row.prev_hash != link
+            or i < 0
+            or sha(domain + line[:i] + line[i + 80 :]).hexdigest() != digest
+        ):
+            return False
+        expected, link = expected + 1, digest
+    return True
+
+
+def csv_text(rows: Iterable[tuple[object, ...]]) -> str:
+    """entries.csv for ``rows`` of cells, header included, rendered by the csv module."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    danger = _FORMULA_START
+    # Spreadsheets run cells that start like a formula: such text gets a leading quote.
+    # None is written as an empty cell. entries.jsonl stays the authoritative copy.
+    writer.writerows(
+        [v if v.__class__ is not str or v[:1] not in danger else "'" + v for v in row]
+        for row in rows
+    )
+    return out.getvalue()
+
+
+def expected_csv(rows: Sequence[Row]) -> bytes:
+    """What csv_text renders for ``rows`` (UTF-8)."""
+    return CSV_HEADER + csv_body(rows)
+
+
+def csv_body(rows: Sequence[Row]) -> bytes:
+    """expected_csv without its header, without the csv module when no cell needs quoting
+    or a formula guard (the usual case): then a row is its cells joined by commas.
+
+    The plain rendering is used only if it provably has 16 cells per line and nothing to
+    quote or guard: no quote or CR anywhere, exactly one newline per row, exactly 15
+    commas per row and no cell starting like a formula. Otherwise the csv module renders.
+    With one newline per row, every newline ends a row and the next row starts with its
+    seq (digits), so only cells after a comma and the very first one can start a formula.
+    """
+    body = "".join(
+        [
+            f"{r.seq},{r.chain},{r.at},{r.actor.kind},{r.actor.id or ''},{r.org_id or ''},"
+            f"{r.action},{r.target.type or ''},{r.target.id or ''},{r.request_id or ''},"
+            f"{r.source_address or ''},{r.outcome},{r.decision_ref or ''},{r.payload_hash},"
+            f"{r.prev_hash},{r.entry_hash}\n"
+            for r in rows
+        ]
+    ).encode("utf-8")
+    n = len(rows)
+    if (
+        body.count(b"\n") == n
+        and body.count(b",") == 15 * n
+        and b'"' not in body
+        and b"\r" not in body
+        and body[:1] not in _FORMULA_BYTES
+        # A one-byte search is far faster than a two-byte one: look for a comma before a
+        # formula character only when that character occurs at all.
+        and not any(s[1:] in body and s in body for s in _FORMULA_CELL_STARTS)
+    ):
+        return body
+    return csv_text(r.cells() for r in rows).encode("utf-8")[len(CSV_HEADER) :]
