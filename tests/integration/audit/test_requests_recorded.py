@@ -17,8 +17,8 @@ from control_plane.audit.chain import verify_chain
 from control_plane.audit.models import AuditEntryRow
 from control_plane.audit.store import entries
 from control_plane.clock import Clock
-from control_plane.settings import Settings
 from control_plane.identity.roles import TenantRole, tenant_allows
+from control_plane.settings import Settings
 from tests.integration.security.conftest import build_catalog, build_world, unique
 from tests.integration.security.test_route_isolation import (
     CALLER_ORDER,
