@@ -12,8 +12,10 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from control_plane.endpoints import repository
+from control_plane.endpoints.gateway.routing import RouteTable
 from control_plane.endpoints.gateway.stats import Stats
 from control_plane.endpoints.models import Endpoint
+from control_plane.endpoints.observe import record_io
 from control_plane.endpoints.scaling import Signals, desired_replicas
 from control_plane.endpoints.service import Deps, converge_now, note
 from control_plane.tenancies.timeline import Actor
@@ -31,11 +33,13 @@ class Autoscaler:
         deps: Deps,
         stats: Stats,
         kick: Callable[[], None] = lambda: None,
+        routes: RouteTable | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._deps = deps
         self._stats = stats
         self._kick = kick  # wakes the reconciler
+        self._routes = routes  # to read served versions' inputs and outputs
 
     async def wake(self, endpoint_id: str) -> None:
         """A request waits for an endpoint with no replica: ask for one now."""
@@ -103,5 +107,7 @@ class Autoscaler:
             await asyncio.sleep(every)
             try:
                 await self.tick()
+                if self._routes is not None:
+                    await record_io(self._sessionmaker, self._routes)
             except Exception:  # a bad tick must not stop scaling; logged
                 log.exception("autoscale tick failed")

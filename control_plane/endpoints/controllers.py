@@ -3,8 +3,10 @@ and timeline, and the organization's model governance setting."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated, Any
 
+import msgspec
 from litestar import Controller, Request, delete, get, post, put
 from litestar.di import Provide
 from litestar.params import Parameter
@@ -17,6 +19,7 @@ from control_plane.endpoints.schemas import (
     ApprovalDecision,
     EndpointCreate,
     EndpointEventRead,
+    EndpointMetricsRead,
     EndpointRead,
     GovernanceRead,
     GovernanceSet,
@@ -107,6 +110,28 @@ class EndpointController(Controller):
         page: PageRequest,
     ) -> Page[EndpointEventRead]:
         return await service.events(db, tenant, org_id, ref, page)
+
+    @get(
+        "/{ref:str}/metrics",
+        opt=tenant(Permission.ENDPOINTS_READ),
+        summary="Requests, errors, latency and TTFT percentiles, tokens, drift of lengths",
+    )
+    async def endpoint_metrics(
+        self,
+        request: Request[Any, Any, Any],
+        org_id: OrgId,
+        ref: EndpointRef,
+        tenant: TenantScope,
+        db: AsyncSession,
+        settings: Settings,
+    ) -> EndpointMetricsRead:
+        """Since this process started (each gateway process counts what it serves)."""
+        endpoint = await service.get(db, tenant, org_id, ref, settings)
+        stats = request.app.state.gateway.stats.of(endpoint.id)
+        drift = {k: dataclasses.asdict(v) for k, v in stats.drift().items()}
+        return msgspec.convert(
+            {**stats.summary(), "endpoint_id": endpoint.id, "drift": drift}, EndpointMetricsRead
+        )
 
     @put(
         "/{ref:str}/scale",

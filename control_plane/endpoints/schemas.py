@@ -170,3 +170,31 @@ class EndpointEventRead(msgspec.Struct):
     kind: str
     detail: str
     actor: str
+
+
+class DriftRead(msgspec.Struct):
+    statistic: float | None  # two-sample Kolmogorov-Smirnov; None until 50 of each
+    shifted: bool
+    baseline_n: int
+    recent_n: int
+    baseline_median: float | None
+    recent_median: float | None
+
+
+class EndpointMetricsRead(msgspec.Struct):
+    """What this control-plane process's gateway saw of the endpoint since it started."""
+
+    endpoint_id: str
+    requests: int
+    errors: int
+    tokens_in: int
+    tokens_out: int
+    in_flight: int
+    tokens_per_second: float
+    latency_ms_p50: float | None
+    latency_ms_p95: float | None
+    latency_ms_p99: float | None
+    ttft_ms_p50: float | None
+    ttft_ms_p95: float | None
+    ttft_ms_p99: float | None
+    drift: dict[str, DriftRead]

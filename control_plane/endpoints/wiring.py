@@ -27,9 +27,10 @@ def build_gateway(
     stats = Stats()
     metrics.watch(stats)
     deps = Deps(clock=clock, settings=settings, drivers=reconciler.drivers)
-    autoscaler = Autoscaler(sessionmaker, deps, stats, kick=reconciler.wake.set)
+    routes = RouteTable(sessionmaker, settings.gateway_routes_ttl_seconds)
+    autoscaler = Autoscaler(sessionmaker, deps, stats, kick=reconciler.wake.set, routes=routes)
     gateway = Gateway(
-        routes=RouteTable(sessionmaker, settings.gateway_routes_ttl_seconds),
+        routes=routes,
         limiter=Limiter(
             KeyLimits(settings.gateway_requests_per_second, settings.gateway_tokens_per_minute)
         ),

@@ -8,10 +8,14 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
+from control_plane.endpoints.drift import DriftSignal, drift
+
 __all__ = ["EndpointStats", "Stats"]
 
 _SAMPLES = 2048
 _RATE_WINDOW = 60.0
+BASELINE = 500  # the first requests an endpoint serves set its length baseline
+RECENT = 200  # the latest requests compared against it
 
 
 def _quantile(values: list[float], q: float) -> float | None:
@@ -31,8 +35,10 @@ class EndpointStats:
     last_request: float | None = None  # monotonic time of the latest request
     latency_ms: deque[float] = field(default_factory=lambda: deque(maxlen=_SAMPLES))
     ttft_ms: deque[float] = field(default_factory=lambda: deque(maxlen=_SAMPLES))
-    prompt_lengths: deque[int] = field(default_factory=lambda: deque(maxlen=_SAMPLES))
-    output_lengths: deque[int] = field(default_factory=lambda: deque(maxlen=_SAMPLES))
+    prompt_baseline: list[int] = field(default_factory=list)
+    output_baseline: list[int] = field(default_factory=list)
+    prompt_lengths: deque[int] = field(default_factory=lambda: deque(maxlen=RECENT))
+    output_lengths: deque[int] = field(default_factory=lambda: deque(maxlen=RECENT))
     recent: deque[tuple[float, int]] = field(default_factory=deque)  # (monotonic, tokens out)
 
     def tokens_per_second(self, now: float | None = None) -> float:
@@ -40,6 +46,13 @@ class EndpointStats:
         while self.recent and self.recent[0][0] < now - _RATE_WINDOW:
             self.recent.popleft()
         return sum(t for _, t in self.recent) / _RATE_WINDOW
+
+    def drift(self) -> dict[str, DriftSignal]:
+        """Prompt and output lengths of the latest requests against the baseline."""
+        return {
+            "prompt_tokens": drift(self.prompt_baseline, list(self.prompt_lengths)),
+            "completion_tokens": drift(self.output_baseline, list(self.output_lengths)),
+        }
 
     def summary(self) -> dict[str, float | int | None]:
         latency, ttft = list(self.latency_ms), list(self.ttft_ms)
@@ -90,6 +103,10 @@ class Stats:
         stats.latency_ms.append(latency_ms)
         if ttft_ms is not None:
             stats.ttft_ms.append(ttft_ms)
-        stats.prompt_lengths.append(tokens_in)
-        stats.output_lengths.append(tokens_out)
+        if len(stats.prompt_baseline) < BASELINE:
+            stats.prompt_baseline.append(tokens_in)
+            stats.output_baseline.append(tokens_out)
+        else:
+            stats.prompt_lengths.append(tokens_in)
+            stats.output_lengths.append(tokens_out)
         stats.recent.append((time.monotonic(), tokens_out))

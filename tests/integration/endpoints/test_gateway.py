@@ -388,3 +388,36 @@ class TestKServeV2:
         metadata = (await client.get("/v2/models/chat", headers=bearer(key))).json()
         assert metadata["name"] == "chat"
         assert {i["name"] for i in metadata["inputs"]} >= {"text_input", "max_tokens"}
+
+
+class TestObservability:
+    async def test_metrics_api_and_the_versions_inputs_and_outputs(
+        self, client: Client, org: Tenant, key: str, fleet: list[str], tiny: Path,
+        reconciler: Reconciler, app: Litestar, db: AsyncSession,
+    ) -> None:  # fmt: skip
+        from control_plane.endpoints.gateway.routing import RouteTable
+        from control_plane.endpoints.observe import record_io
+
+        await deploy(client, org, key, tiny, reconciler)
+        body = {"model": "chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+        for _ in range(3):
+            assert (
+                await client.post("/v1/chat/completions", json=body, headers=bearer(key))
+            ).status_code == 200
+        metrics = (
+            await client.get(f"{endpoints_url(org)}/chat/metrics", headers=bearer(key))
+        ).json()
+        assert metrics["requests"] == 3
+        assert metrics["tokens_out"] == 12
+        assert metrics["latency_ms_p50"] > 0
+        assert metrics["ttft_ms_p99"] >= metrics["ttft_ms_p50"]
+        assert metrics["drift"]["prompt_tokens"]["statistic"] is None  # baseline still filling
+        assert metrics["drift"]["prompt_tokens"]["baseline_n"] == 3
+        recorded = await record_io(sessionmaker_of(db), RouteTable(sessionmaker_of(db), 0.0))
+        assert recorded == 1
+        version = (await client.get(f"{endpoints_url(org)}/chat", headers=bearer(key))).json()[
+            "versions"
+        ][0]
+        assert {i["name"] for i in version["io"]["inputs"]} >= {"text_input", "max_tokens"}
+        assert [o["name"] for o in version["io"]["outputs"]] == ["text_output"]
+        assert version["io"]["decoupled"] is True

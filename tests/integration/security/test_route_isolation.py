@@ -655,6 +655,10 @@ EXPECTATIONS: dict[str, tuple[Rule, Build]] = {
         tenant(Permission.ENDPOINTS_READ),
         lambda w, n: Call(_endpoints(w, f"/{w.endpoint_name}")),
     ),
+    "GET /api/v1/orgs/{org_id}/endpoints/{ref}/metrics": (
+        tenant(Permission.ENDPOINTS_READ),
+        lambda w, n: Call(_endpoints(w, f"/{w.endpoint_name}/metrics")),
+    ),
     "GET /api/v1/orgs/{org_id}/endpoints/{ref}/events": (
         tenant(Permission.ENDPOINTS_READ),
         lambda w, n: Call(_endpoints(w, f"/{w.endpoint_name}/events")),
