@@ -3,6 +3,8 @@ services' dependencies, the reconciler's wake-up and the tokens-per-hour chart."
 
 from __future__ import annotations
 
+import dataclasses
+
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
@@ -89,4 +91,7 @@ def live_stats(request: Request[Any, Any, Any], endpoint_id: str) -> dict[str, A
     if gateway is None:
         return None
     stats = gateway.stats.all().get(endpoint_id)
-    return dict(stats.summary()) if stats is not None else None
+    if stats is None:
+        return None
+    drift = {k: dataclasses.asdict(v) for k, v in stats.drift().items()}
+    return {**stats.summary(), "drift": drift}
