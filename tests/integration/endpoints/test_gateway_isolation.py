@@ -9,9 +9,13 @@ from typing import Any
 
 import pytest
 from litestar import Litestar
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from control_plane.clock import OffsetClock
+from control_plane.identity.models import ApiKey
 from control_plane.identity.roles import Permission, TenantRole
+from control_plane.identity.secrets import split_api_key
 from control_plane.settings import Settings
 from tests.fixtures.factories import Tenant, bearer, make_api_key, make_org
 from tests.integration.endpoints.conftest import Client, create_endpoint, fake_model
@@ -77,3 +81,21 @@ async def test_model_list_shows_only_the_callers_organization(
     mine = (await client.get("/v1/models", headers=bearer(own))).json()["data"]
     assert [m["id"] for m in mine] == ["chat"]
     assert (await client.get("/v2/health/ready")).status_code == 200
+
+
+async def test_a_revoked_key_stops_working_within_the_cache_time(
+    client: Client, victim: Tenant, db: AsyncSession, clock: OffsetClock, settings: Settings
+) -> None:
+    """Keys are checked from a cache; a revocation reaches the gateway once the cached
+    entry ages out (CP_API_KEY_CACHE_SECONDS, 2 s in the tests)."""
+    secret = await make_api_key(db, victim, TenantRole.MEMBER)
+    await db.commit()
+    client.cookies.clear()
+    assert (await client.get("/v1/models", headers=bearer(secret))).status_code == 200
+    prefix = split_api_key(secret)
+    await db.execute(update(ApiKey).where(ApiKey.prefix == prefix).values(revoked_at=clock.now()))
+    await db.commit()
+    clock.advance(settings.api_key_cache_seconds + 0.1)
+    refused = await client.get("/v1/models", headers=bearer(secret))
+    assert refused.status_code == 401
+    assert "revoked" in refused.json()["detail"]
