@@ -33,6 +33,8 @@ def api_key_read(k: ApiKey) -> ApiKeyRead:
         expires_at=k.expires_at,
         revoked_at=k.revoked_at,
         last_used_at=k.last_used_at,
+        requests_per_second=k.requests_per_second,
+        tokens_per_minute=k.tokens_per_minute,
     )
 
 
@@ -84,6 +86,8 @@ async def create_api_key(
         created_by=scope.principal.user_id,
         created_at=now,
         expires_at=now + timedelta(days=data.expires_in_days) if data.expires_in_days else None,
+        requests_per_second=data.requests_per_second,
+        tokens_per_minute=data.tokens_per_minute,
     )
     db.add(key)
     return ApiKeyCreated(api_key=api_key_read(key), secret=secret)

@@ -136,6 +136,8 @@ class Authenticator:
             project_id=key.project_id,
             current_org_id=key.org_id,
             expires_at=key.expires_at,
+            requests_per_second=key.requests_per_second,
+            tokens_per_minute=key.tokens_per_minute,
         )
         return _CachedKey(principal, key.secret_hash, last_used_write=None, cached_at=now)
 

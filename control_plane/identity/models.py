@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from control_plane.db.base import Base, UTCDateTime
@@ -85,6 +94,9 @@ class ApiKey(Base):
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Inference gateway limits of this key (None: the operator's defaults).
+    requests_per_second: Mapped[float | None] = mapped_column(Float, default=None)
+    tokens_per_minute: Mapped[int | None] = mapped_column(Integer, default=None)
 
 
 class WebSession(Base):

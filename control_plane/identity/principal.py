@@ -27,6 +27,9 @@ class Principal:
     csrf_token: str | None = None
     current_org_id: str | None = None
     expires_at: datetime | None = field(default=None, compare=False)
+    # An API key's own inference gateway limits (None: the operator's defaults).
+    requests_per_second: float | None = None
+    tokens_per_minute: int | None = None
 
     @property
     def ref(self) -> str:

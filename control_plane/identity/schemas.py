@@ -125,6 +125,9 @@ class ApiKeyCreate(_In):
     scopes: Annotated[list[Permission], Meta(max_length=len(Permission))] | None = None
     role: TenantRole | None = None
     expires_in_days: Annotated[int, Meta(ge=1, le=730)] | None = 90
+    # The key's inference gateway limits (unset: the operator's defaults).
+    requests_per_second: Annotated[float, Meta(gt=0, le=100_000)] | None = None
+    tokens_per_minute: Annotated[int, Meta(ge=1, le=1_000_000_000)] | None = None
 
 
 class ApiKeyRead(msgspec.Struct):
@@ -140,6 +143,8 @@ class ApiKeyRead(msgspec.Struct):
     expires_at: datetime | None
     revoked_at: datetime | None
     last_used_at: datetime | None
+    requests_per_second: float | None = None  # gateway limits; None: operator's defaults
+    tokens_per_minute: int | None = None
 
 
 class ApiKeyCreated(msgspec.Struct):

@@ -171,13 +171,24 @@ class ApiKeys(_Resource):
         scopes: Sequence[str] | None = None,
         role: str | None = None,
         expires_in_days: int | None = 90,
+        *,
+        requests_per_second: float | None = None,
+        tokens_per_minute: int | None = None,
     ) -> ApiKeyCreated:
         """Create a key; ``.secret`` of the answer is the only time the secret is shown.
 
-        ``expires_in_days=None`` asks for a key that never expires.
+        ``expires_in_days=None`` asks for a key that never expires;
+        ``requests_per_second``/``tokens_per_minute`` are its inference gateway limits
+        (unset: the operator's defaults).
         """
         body: dict[str, Any] = _without_none(
-            {"name": name, "scopes": None if scopes is None else [*scopes], "role": role}
+            {
+                "name": name,
+                "scopes": None if scopes is None else [*scopes],
+                "role": role,
+                "requests_per_second": requests_per_second,
+                "tokens_per_minute": tokens_per_minute,
+            }
         )
         body["expires_in_days"] = expires_in_days
         return self._t.call(

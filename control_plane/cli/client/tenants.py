@@ -201,6 +201,16 @@ def api_keys_list(inv: Invocation, project: str, limit: int | None) -> None:
 @click.option("--role", type=ROLE, help="At most your own role (default: yours).")
 @click.option("--expires-in-days", type=click.IntRange(1, 730), default=90, show_default=True)
 @click.option("--no-expiry", is_flag=True, help="A key that never expires.")
+@click.option(
+    "--requests-per-second",
+    type=click.FloatRange(min=0.01, max=100_000),
+    help="Inference gateway limit of this key (default: the operator's).",
+)
+@click.option(
+    "--tokens-per-minute",
+    type=click.IntRange(1, 1_000_000_000),
+    help="Inference gateway token limit of this key (default: the operator's).",
+)
 def api_keys_create(
     inv: Invocation,
     project: str,
@@ -209,6 +219,8 @@ def api_keys_create(
     role: str | None,
     expires_in_days: int,
     no_expiry: bool,
+    requests_per_second: float | None,
+    tokens_per_minute: int | None,
 ) -> None:
     """Create a key for PROJECT and print its secret, once."""
     with inv.client() as client:
@@ -218,6 +230,8 @@ def api_keys_create(
             scopes=list(scopes) or None,
             role=role,
             expires_in_days=None if no_expiry else expires_in_days,
+            requests_per_second=requests_per_second,
+            tokens_per_minute=tokens_per_minute,
         )
     click.echo(
         "warning: the secret is shown only this once; store it now (e.g. cpctl profile add "

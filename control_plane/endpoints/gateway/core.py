@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Protocol
 
 from control_plane.clock import Clock
-from control_plane.endpoints.gateway.limits import Limiter
+from control_plane.endpoints.gateway.limits import KeyLimits, Limiter
 from control_plane.endpoints.gateway.routing import Route, RouteTable, Upstream, Version
 from control_plane.endpoints.gateway.stats import Stats
 from control_plane.endpoints.gateway.text import ModelText, model_text
@@ -110,8 +110,15 @@ class Gateway:
                 detail=f"No model {model!r} for this key; GET /v1/models lists them.",
                 extra={"error": {"code": "model_not_found"}},
             )
-        key = scope.principal.id
-        wait = self.limiter.admit(key)
+        principal = scope.principal
+        key = principal.id
+        own = None
+        if principal.requests_per_second is not None or principal.tokens_per_minute is not None:
+            own = KeyLimits(
+                principal.requests_per_second or self.limiter.defaults.requests_per_second,
+                principal.tokens_per_minute or self.limiter.defaults.tokens_per_minute,
+            )
+        wait = self.limiter.admit(key, own)
         if wait is not None:
             raise TooManyRequests(
                 detail="This API key is over its request or token rate; slow down.",

@@ -421,3 +421,29 @@ class TestObservability:
         assert {i["name"] for i in version["io"]["inputs"]} >= {"text_input", "max_tokens"}
         assert [o["name"] for o in version["io"]["outputs"]] == ["text_output"]
         assert version["io"]["decoupled"] is True
+
+
+class TestKeyLimits:
+    async def test_a_keys_own_token_limit_holds_it_back_and_not_another_key(
+        self, client: Client, org: Tenant, key: str, fleet: list[str], tiny: Path,
+        reconciler: Reconciler, db: AsyncSession,
+    ) -> None:  # fmt: skip
+        await deploy(client, org, key, tiny, reconciler)
+        owner = await make_api_key(db, org, TenantRole.OWNER)
+        await db.commit()
+        project = org.project_id
+        made = await client.post(
+            f"/api/v1/projects/{project}/api-keys", headers=bearer(owner),
+            json={"name": "small", "role": "member", "tokens_per_minute": 30},
+        )  # fmt: skip
+        assert made.status_code == 201, made.text
+        assert made.json()["api_key"]["tokens_per_minute"] == 30
+        small = made.json()["secret"]
+        body = {"model": "chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 16}
+        first = await client.post("/v1/chat/completions", json=body, headers=bearer(small))
+        assert first.status_code == 200, first.text
+        assert first.json()["usage"]["total_tokens"] > 30  # spent past its minute's budget
+        held = await client.post("/v1/chat/completions", json=body, headers=bearer(small))
+        assert held.status_code == 429
+        other = await client.post("/v1/chat/completions", json=body, headers=bearer(key))
+        assert other.status_code == 200  # the default limits of another key are untouched
