@@ -33,6 +33,8 @@ _KEY_HINTS = {
     "name": "Use at most 200 printable characters.",
     "role": "Choose one of the listed roles.",
     "expires_in_days": "Choose one of the listed lifetimes.",
+    "requests_per_second": "A number above 0, at most 100,000, or empty for the default.",
+    "tokens_per_minute": "A whole number from 1 to 1,000,000,000, or empty for the default.",
 }
 
 
@@ -118,11 +120,15 @@ async def api_key_create(
     clock: Clock,
     page: PageRequest,
 ) -> Template:
-    form = await read_form(request, ["name", "role", "expires_in_days"])
+    form = await read_form(
+        request, ["name", "role", "expires_in_days", "requests_per_second", "tokens_per_minute"]
+    )
     values: dict[str, Any] = {
         "name": form.values["name"],
         "role": form.values["role"] or None,
         "expires_in_days": form.values["expires_in_days"] or DEFAULT_EXPIRY,
+        "requests_per_second": form.values["requests_per_second"] or None,
+        "tokens_per_minute": form.values["tokens_per_minute"] or None,
     }
     data = convert(form, ApiKeyCreate, values, _KEY_HINTS)
     status = 400

@@ -448,6 +448,25 @@ class TestProjects:
         key = (await db.execute(select(ApiKey).where(ApiKey.name == "ci"))).scalar_one()
         assert key.role == TenantRole.MEMBER
 
+    async def test_a_key_with_its_own_gateway_limits_and_a_bad_limit_next_to_its_field(
+        self, client: Client, db: AsyncSession, acme: Tenant
+    ) -> None:
+        csrf = await sign_in(client, acme.accounts[TenantRole.ADMIN])
+        form = {"name": "limited", "role": "member", "expires_in_days": "30", "_csrf": csrf}
+        bad = await post_form(
+            client, f"/projects/{acme.project_id}/api-keys", {**form, "tokens_per_minute": "-5"}
+        )
+        assert bad.status_code == 400
+        assert "whole number" in (field_error(bad.text, "key-tokens_per_minute") or "")
+        made = await post_form(
+            client,
+            f"/projects/{acme.project_id}/api-keys",
+            {**form, "requests_per_second": "2.5", "tokens_per_minute": "900"},
+        )
+        assert made.status_code == 201, made.text
+        key = (await db.execute(select(ApiKey).where(ApiKey.name == "limited"))).scalar_one()
+        assert (key.requests_per_second, key.tokens_per_minute) == (2.5, 900)
+
     async def test_a_key_above_your_role_is_refused_next_to_the_role(
         self, client: Client, acme: Tenant
     ) -> None:
