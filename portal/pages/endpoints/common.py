@@ -4,7 +4,6 @@ services' dependencies, the reconciler's wake-up and the tokens-per-hour chart."
 from __future__ import annotations
 
 import dataclasses
-
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
