@@ -14,23 +14,30 @@ from control_plane.identity.authz import TenantScope
 
 
 async def tenant_endpoint(
-    db: AsyncSession, scope: TenantScope, org_id: str, ref: str, *, for_update: bool = False
+    db: AsyncSession,
+    scope: TenantScope,
+    org_id: str,
+    ref: str,
+    *,
+    for_update: bool = False,
+    include_deleted: bool = False,
 ) -> Endpoint:
-    """An endpoint by id or by name (live ones only)."""
+    """An endpoint by id or by name: the live one, or (``include_deleted``) the newest of
+    that name, deleted or not."""
     scope.require(org_id)
     key = Endpoint.id == ref if ref.startswith("ep_") else Endpoint.name == ref
     query = select(Endpoint).where(
-        scope.org_filter(Endpoint.org_id),
-        Endpoint.org_id == org_id,
-        key,
-        Endpoint.deleted_at.is_(None),
+        scope.org_filter(Endpoint.org_id), Endpoint.org_id == org_id, key
     )
+    if not include_deleted:
+        query = query.where(Endpoint.deleted_at.is_(None))
     project = scope.project_filter(Endpoint.project_id)
     if project is not None:
         query = query.where(project)
     if for_update:
         query = query.with_for_update()
-    endpoint = (await db.execute(query)).scalar_one_or_none()
+    query = query.order_by(Endpoint.id.desc()).limit(1)
+    endpoint = (await db.execute(query)).scalars().first()
     if endpoint is None:
         raise NotFound(detail="No such endpoint.")
     return endpoint

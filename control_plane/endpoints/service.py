@@ -402,7 +402,11 @@ async def delete(
     db: AsyncSession, scope: TenantScope, org_id: str, ref: str, deps: Deps
 ) -> EndpointRead:
     scope.require(org_id, Permission.ENDPOINTS_WRITE)
-    endpoint = await repository.tenant_endpoint(db, scope, org_id, ref, for_update=True)
+    endpoint = await repository.tenant_endpoint(
+        db, scope, org_id, ref, for_update=True, include_deleted=True
+    )
+    if endpoint.deleted_at is not None:  # deleting twice is not an error (a retry)
+        return await endpoint_read(db, endpoint, deps.settings)
     now = deps.clock.now()
     actor = actor_from(scope)
     endpoint.deleted_at = now

@@ -220,6 +220,9 @@ class TestScaleVersionsDelete:
         deleted = await client.delete(f"{endpoints_url(org)}/chat", headers=auth)
         assert deleted.status_code == 200, deleted.text
         assert deleted.json()["state"] == "deleted"
+        again = await client.delete(f"{endpoints_url(org)}/chat", headers=auth)
+        assert again.status_code == 200  # a retried delete answers the same
+        assert again.json()["id"] == deleted.json()["id"]
         await reconciler.converge()
         assert await used_milli(db) == 0
         assert (await client.get(f"{endpoints_url(org)}/chat", headers=auth)).status_code == 404

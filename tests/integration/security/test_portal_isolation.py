@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from control_plane.clock import OffsetClock
 from control_plane.identity.authz import ACCESS_KEY, Access
 from control_plane.identity.roles import ProviderRole, provider_allows, tenant_allows
+from control_plane.settings import Settings
 from tests.integration.security.conftest import Caller, World, build_catalog, build_world
 
 Client = AsyncTestClient[Litestar]
@@ -161,6 +162,35 @@ def pages(world: World) -> dict[tuple[str, str], Page]:
         ("POST", "/tenancies/{tenancy_id:str}/release"): Page(
             "POST", f"/tenancies/{tenancy}/release", {}
         ),
+        **_endpoint_pages(world),
+    }
+
+
+def _endpoint_pages(world: World) -> dict[tuple[str, str], Page]:
+    """The victim's endpoint (version 2 pending) and the organization's endpoint pages."""
+    ep = f"/endpoints/{world.endpoint_name}"
+    new = {"name": "portal-ep", "region": "ca-qc-1", "model": world.model_uri,
+           "gpu_model": "h100", "size": "quarter", "min_replicas": "0", "max_replicas": "1",
+           "scale_to_zero_after_s": ""}  # fmt: skip
+    return {
+        ("GET", "/endpoints"): Page("GET", "/endpoints", {}),
+        ("GET", "/endpoints/new"): Page("GET", "/endpoints/new", {}),
+        ("POST", "/endpoints"): Page("POST", "/endpoints", new),
+        ("POST", "/endpoints/governance"): Page(
+            "POST", "/endpoints/governance", {"require_approval": "false"}
+        ),
+        ("GET", "/endpoints/{name:str}"): Page("GET", ep, {}),
+        ("GET", "/endpoints/{name:str}/live"): Page("GET", f"{ep}/live", {}),
+        ("POST", "/endpoints/{name:str}/scale"): Page(
+            "POST", f"{ep}/scale", {"min_replicas": "0", "max_replicas": "2", "replicas": ""}
+        ),
+        ("POST", "/endpoints/{name:str}/split"): Page(
+            "POST", f"{ep}/split", {"percent_1": "100", "percent_2": "0"}
+        ),
+        ("POST", "/endpoints/{name:str}/versions/{number:int}/decision"): Page(
+            "POST", f"{ep}/versions/2/decision", {"decision": "reject", "note": "isolation"}
+        ),
+        ("POST", "/endpoints/{name:str}/delete"): Page("POST", f"{ep}/delete", {}),
     }
 
 
@@ -193,6 +223,9 @@ ORG_CONTEXT = (
     "/tenancies",
     "/tenancies/new?gpu_memory_gib=80",
     "/pools",
+    "/endpoints",
+    "/endpoints/new",
+    "/endpoints/governance",
 )
 # Operators ask for access from anywhere (the tenant's residency policy decides, not the
 # page), and see only their own requests: build_world's pending one is operator-ca's.
@@ -243,9 +276,9 @@ def _provider_expected(access: Access, caller: Caller, page: Page) -> str:
 
 
 @pytest.fixture
-async def world(db: AsyncSession, clock: OffsetClock) -> World:
+async def world(db: AsyncSession, clock: OffsetClock, settings: Settings) -> World:
     await build_catalog(db, clock)
-    built = await build_world(db, clock)
+    built = await build_world(db, clock, settings.model_store_root)
     await db.commit()
     return built
 
