@@ -181,12 +181,13 @@ def _inputs(work: Work) -> list[grpcclient.InferInput]:
     limit = grpcclient.InferInput("max_tokens", [1], "INT32")
     limit.set_data_from_numpy(np.array([work.max_tokens], dtype=np.int32))
     stream = grpcclient.InferInput("stream", [1], "BOOL")
-    stream.set_data_from_numpy(np.array([True], dtype=np.bool_))
+    stream.set_data_from_numpy(np.array([False], dtype=np.bool_))  # as the gateway asks
     return [text, limit, stream]
 
 
 async def direct_call(client: grpcclient.InferenceServerClient, work: Work) -> str:
-    """What the gateway does upstream, without the gateway: one streamed request."""
+    """What the gateway does upstream for a non-streamed call, without the gateway: one
+    request on a gRPC stream, the answer in one response."""
 
     async def requests() -> Any:
         yield {"model_name": "bench-v1", "inputs": _inputs(work)}

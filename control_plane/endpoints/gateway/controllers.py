@@ -104,7 +104,7 @@ async def completions(
 async def _collect(gateway: Gateway, call: Call, prompt: str, limit: int) -> str:
     ok = False
     try:
-        async for _ in gateway.generate(call, prompt, limit):
+        async for _ in gateway.generate(call, prompt, limit, stream=False):
             pass
         ok = True
     finally:

@@ -176,9 +176,13 @@ class Gateway:
                 )
             await asyncio.sleep(0.2)
 
-    async def generate(self, call: Call, prompt: str, max_tokens: int) -> AsyncIterator[str]:
-        """The model's output, delta by delta; a replica that cannot be reached before
-        anything was generated is swapped for another (the only safe retry)."""
+    async def generate(
+        self, call: Call, prompt: str, max_tokens: int, *, stream: bool = True
+    ) -> AsyncIterator[str]:
+        """The model's output, delta by delta (``stream``; else in one piece, which spares
+        a message per token when the caller waits for the whole answer anyway); a replica
+        that cannot be reached before anything was generated is swapped for another (the
+        only safe retry)."""
         stats = self.stats.of(call.route.endpoint_id)
         stats.in_flight += 1
         stats.last_request = time.monotonic()
@@ -196,6 +200,7 @@ class Gateway:
                         max_tokens=max_tokens,
                         request_id=call.request_id,
                         stream_timeout=self._timeout,
+                        stream=stream,
                     ):
                         if call.first_token_at is None:
                             call.first_token_at = time.monotonic()

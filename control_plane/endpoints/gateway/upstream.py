@@ -44,14 +44,14 @@ class Clients:
             await client.close()
 
 
-def _inputs(prompt: str, max_tokens: int) -> list[grpcclient.InferInput]:
+def _inputs(prompt: str, max_tokens: int, stream: bool) -> list[grpcclient.InferInput]:
     text = grpcclient.InferInput("text_input", [1], "BYTES")
     text.set_data_from_numpy(np.array([prompt.encode()], dtype=np.object_))
     limit = grpcclient.InferInput("max_tokens", [1], "INT32")
     limit.set_data_from_numpy(np.array([max_tokens], dtype=np.int32))
-    stream = grpcclient.InferInput("stream", [1], "BOOL")
-    stream.set_data_from_numpy(np.array([True], dtype=np.bool_))
-    return [text, limit, stream]
+    flag = grpcclient.InferInput("stream", [1], "BOOL")
+    flag.set_data_from_numpy(np.array([stream], dtype=np.bool_))
+    return [text, limit, flag]
 
 
 async def generate(
@@ -62,14 +62,19 @@ async def generate(
     max_tokens: int,
     request_id: str,
     stream_timeout: float,
+    stream: bool = True,
 ) -> AsyncIterator[str]:
-    """The generated text, delta by delta. Closing the iterator early (a client that went
-    away) cancels the request on the server."""
+    """The generated text, delta by delta (``stream``), or in one piece. Closing the
+    iterator early (a client that went away) cancels the request on the server."""
 
     async def requests() -> AsyncIterator[dict[str, Any]]:
         # Half-closing after one request lets Triton end the stream once the model sent
         # its final flag (with or without a last delta).
-        yield {"model_name": model, "inputs": _inputs(prompt, max_tokens), "request_id": request_id}
+        yield {
+            "model_name": model,
+            "inputs": _inputs(prompt, max_tokens, stream),
+            "request_id": request_id,
+        }
 
     responses = client.stream_infer(inputs_iterator=requests(), stream_timeout=stream_timeout)
     received = False
