@@ -95,10 +95,11 @@ class TestServer:
         pid = server.pid
         assert pid is not None
         assert list(SHM_DIR.glob(f"{server.shm_prefix}*"))
+        # Read before stopping: shutdown messages can push it out of the log's tail.
+        assert f"successfully loaded '{TINY}'" in server.logs()
         server.stop()
         assert not list(SHM_DIR.glob(f"{server.shm_prefix}*"))
         assert not Path(f"/proc/{pid}").exists()
-        assert f"successfully loaded '{TINY}'" in server.logs()
 
     def test_start_fails_with_the_models_error_in_the_message(self, tmp_path: Path) -> None:
         broken = tmp_path / "models" / "broken" / "1"
