@@ -81,7 +81,7 @@ class Autoscaler:
                     in_flight=stats.in_flight,
                     idle_seconds=None if last is None else time.monotonic() - last,
                 )
-                if last is None and endpoint.last_request_at is None:
+                if last is None:  # never called here: idle since it was created
                     since_created = (self._deps.clock.now() - endpoint.created_at).total_seconds()
                     signals = Signals(signals.tokens_per_second, signals.in_flight, since_created)
                 want = desired_replicas(

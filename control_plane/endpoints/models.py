@@ -48,8 +48,6 @@ class Endpoint(Base):
     target_tokens_per_s: Mapped[int] = mapped_column(Integer)
     target_queue_per_replica: Mapped[int] = mapped_column(Integer)
     scale_to_zero_after_s: Mapped[int | None] = mapped_column(Integer)
-    state: Mapped[str] = mapped_column(String(20))
-    last_request_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_by: Mapped[str] = mapped_column(String(80))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

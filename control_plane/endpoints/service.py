@@ -19,7 +19,6 @@ from control_plane.endpoints.schemas import (
     EndpointCreate,
     EndpointEventRead,
     EndpointRead,
-    EndpointState,
     ScaleSet,
     TrafficSplit,
     VersionCreate,
@@ -173,8 +172,6 @@ async def create(
         target_tokens_per_s=data.target_tokens_per_s,
         target_queue_per_replica=data.target_queue_per_replica,
         scale_to_zero_after_s=data.scale_to_zero_after_s,
-        state=EndpointState.DEPLOYING.value,
-        last_request_at=None,
         created_by=actor.label[:80],
         created_at=now,
         updated_at=now,
@@ -411,7 +408,6 @@ async def delete(
     actor = actor_from(scope)
     endpoint.deleted_at = now
     endpoint.desired_replicas = 0
-    endpoint.state = EndpointState.DELETED.value
     endpoint.updated_at = now
     note(db, endpoint, "deleted", "endpoint deleted: its replicas are released", actor, now)
     await converge_now(db, endpoint, await repository.versions_of(db, [endpoint.id]), actor, deps)

@@ -21,7 +21,7 @@ from control_plane.endpoints.modelrepo.smollm2 import (
 )
 from control_plane.endpoints.modelrepo.tiny import write_tiny_model
 from control_plane.endpoints.models import Endpoint, EndpointVersion
-from control_plane.endpoints.schemas import Approval, EndpointState
+from control_plane.endpoints.schemas import Approval
 from control_plane.identity.models import Organization
 from control_plane.ids import new_id
 from control_plane.settings import Settings
@@ -70,7 +70,7 @@ async def seed_demo_endpoint(db: AsyncSession, clock: Clock, settings: Settings)
         backend="python", gpu_model_code="l40s", gpus_per_replica=1, gpu_milli=250,
         min_replicas=1, max_replicas=2, desired_replicas=1, target_tokens_per_s=40,
         target_queue_per_replica=4, scale_to_zero_after_s=None,
-        state=EndpointState.DEPLOYING.value, last_request_at=None, created_by="seed",
+        created_by="seed",
         created_at=now, updated_at=now, deleted_at=None,
     )  # fmt: skip
     db.add(endpoint)

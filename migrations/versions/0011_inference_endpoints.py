@@ -51,8 +51,6 @@ def upgrade() -> None:
         sa.Column("target_tokens_per_s", sa.Integer(), nullable=False),
         sa.Column("target_queue_per_replica", sa.Integer(), nullable=False),
         sa.Column("scale_to_zero_after_s", sa.Integer(), nullable=True),
-        sa.Column("state", sa.String(20), nullable=False),
-        sa.Column("last_request_at", _TZ, nullable=True),
         sa.Column("created_by", sa.String(80), nullable=False),
         sa.Column("created_at", _TZ, nullable=False),
         sa.Column("updated_at", _TZ, nullable=False),

@@ -346,8 +346,8 @@ async def _make_endpoint(
         id=new_id("ep"), org_id=org_id, project_id=None, name=name, region_code=NODE_REGION,
         backend="python", gpu_model_code="h100", gpus_per_replica=1, gpu_milli=250,
         min_replicas=0, max_replicas=2, desired_replicas=0, target_tokens_per_s=200,
-        target_queue_per_replica=4, scale_to_zero_after_s=300, state="scaled-to-zero",
-        last_request_at=None, created_by="isolation", created_at=now, updated_at=now,
+        target_queue_per_replica=4, scale_to_zero_after_s=300,
+        created_by="isolation", created_at=now, updated_at=now,
         deleted_at=None,
     )  # fmt: skip
     db.add(endpoint)
