@@ -35,22 +35,26 @@ async def _describe(http_url: str, model: str) -> dict[str, Any]:
 
 async def record_io(sessionmaker: async_sessionmaker[AsyncSession], routes: RouteTable) -> int:
     """Fill in the inputs and outputs of served versions that have none yet; returns how
-    many were recorded (a version without a ready replica waits for the next call)."""
-    recorded = 0
+    many were recorded (a version without a ready replica waits for the next call). Triton
+    is asked between two transactions, never inside one."""
     async with sessionmaker() as db:
         endpoints = {e.id: e for e in await repository.live_endpoints(db)}
-        for version in await repository.versions_of(db, list(endpoints)):
-            if version.io or not is_serving(version):
-                continue
-            endpoint = endpoints[version.endpoint_id]
-            route = await routes.get(endpoint.org_id, endpoint.name)
-            if route is None or not route.upstreams:
-                continue
-            try:
-                version.io = await _describe(route.upstreams[0].http_url, version.served_model)
-            except (httpx.HTTPError, ValueError) as exc:
-                log.warning("model metadata unavailable", version=version.id, error=str(exc))
-                continue
-            recorded += 1
-        await db.commit()
-    return recorded
+        wanted = [
+            (v.id, endpoints[v.endpoint_id].org_id, endpoints[v.endpoint_id].name, v.served_model)
+            for v in await repository.versions_of(db, list(endpoints))
+            if not v.io and is_serving(v)
+        ]
+    found: dict[str, dict[str, Any]] = {}
+    for version_id, org_id, name, served in wanted:
+        route = await routes.get(org_id, name)
+        if route is None or not route.upstreams:
+            continue
+        try:
+            found[version_id] = await _describe(route.upstreams[0].http_url, served)
+        except (httpx.HTTPError, ValueError) as exc:
+            log.warning("model metadata unavailable", version=version_id, error=str(exc))
+    if found:
+        async with sessionmaker() as db:
+            await repository.set_io(db, found)
+            await db.commit()
+    return len(found)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.endpoints.models import Endpoint, EndpointEvent, EndpointVersion
@@ -103,3 +103,11 @@ async def live_name_taken(db: AsyncSession, org_id: str, name: str) -> bool:
         Endpoint.org_id == org_id, Endpoint.name == name, Endpoint.deleted_at.is_(None)
     )
     return (await db.execute(query)).first() is not None
+
+
+async def set_io(db: AsyncSession, io_by_version: dict[str, dict[str, object]]) -> None:
+    """Record what served versions take and give (read from Triton)."""
+    for version_id, io in io_by_version.items():
+        await db.execute(
+            update(EndpointVersion).where(EndpointVersion.id == version_id).values(io=io)
+        )
