@@ -32,6 +32,7 @@ from control_plane.identity.authz import TenantScope, tenant
 from control_plane.identity.roles import Permission
 from control_plane.settings import Settings
 from control_plane.tenancies.drivers.registry import Drivers
+from control_plane.tenancies.wiring import wake_reconciler
 
 OrgId = Annotated[str, Parameter(max_length=40)]
 EndpointRef = Annotated[str, Parameter(max_length=63, description="endpoint id or name")]
@@ -41,13 +42,6 @@ VersionNumber = Annotated[int, Parameter(ge=1, le=100_000)]
 def provide_deps(request: Request[Any, Any, Any], clock: Clock, settings: Settings) -> service.Deps:
     drivers: Drivers = request.app.state.drivers
     return service.Deps(clock=clock, settings=settings, drivers=drivers)
-
-
-def _wake(request: Request[Any, Any, Any]) -> None:
-    """Tell the reconciler there are replicas to start or stop."""
-    reconciler = getattr(request.app.state, "reconciler", None)
-    if reconciler is not None:
-        reconciler.wake.set()
 
 
 class EndpointController(Controller):
@@ -82,7 +76,7 @@ class EndpointController(Controller):
         deps: service.Deps,
     ) -> EndpointRead:
         created = await service.create(db, tenant, org_id, data, deps)
-        _wake(request)
+        wake_reconciler(request)
         return created
 
     @get("/{ref:str}", opt=tenant(Permission.ENDPOINTS_READ))
@@ -149,7 +143,7 @@ class EndpointController(Controller):
         deps: service.Deps,
     ) -> EndpointRead:
         result = await service.scale(db, tenant, org_id, ref, data, deps)
-        _wake(request)
+        wake_reconciler(request)
         return result
 
     @post(
@@ -169,7 +163,7 @@ class EndpointController(Controller):
         deps: service.Deps,
     ) -> EndpointRead:
         result = await service.add_version(db, tenant, org_id, ref, data, deps)
-        _wake(request)
+        wake_reconciler(request)
         return result
 
     @put(
@@ -188,7 +182,7 @@ class EndpointController(Controller):
         deps: service.Deps,
     ) -> EndpointRead:
         result = await service.split(db, tenant, org_id, ref, data, deps)
-        _wake(request)
+        wake_reconciler(request)
         return result
 
     @post(
@@ -209,7 +203,7 @@ class EndpointController(Controller):
         deps: service.Deps,
     ) -> EndpointRead:
         result = await governance.decide(db, tenant, org_id, ref, number, data, deps)
-        _wake(request)
+        wake_reconciler(request)
         return result
 
     @delete(
@@ -228,7 +222,7 @@ class EndpointController(Controller):
         deps: service.Deps,
     ) -> EndpointRead:
         result = await service.delete(db, tenant, org_id, ref, deps)
-        _wake(request)
+        wake_reconciler(request)
         return result
 
 

@@ -34,6 +34,7 @@ from control_plane.tenancies.schemas import (
     TenancyResize,
     WorkloadProfile,
 )
+from control_plane.tenancies.wiring import wake_reconciler
 
 OrgId = Annotated[str, Parameter(max_length=40)]
 TenancyId = Annotated[str, Parameter(max_length=40)]
@@ -44,13 +45,6 @@ ShapeName = Annotated[str, Parameter(max_length=32)]
 def provide_drivers(request: Request[Any, Any, Any]) -> Drivers:
     drivers: Drivers = request.app.state.drivers
     return drivers
-
-
-def _wake(request: Request[Any, Any, Any]) -> None:
-    """Tell the reconciler there is work, so it does not wait for its next tick."""
-    reconciler = getattr(request.app.state, "reconciler", None)
-    if reconciler is not None:
-        reconciler.wake.set()
 
 
 class TenancyController(Controller):
@@ -95,7 +89,7 @@ class TenancyController(Controller):
         created = await service.create(
             db, tenant, org_id, data, clock=clock, settings=settings, drivers=drivers
         )
-        _wake(request)
+        wake_reconciler(request)
         return created
 
     @get("/{tenancy_id:str}", opt=tenant(Permission.TENANCIES_READ))
@@ -140,7 +134,7 @@ class TenancyController(Controller):
         resized = await service.resize(
             db, tenant, org_id, tenancy_id, data, clock=clock, settings=settings, drivers=drivers
         )
-        _wake(request)
+        wake_reconciler(request)
         return resized
 
     @post(
@@ -162,7 +156,7 @@ class TenancyController(Controller):
         released = await service.release(
             db, tenant, org_id, tenancy_id, clock=clock, settings=settings
         )
-        _wake(request)
+        wake_reconciler(request)
         return released
 
 

@@ -3,6 +3,8 @@ reveal that records its justification in the ledger) and the reconciler."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from control_plane.clock import Clock
@@ -35,3 +37,10 @@ def build_reconciler(
 ) -> Reconciler:
     drivers = Drivers(settings, secret_revealer(sessionmaker, clock, settings))
     return Reconciler(sessionmaker=sessionmaker, drivers=drivers, clock=clock, settings=settings)
+
+
+def wake_reconciler(request: Any) -> None:
+    """Nudge the app's in-process reconciler so new work starts without waiting for a tick."""
+    reconciler = getattr(request.app.state, "reconciler", None)
+    if reconciler is not None:
+        reconciler.wake.set()

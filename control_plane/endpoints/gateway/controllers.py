@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import msgspec
 from litestar import Request, Response, get, post
 from litestar.response import Stream
 
@@ -154,7 +155,6 @@ async def _completion_stream(
 
 
 def _error_event(detail: str) -> bytes:
-    import msgspec
 
     return (
         b"data: "

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Self
+from typing import IO, TYPE_CHECKING, Self
 
 from control_plane.endpoints.triton.distribution import (
     assemble_backends,
@@ -30,6 +30,9 @@ from control_plane.endpoints.triton.distribution import (
     server_environment,
     unavailable_reason,
 )
+
+if TYPE_CHECKING:
+    import tritonclient.http as httpclient
 
 SHM_DIR = Path("/dev/shm")  # noqa: S108 - where the Python backend puts its regions
 SHM_PREFIX = "triton_python_backend_shm_region_"
@@ -210,11 +213,11 @@ class TritonServer:
         finally:
             client.close()
 
-    def _ready(self, client: object) -> bool:
+    def _ready(self, client: httpclient.InferenceServerClient) -> bool:
         try:
-            if not client.is_server_ready():  # type: ignore[attr-defined]
+            if not client.is_server_ready():
                 return False
-            return all(client.is_model_ready(m) for m in self.load)  # type: ignore[attr-defined]
+            return all(client.is_model_ready(m) for m in self.load)
         except Exception:  # connection refused while it boots
             return False
 

@@ -19,8 +19,9 @@ from control_plane.errors import NotFound, ProblemError
 from control_plane.identity.authz import TenantScope, tenant
 from control_plane.identity.roles import Permission
 from control_plane.settings import Settings
+from control_plane.tenancies.wiring import wake_reconciler
 from portal.forms import FormState, convert, discard, read_form
-from portal.pages.endpoints.common import EndpointName, deps_of, org_of, wake_reconciler
+from portal.pages.endpoints.common import EndpointName, deps_of, org_of
 from portal.pages.endpoints.detail import show
 
 VersionNumber = Annotated[int, Parameter(ge=1, le=100_000)]

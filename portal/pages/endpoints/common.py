@@ -50,13 +50,6 @@ def deps_of(request: Request[Any, Any, Any], clock: Clock, settings: Settings) -
     return Deps(clock=clock, settings=settings, drivers=drivers)
 
 
-def wake_reconciler(request: Request[Any, Any, Any]) -> None:
-    """Nudge the in-process reconciler so replicas start without waiting for a tick."""
-    reconciler = getattr(request.app.state, "reconciler", None)
-    if reconciler is not None:
-        reconciler.wake.set()
-
-
 async def tokens_chart(
     db: AsyncSession, org_id: str, now: datetime, endpoint_id: str | None = None
 ) -> dict[str, Any]:

@@ -21,8 +21,9 @@ from control_plane.identity.roles import Permission
 from control_plane.inventory import service as inventory
 from control_plane.settings import Settings
 from control_plane.sovereignty.residency import service as residency
+from control_plane.tenancies.wiring import wake_reconciler
 from portal.forms import FormState, convert, discard, read_form
-from portal.pages.endpoints.common import LABELS, deps_of, org_of, wake_reconciler
+from portal.pages.endpoints.common import LABELS, deps_of, org_of
 from portal.templating import collect, render
 
 FIELDS = ("name", "region", "model", "gpu_model", "size", "min_replicas", "max_replicas",

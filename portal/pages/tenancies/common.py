@@ -37,13 +37,6 @@ def drivers_of(request: Request[Any, Any, Any]) -> Drivers:
     return drivers
 
 
-def wake_reconciler(request: Request[Any, Any, Any]) -> None:
-    """Nudge the in-process reconciler so the change starts without waiting for a tick."""
-    reconciler = getattr(request.app.state, "reconciler", None)
-    if reconciler is not None:
-        reconciler.wake.set()
-
-
 def quota_rows(items: Sequence[QuotaRead]) -> list[dict[str, Any]]:
     """Quotas as the panel shows them: where each applies, its limit and what is held."""
     return [

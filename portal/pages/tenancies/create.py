@@ -32,6 +32,7 @@ from control_plane.tenancies.schemas import (
     TenancyCreate,
     WorkloadProfile,
 )
+from control_plane.tenancies.wiring import wake_reconciler
 from portal.forms import FormState, convert, discard, read_form
 from portal.pages.tenancies.common import (
     KIND_LABELS,
@@ -40,7 +41,6 @@ from portal.pages.tenancies.common import (
     drivers_of,
     org_of,
     quota_rows,
-    wake_reconciler,
 )
 from portal.templating import collect, render
 

@@ -19,6 +19,7 @@ from control_plane.tenancies import service
 from control_plane.tenancies.drivers.base import TenancyKind
 from control_plane.tenancies.lifecycle import FINAL, WORKING, TenancyState
 from control_plane.tenancies.schemas import TenancyRead, TenancyResize
+from control_plane.tenancies.wiring import wake_reconciler
 from portal.forms import FormState, convert, discard, read_form
 from portal.pages.tenancies.common import (
     LABELS,
@@ -27,7 +28,6 @@ from portal.pages.tenancies.common import (
     TenancyId,
     drivers_of,
     org_of,
-    wake_reconciler,
 )
 from portal.templating import collect, render
 

@@ -118,7 +118,7 @@ class TestChat:
         answer = await oai(client, key).chat.completions.create(
             model="chat",
             messages=messages,
-            max_tokens=12,  # type: ignore[arg-type]
+            max_tokens=12,
         )
         text = model_text(tiny)
         content = answer.choices[0].message.content or ""
@@ -147,7 +147,7 @@ class TestChat:
         await deploy(client, org, key, tiny, reconciler)
         stream = await oai(client, key).chat.completions.create(
             model="chat",
-            messages=[{"role": "user", "content": "hello"}],  # type: ignore[list-item]
+            messages=[{"role": "user", "content": "hello"}],
             max_tokens=8,
             stream=True,
             stream_options={"include_usage": True},
@@ -201,7 +201,7 @@ class TestRefusals:
         with pytest.raises(openai.NotFoundError):
             await api.chat.completions.create(
                 model="chat",
-                messages=[{"role": "user", "content": "hi"}],  # type: ignore[list-item]
+                messages=[{"role": "user", "content": "hi"}],
             )
 
     async def test_per_key_request_rate_answers_429_with_retry_after(

@@ -72,7 +72,7 @@ async def test_openai_client_chats_with_smollm2_and_usage_matches_its_tokenizer(
     ]
     answer = await api.chat.completions.create(
         model="smol",
-        messages=messages,  # type: ignore[arg-type]
+        messages=messages,
         max_tokens=24,
     )
     content = answer.choices[0].message.content or ""
