@@ -40,6 +40,7 @@ from control_plane.identity.sso_controllers import ROUTES as SSO_ROUTES
 from control_plane.identity.sso_controllers import close_oidc_client
 from control_plane.inventory.controllers import ROUTES as INVENTORY_ROUTES
 from control_plane.logging import configure_logging
+from control_plane.metering.controllers import ROUTES as METERING_ROUTES
 from control_plane.pools.controllers import ROUTES as POOL_ROUTES
 from control_plane.settings import Settings
 from control_plane.sovereignty.access.controllers import ROUTES as ACCESS_ROUTES
@@ -144,6 +145,7 @@ def create_app(
             *POOL_ROUTES,
             *ENDPOINT_ROUTES,
             *GATEWAY_ROUTES,
+            *METERING_ROUTES,
             portal_router(),
             *extra_route_handlers,
         ],

@@ -125,6 +125,18 @@ class Settings(BaseSettings):
     gateway_routes_ttl_seconds: float = Field(default=1.0, gt=0)
     autoscale_enabled: bool = True
     autoscale_interval_seconds: float = Field(default=5.0, gt=0)
+    # Metering: how late (window start before now) a trusted source's event is accepted.
+    usage_late_hours: int = Field(default=72, ge=1, le=24 * 62)
+    # Billing: budget checks and the outbox (webhooks, e-mail, Stripe) run this often.
+    billing_interval_seconds: float = Field(default=30.0, gt=0)
+    # E-mail for budget alerts: smtp://host:port (no auth) or smtps://user:pass@host:port.
+    smtp_url: str | None = None
+    smtp_from: str = "billing@localhost"
+    # Stripe (optional): secret key, API base (a local emulator in tests) and the webhook
+    # signing secret. Unset key: billing works without Stripe.
+    stripe_api_key: SecretStr | None = None
+    stripe_api_base: str | None = None
+    stripe_webhook_secret: SecretStr | None = None
 
     @field_validator("database_url")
     @classmethod

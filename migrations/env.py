@@ -7,8 +7,8 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
+from billing.registry import metadata
 from control_plane.db.engine import make_engine
-from control_plane.db.registry import metadata
 
 config = context.config
 

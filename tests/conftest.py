@@ -18,7 +18,7 @@ from control_plane.app import create_app
 from control_plane.clock import OffsetClock
 from control_plane.db.engine import make_engine, make_sessionmaker
 from control_plane.db.migrate import downgrade, upgrade
-from control_plane.db.registry import metadata
+from billing.registry import metadata
 from control_plane.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]

@@ -241,3 +241,11 @@ async def support_view(db: AsyncSession, org_id: str, max_projects: int = 500) -
         member_count=int(members.scalar_one()),
         projects=[project_read(p) for p in rows.scalars()],
     )
+
+
+async def existing_ids(db: AsyncSession, org_ids: set[str]) -> set[str]:
+    """Which of ``org_ids`` name organizations that exist (trusted callers: ingest)."""
+    if not org_ids:
+        return set()
+    rows = await db.scalars(select(Organization.id).where(Organization.id.in_(sorted(org_ids))))
+    return set(rows)

@@ -46,6 +46,7 @@ class Permission(StrEnum):
     ENDPOINTS_WRITE = "endpoints:write"  # create, scale, version, split traffic, delete
     INFERENCE_INVOKE = "inference:invoke"  # call endpoints through the gateway
     MODELS_VALIDATE = "models:validate"  # approve or reject model versions (governance)
+    USAGE_READ = "usage:read"  # metered usage (GPU-seconds, tokens) by any dimension
 
 
 class ProviderPermission(StrEnum):
@@ -62,6 +63,9 @@ class ProviderPermission(StrEnum):
     PROVIDER_AUDIT_READ = "provider-audit:read"  # the provider's own ledger chains
     CAPACITY_WRITE = "capacity:write"  # shapes and GPU quotas
     SECRETS_MANAGE = "provider-secrets:manage"  # BMC credentials and other driver secrets
+    USAGE_INGEST = "usage:ingest"  # batch usage from trusted sources; per-source counts
+    PRICES_WRITE = "prices:write"  # price books, contract overrides, commitments, credits
+    BILLING_OPERATE = "billing:operate"  # invoice runs, finalize, void, credit notes
 
 
 _ALL = frozenset(Permission)
@@ -79,6 +83,7 @@ _READ_ONLY = frozenset(
         Permission.SECRETS_READ,
         Permission.TENANCIES_READ,
         Permission.ENDPOINTS_READ,
+        Permission.USAGE_READ,
     }
 )
 
@@ -97,6 +102,7 @@ TENANT_GRANTS: dict[TenantRole, frozenset[Permission]] = {
             Permission.ENDPOINTS_READ,
             Permission.ENDPOINTS_WRITE,
             Permission.INFERENCE_INVOKE,
+            Permission.USAGE_READ,
         }
     ),
     TenantRole.BILLING: frozenset(
@@ -105,6 +111,7 @@ TENANT_GRANTS: dict[TenantRole, frozenset[Permission]] = {
             Permission.PROJECTS_READ,
             Permission.BILLING_READ,
             Permission.BILLING_WRITE,
+            Permission.USAGE_READ,
         }
     ),
     TenantRole.AUDITOR: _READ_ONLY,

@@ -14,9 +14,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.ids import new_id
-from control_plane.metering.models import UsageEvent
+from control_plane.metering.models import UsageEvent, UsageSourceStat
+from control_plane.metering.rollup import add_to_rollup, rollup_key
 
-__all__ = ["HourlyUsage", "NewUsage", "record_usage", "usage_by_hour", "usage_total"]
+__all__ = [
+    "HourlyUsage", "NewUsage", "count_sources", "record_usage", "usage_by_hour", "usage_total",
+]  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,32 +33,83 @@ class NewUsage:
     window_start: datetime
     window_end: datetime
     dimensions: Mapping[str, str] = field(default_factory=dict)
+    amends_id: str | None = None  # the stored event this one corrects (value = difference)
 
 
 async def record_usage(db: AsyncSession, events: Sequence[NewUsage], at: datetime) -> int:
-    """Store the events in the caller's transaction; returns how many were duplicates
-    (already stored under the same source and id) and so ignored."""
+    """Store the events in the caller's transaction, add the new ones to the hourly rollup
+    and to their source's counts; returns how many were duplicates (already stored under
+    the same source and id) and so ignored."""
     if not events:
         return 0
-    rows = [
-        {
-            "id": new_id("use"), "source": e.source, "event_id": e.event_id,
+    rows = {}
+    for e in events:
+        row_id = new_id("use")
+        rows[row_id] = (e, {
+            "id": row_id, "source": e.source, "event_id": e.event_id,
             "org_id": e.org_id, "project_id": e.project_id, "type": e.type, "value": e.value,
             "dimensions": dict(e.dimensions), "window_start": e.window_start,
-            "window_end": e.window_end, "recorded_at": at,
-        }
-        for e in events
-    ]  # fmt: skip
+            "window_end": e.window_end, "recorded_at": at, "amends_id": e.amends_id,
+        })  # fmt: skip
     dialect = (await db.connection()).dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     table = cast(Table, UsageEvent.__table__)
     statement = (
         insert(table)
         .on_conflict_do_nothing(index_elements=["source", "event_id"])
-        .returning(table.c.id)  # counts exactly what was stored, on both databases
+        .returning(table.c.id)  # tells exactly what was stored, on both databases
     )
-    stored = len((await db.execute(statement, rows)).all())
-    return len(rows) - stored
+    stored = (await db.execute(statement, [row for _, row in rows.values()])).scalars().all()
+    new = [rows[row_id][0] for row_id in stored]
+    await add_to_rollup(
+        db,
+        ((rollup_key(e.org_id, e.project_id, e.type, e.window_start, e.dimensions), e.value)
+         for e in new),
+    )  # fmt: skip
+    await count_sources(db, events, new, at)
+    return len(rows) - len(new)
+
+
+async def count_sources(
+    db: AsyncSession,
+    sent: Sequence[NewUsage],
+    stored: Sequence[NewUsage],
+    at: datetime,
+    rejected: Mapping[str, int] | None = None,
+) -> None:
+    """Add a batch to its sources' counts: stored, duplicates, amendments, rejected."""
+    counts: dict[str, list[int]] = {}
+    for e in sent:
+        counts.setdefault(e.source, [0, 0, 0, 0])[1] += 1
+    for e in stored:
+        entry = counts[e.source]
+        entry[0] += 1
+        entry[1] -= 1
+        entry[2] += e.amends_id is not None
+    for source, n in (rejected or {}).items():
+        counts.setdefault(source, [0, 0, 0, 0])[3] += n
+    if not counts:
+        return
+    dialect = (await db.connection()).dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    table = cast(Table, UsageSourceStat.__table__)
+    statement = insert(table)
+    statement = statement.on_conflict_do_update(
+        index_elements=["source"],
+        set_={
+            name: table.c[name] + statement.excluded[name]
+            for name in ("accepted", "duplicates", "amendments", "rejected")
+        }
+        | {"last_seen_at": statement.excluded.last_seen_at},
+    )
+    await db.execute(
+        statement,
+        [
+            {"source": source, "accepted": a, "duplicates": d, "amendments": m,
+             "rejected": r, "last_seen_at": at}
+            for source, (a, d, m, r) in sorted(counts.items())
+        ],
+    )  # fmt: skip
 
 
 async def usage_total(

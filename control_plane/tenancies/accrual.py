@@ -31,6 +31,15 @@ async def accrue(db: AsyncSession, tenancy: Tenancy, *, until: datetime) -> int:
     if start is None or until <= start:
         return 0
     gpus = Decimal(tenancy.node_count * tenancy.gpus_per_node * tenancy.gpu_milli) / 1000
+    dimensions = {
+        "region": tenancy.region_code,
+        "gpu_model": tenancy.gpu_model_code,
+        "tenancy_kind": tenancy.kind,
+        "tenancy": tenancy.id,
+    }
+    managed_by = tenancy.managed_by or ""
+    if managed_by.startswith("endpoint:"):  # an endpoint's replica: its GPU-hours held
+        dimensions["endpoint"] = managed_by.removeprefix("endpoint:")
     events = []
     while start < until:
         end = min(until, hour_start(start) + HOUR)
@@ -45,12 +54,7 @@ async def accrue(db: AsyncSession, tenancy: Tenancy, *, until: datetime) -> int:
                 value=(seconds * gpus).quantize(Decimal("0.000001")),
                 window_start=start,
                 window_end=end,
-                dimensions={
-                    "region": tenancy.region_code,
-                    "gpu_model": tenancy.gpu_model_code,
-                    "tenancy_kind": tenancy.kind,
-                    "tenancy": tenancy.id,
-                },
+                dimensions=dimensions,
             )
         )
         start = end

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 
 from control_plane.db.engine import make_engine
 from control_plane.db.migrate import current_heads, downgrade, upgrade
-from control_plane.db.registry import metadata
+from billing.registry import metadata
 
 
 @pytest.fixture

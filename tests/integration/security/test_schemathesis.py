@@ -44,7 +44,7 @@ from sqlalchemy import text
 from control_plane.app import create_app
 from control_plane.clock import OffsetClock
 from control_plane.db.engine import make_engine, make_sessionmaker
-from control_plane.db.registry import metadata
+from billing.registry import metadata
 from control_plane.identity.authentication import SESSION_COOKIE
 from control_plane.identity.models import Membership
 from control_plane.identity.roles import TenantRole

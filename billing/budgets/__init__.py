@@ -1,0 +1,1 @@
+"""Budgets: monthly spend limits per organization or project, alerts and hard stops."""

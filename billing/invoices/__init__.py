@@ -1,0 +1,1 @@
+"""Invoices and credit notes: rated from usage, draft -> finalized -> paid or void."""

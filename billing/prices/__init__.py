@@ -1,0 +1,1 @@
+"""Price books per region and currency, contract overrides, commitments and credits."""
