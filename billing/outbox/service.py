@@ -35,9 +35,18 @@ async def enqueue(
     statement = (
         insert(table)
         .values(
-            id=new_id("obx"), key=key, topic=topic, org_id=org_id, payload=payload, attempts=0,
-            next_attempt_at=now, lease_until=None, done_at=None, last_error="", created_at=now,
-        )  # fmt: skip
+            id=new_id("obx"),
+            key=key,
+            topic=topic,
+            org_id=org_id,
+            payload=payload,
+            attempts=0,
+            next_attempt_at=now,
+            lease_until=None,
+            done_at=None,
+            last_error="",
+            created_at=now,
+        )
         .on_conflict_do_nothing(index_elements=["key"])
         .returning(table.c.id)
     )
