@@ -106,7 +106,7 @@ def rate_usage(
     for term in sorted(commitments, key=lambda t: t.id):
         rows, covered = _cover(rows, term)
         lines.extend(_commitment_lines(term, covered, currency, tax))
-    grouped: dict[tuple[object, ...], Decimal] = {}
+    grouped: dict[tuple[str, str, str, str, str, str, bool, Decimal, str], Decimal] = {}
     for row in rows:
         price, note = _price(row, rates, overrides)
         key = (row.type, row.region, row.project, row.gpu_model, row.tenancy_kind, row.model,
@@ -114,18 +114,17 @@ def rate_usage(
         grouped[key] = grouped.get(key, Decimal(0)) + row.quantity
     for key in sorted(grouped, key=lambda k: tuple(str(p) for p in k)):
         kind, region, project, gpu_model, tenancy_kind, model, night, price, note = key
-        quantity = _units(str(kind), grouped[key])
+        quantity = _units(kind, grouped[key])
         if quantity == 0:
             continue
         dims = {k: str(v) for k, v in (("region", region), ("project", project),
                 ("gpu_model", gpu_model), ("tenancy_kind", tenancy_kind), ("model", model))
                 if v}  # fmt: skip
         label = ", ".join(str(p) for p in (gpu_model or model, tenancy_kind, region) if p)
-        description = f"{_NAMES[str(kind)]}: {label}" + (" (night rate)" if night else "")
+        description = f"{_NAMES[kind]}: {label}" + (" (night rate)" if night else "")
         if note:
             description += f" ({note})"
-        lines.append(_line(str(kind), description, quantity, _UNIT[str(kind)],
-                           Decimal(str(price)), currency, tax, dims))  # fmt: skip
+        lines.append(_line(kind, description, quantity, _UNIT[kind], price, currency, tax, dims))
     return lines
 
 

@@ -41,25 +41,29 @@ def tax_rule(seller: str, country: str, subdivision: str = "", tax_id: str = "")
     return TaxRule(f"No tax rule for seller jurisdiction {seller}", Decimal(0))
 
 
+def _pct(rate: Decimal) -> str:
+    return f"{(rate * 100).normalize():f}"
+
+
 def _canada(country: str, subdivision: str) -> TaxRule:
     if country != "CA":
         return TaxRule("Canada: export of services, zero-rated (0%)", Decimal(0))
     if subdivision == "QC":
         return TaxRule("Québec: GST 5% + QST 9.975%", _GST + _QST)
     if subdivision in _HST:
-        return TaxRule(f"{subdivision}: HST {_HST[subdivision] * 100:g}%", _HST[subdivision])
+        return TaxRule(f"{subdivision}: HST {_pct(_HST[subdivision])}%", _HST[subdivision])
     return TaxRule(f"{subdivision or 'Canada'}: GST 5%", _GST)
 
 
 def _eu(seller: str, country: str, tax_id: str) -> TaxRule:
     rate = _VAT[seller]
     if country == seller:
-        return TaxRule(f"{seller} VAT {rate * 100:g}%", rate)
+        return TaxRule(f"{seller} VAT {_pct(rate)}%", rate)
     if country in EU and tax_id:
         return TaxRule(
             f"EU B2B reverse charge (VAT Directive art. 196): VAT due by the customer, "
             f"VAT id {tax_id}", Decimal(0),
         )  # fmt: skip
     if country in EU:
-        return TaxRule(f"{seller} VAT {rate * 100:g}% (EU consumer)", rate)
+        return TaxRule(f"{seller} VAT {_pct(rate)}% (EU consumer)", rate)
     return TaxRule("Outside the scope of EU VAT (customer outside the EU)", Decimal(0))

@@ -17,6 +17,8 @@ from litestar.openapi.plugins import YamlRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.routes import HTTPRoute
 
+from billing.wiring import ROUTES as BILLING_ROUTES
+from billing.wiring import BudgetStops, budget_loop, invoiced_until
 from control_plane import __version__
 from control_plane.audit.appender import LedgerAppender
 from control_plane.audit.checkpoints import checkpoint_loop
@@ -70,7 +72,10 @@ def create_app(
     sessionmaker = make_sessionmaker(engine)
     audit_appender = LedgerAppender(engine)
     reconciler = build_reconciler(sessionmaker, clock, settings)
-    gateway, autoscaler = build_gateway(sessionmaker, clock, settings, reconciler)
+    budget_stops = BudgetStops(sessionmaker)
+    gateway, autoscaler = build_gateway(
+        sessionmaker, clock, settings, reconciler, budget=budget_stops
+    )
     state = State(
         {
             "settings": settings,
@@ -94,6 +99,10 @@ def create_app(
             # The inference gateway (routes, limits, usage meter) and the autoscaler.
             "gateway": gateway,
             "autoscaler": autoscaler,
+            # Billing's answers to the control plane: hard-stop budgets (placement and the
+            # gateway refuse new work) and invoiced periods (late usage refused).
+            "budget_gate": budget_stops,
+            "usage_closed_periods": invoiced_until,
         }
     )
 
@@ -106,7 +115,10 @@ def create_app(
         reconciling = (
             asyncio.create_task(reconciler.run_forever()) if settings.reconciler_enabled else None
         )
-        background = [asyncio.create_task(gateway.meter.run(settings.gateway_flush_seconds))]
+        background = [
+            asyncio.create_task(gateway.meter.run(settings.gateway_flush_seconds)),
+            asyncio.create_task(budget_loop(sessionmaker, settings, clock, budget_stops)),
+        ]
         if settings.autoscale_enabled:
             background.append(
                 asyncio.create_task(autoscaler.run(settings.autoscale_interval_seconds))
@@ -146,6 +158,7 @@ def create_app(
             *ENDPOINT_ROUTES,
             *GATEWAY_ROUTES,
             *METERING_ROUTES,
+            *BILLING_ROUTES,
             portal_router(),
             *extra_route_handlers,
         ],

@@ -14,11 +14,11 @@ from litestar.testing import AsyncTestClient
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billing.registry import metadata
 from control_plane.app import create_app
 from control_plane.clock import OffsetClock
 from control_plane.db.engine import make_engine, make_sessionmaker
 from control_plane.db.migrate import downgrade, upgrade
-from billing.registry import metadata
 from control_plane.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]

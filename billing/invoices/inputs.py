@@ -10,18 +10,16 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Boolean, Integer, String, func, select, values
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql import column
 
 from billing.prices.models import BillingProfile, Commitment, ContractOverride
 from billing.prices.schemas import PriceBookRead
 from billing.prices.service import books_for
 from billing.rating import CommitmentTerm, Override, Rate, Usage
 from billing.taxes import TaxRule, tax_rule
-from control_plane.db.base import UTCDateTime
-from control_plane.inventory.models import Region
-from control_plane.metering.models import UsageHourly
+from control_plane.inventory.capacity import region_billing_facts
+from control_plane.metering.sums import HourClass, period_sums
 
 __all__ = ["PeriodInputs", "load_period"]
 
@@ -56,13 +54,15 @@ class PeriodInputs:
         return tax_rule(seller, profile.country, profile.subdivision, profile.tax_id)
 
 
-def hour_classes(books: list[PriceBookRead], start: datetime, end: datetime) -> list[tuple]:
+def hour_classes(
+    books: list[PriceBookRead], start: datetime, end: datetime
+) -> list[tuple[str, datetime, int, bool]]:
     """(region, hour, book version, night) for every hour of the period in every region
     that has a book; hours before a region's first book get version 0 (unpriced)."""
     rows = []
     by_region: dict[str, list[PriceBookRead]] = {}
-    for book in books:
-        by_region.setdefault(book.region, []).append(book)
+    for each in books:
+        by_region.setdefault(each.region, []).append(each)
     for region, versions in by_region.items():
         hour = start
         while hour < end:
@@ -80,8 +80,7 @@ def hour_classes(books: list[PriceBookRead], start: datetime, end: datetime) -> 
 async def load_period(
     db: AsyncSession, start: datetime, end: datetime, org_ids: Iterable[str] | None = None
 ) -> PeriodInputs:
-    regions = {code: (cur, jur) for code, cur, jur in await db.execute(
-        select(Region.code, Region.currency, Region.jurisdiction))}  # fmt: skip
+    regions = await region_billing_facts(db)
     books = await books_for(db)
     inputs = PeriodInputs(
         start=start, end=end,
@@ -102,33 +101,12 @@ async def load_period(
 async def _load_usage(
     db: AsyncSession, inputs: PeriodInputs, books: list[PriceBookRead], orgs: list[str] | None
 ) -> None:
-    u = UsageHourly
-    classes = hour_classes(books, inputs.start, inputs.end)
-    keys = (u.org_id, u.project_id, u.type, u.region, u.gpu_model, u.tenancy_kind, u.tenancy,
-            u.endpoint, u.model)  # fmt: skip
-    if classes:
-        table = values(
-            column("region", String), column("hour", UTCDateTime()),
-            column("version", Integer), column("night", Boolean), name="hour_class",
-        ).data(classes)  # fmt: skip
-        query = (
-            select(*keys, table.c.version, table.c.night, func.sum(u.value))
-            .select_from(u)
-            .outerjoin(table, (table.c.region == u.region) & (table.c.hour == u.hour))
-            .group_by(*keys, table.c.version, table.c.night)
-        )
-    else:
-        query = select(*keys, func.sum(u.value)).group_by(*keys)
-    query = query.where(u.hour >= inputs.start, u.hour < inputs.end)
-    if orgs is not None:
-        query = query.where(u.org_id.in_(orgs))
-    for row in await db.execute(query):
-        org, project, kind, region, gpu, tkind, tenancy, endpoint, model = row[:9]
-        version, night = (row[9] or 0, bool(row[10])) if classes else (0, False)
-        inputs.usage.setdefault(org, []).append(Usage(
-            type=kind, quantity=Decimal(row[-1]), region=region, project=project,
-            gpu_model=gpu, tenancy_kind=tkind, tenancy=tenancy, endpoint=endpoint, model=model,
-            night=night, book_version=version,
+    classes = [HourClass(*c) for c in hour_classes(books, inputs.start, inputs.end)]
+    for s in await period_sums(db, inputs.start, inputs.end, classes, orgs):
+        inputs.usage.setdefault(s.org_id, []).append(Usage(
+            type=s.type, quantity=s.value, region=s.region, project=s.project_id,
+            gpu_model=s.gpu_model, tenancy_kind=s.tenancy_kind, tenancy=s.tenancy,
+            endpoint=s.endpoint, model=s.model, night=s.night, book_version=s.version,
         ))  # fmt: skip
 
 

@@ -45,6 +45,7 @@ class InvoiceRead(msgspec.Struct):
     digest: str
     corrects_id: str | None
     reason: str
+    customer: dict[str, str]
     created_at: datetime
     finalized_at: datetime | None
     paid_at: datetime | None

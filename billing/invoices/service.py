@@ -49,8 +49,8 @@ def invoice_read(inv: Invoice, lines: list[InvoiceLine] | None = None) -> Invoic
         subtotal=_major(inv.subtotal_minor), tax=_major(inv.tax_minor),
         total=_major(inv.total_minor), credits_applied=_major(inv.credits_minor),
         amount_due=_major(inv.amount_due_minor), digest=inv.digest, corrects_id=inv.corrects_id,
-        reason=inv.reason, created_at=inv.created_at, finalized_at=inv.finalized_at,
-        paid_at=inv.paid_at, voided_at=inv.voided_at,
+        reason=inv.reason, customer=dict(inv.customer), created_at=inv.created_at,
+        finalized_at=inv.finalized_at, paid_at=inv.paid_at, voided_at=inv.voided_at,
         lines=[InvoiceLineRead(ln.position, ln.kind, ln.description, ln.dimensions, ln.quantity,
                                ln.unit, ln.unit_price, _major(ln.amount_minor), ln.tax_rule,
                                ln.tax_rate, _major(ln.tax_minor))
@@ -58,16 +58,21 @@ def invoice_read(inv: Invoice, lines: list[InvoiceLine] | None = None) -> Invoic
     )  # fmt: skip
 
 
-def rate_org(inputs: PeriodInputs, org_id: str, currency: str) -> list[Line]:
+def rate_org(
+    inputs: PeriodInputs, org_id: str, currency: str, project: str | None = None
+) -> list[Line]:
+    """The organization's lines in one currency (one project's, without commitments)."""
     regions = {r for r, c in inputs.region_currency.items() if c == currency}
     return rate_usage(
-        [u for u in inputs.usage.get(org_id, ()) if u.region in regions],
+        [u for u in inputs.usage.get(org_id, ())
+         if u.region in regions and (project is None or u.project == project)],
         [r for r in inputs.rates if r.region in regions],
         currency=currency,
         tax=inputs.tax_for(org_id, currency),
         overrides=[o for o in inputs.overrides.get(org_id, ()) if o.region in regions],
-        commitments=[c for c in inputs.commitments.get(org_id, ()) if c.region in regions],
-    )
+        commitments=[c for c in inputs.commitments.get(org_id, ())
+                     if c.region in regions and project is None],
+    )  # fmt: skip
 
 
 async def run(

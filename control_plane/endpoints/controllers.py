@@ -13,6 +13,7 @@ from litestar.params import Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from control_plane.budget_port import require_budget
 from control_plane.clock import Clock
 from control_plane.endpoints import governance, service
 from control_plane.endpoints.schemas import (
@@ -75,6 +76,7 @@ class EndpointController(Controller):
         db: AsyncSession,
         deps: service.Deps,
     ) -> EndpointRead:
+        await require_budget(request.app.state, org_id, tenant.project_id or data.project_id)
         created = await service.create(db, tenant, org_id, data, deps)
         wake_reconciler(request)
         return created

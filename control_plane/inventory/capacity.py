@@ -95,3 +95,9 @@ async def gpu_memory_gib(db: AsyncSession) -> dict[str, int]:
 async def region_currencies(db: AsyncSession) -> dict[str, str]:
     rows = await db.execute(select(Region.code, Region.currency))
     return {code: currency for code, currency in rows}
+
+
+async def region_billing_facts(db: AsyncSession) -> dict[str, tuple[str, str]]:
+    """Each region's currency and jurisdiction (who sells there, in what money)."""
+    rows = await db.execute(select(Region.code, Region.currency, Region.jurisdiction))
+    return {code: (currency, jurisdiction) for code, currency, jurisdiction in rows}

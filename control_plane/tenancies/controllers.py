@@ -12,6 +12,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CON
 from litestar.types import ControllerRouterHandler
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from control_plane.budget_port import require_budget
 from control_plane.clock import Clock
 from control_plane.http.pagination import Page, PageRequest
 from control_plane.identity.authz import ProviderScope, TenantScope, authenticated, provider, tenant
@@ -86,6 +87,7 @@ class TenancyController(Controller):
         settings: Settings,
         drivers: Drivers,
     ) -> TenancyRead:
+        await require_budget(request.app.state, org_id, tenant.project_id or data.project_id)
         created = await service.create(
             db, tenant, org_id, data, clock=clock, settings=settings, drivers=drivers
         )

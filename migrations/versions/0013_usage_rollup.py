@@ -66,13 +66,15 @@ def _backfill() -> None:
         if start.tzinfo is None:
             start = start.replace(tzinfo=UTC)
         hour = start.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-        values = tuple(str((dims or {}).get(d, ""))[:w] for d, w in zip(_DIMENSIONS, _WIDTH))
+        values = tuple(
+            str((dims or {}).get(d, ""))[:w] for d, w in zip(_DIMENSIONS, _WIDTH, strict=True)
+        )
         text = "\x1f".join((org, project or "", kind, hour.isoformat(), *values))
         key = hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
         row = rows.setdefault(key, {
             "key": key, "org_id": org, "project_id": project or "", "type": kind,
             "hour": hour if bind.dialect.name != "sqlite" else hour.replace(tzinfo=None),
-            **dict(zip(_DIMENSIONS, values)), "value": Decimal(0), "events": 0,
+            **dict(zip(_DIMENSIONS, values, strict=True)), "value": Decimal(0), "events": 0,
         })  # fmt: skip
         row["value"] = row["value"] + Decimal(str(value))  # type: ignore[operator]
         row["events"] = row["events"] + 1  # type: ignore[operator]

@@ -17,9 +17,9 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 
+from billing.registry import metadata
 from control_plane.db.engine import make_engine
 from control_plane.db.migrate import current_heads, downgrade, upgrade
-from billing.registry import metadata
 
 
 @pytest.fixture

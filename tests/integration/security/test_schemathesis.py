@@ -41,10 +41,10 @@ from schemathesis.specs.openapi.checks import (
 )
 from sqlalchemy import text
 
+from billing.registry import metadata
 from control_plane.app import create_app
 from control_plane.clock import OffsetClock
 from control_plane.db.engine import make_engine, make_sessionmaker
-from billing.registry import metadata
 from control_plane.identity.authentication import SESSION_COOKIE
 from control_plane.identity.models import Membership
 from control_plane.identity.roles import TenantRole
