@@ -35,7 +35,7 @@ async def invoiced_until(db: AsyncSession, org_ids: set[str]) -> dict[str, datet
                Invoice.status.in_(("finalized", "paid")))
         .group_by(Invoice.org_id)
     )  # fmt: skip
-    return dict(rows.tuples().all())
+    return {org: end for org, end in rows}
 
 
 async def budget_loop(

@@ -9,6 +9,8 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
+from billing.bounds import bounded
+
 Percent = Annotated[int, Meta(ge=1, le=1000)]
 
 
@@ -21,7 +23,7 @@ class BudgetSet(_In):
     receives a signed POST per threshold crossed; ``email`` a message."""
 
     currency: Literal["CAD", "SEK", "EUR", "USD"]
-    amount: Annotated[Decimal, Meta(gt=0, le=1_000_000_000)]
+    amount: Decimal
     project_id: Annotated[str, Meta(max_length=40)] = ""
     thresholds: Annotated[list[Percent], Meta(min_length=1, max_length=10)] = msgspec.field(
         default_factory=lambda: [50, 80, 100]
@@ -29,6 +31,9 @@ class BudgetSet(_In):
     hard_stop: bool = False
     webhook_url: Annotated[str, Meta(max_length=500, pattern=r"^(https?://\S+)?$")] = ""
     email: Annotated[str, Meta(max_length=254, pattern=r"^([^@\s]+@[^@\s]+\.[^@\s]+)?$")] = ""
+
+    def __post_init__(self) -> None:
+        bounded(self.amount, "amount", 1_000_000_000, zero_ok=False)
 
 
 class AlertRead(msgspec.Struct):

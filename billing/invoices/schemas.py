@@ -9,6 +9,8 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
+from billing.bounds import bounded
+
 
 class _In(msgspec.Struct, forbid_unknown_fields=True):
     """Request bodies reject fields they do not know."""
@@ -75,8 +77,11 @@ class InvoiceRunResult(msgspec.Struct):
 
 
 class CreditNoteCreate(_In):
-    amount: Annotated[Decimal, Meta(gt=0, le=100_000_000, description="before tax, major units")]
+    amount: Annotated[Decimal, Meta(description="before tax, major units, up to 1e8")]
     reason: Annotated[str, Meta(min_length=1, max_length=500)]
+
+    def __post_init__(self) -> None:
+        bounded(self.amount, "amount", 100_000_000, zero_ok=False)
 
 
 class VoidRequest(_In):

@@ -9,9 +9,11 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
+from billing.bounds import bounded
+
 UsageType = Literal["gpu_seconds", "tokens_in", "tokens_out", "cached_tokens"]
 Match = Annotated[str, Meta(max_length=100, description='"" matches any')]
-Price = Annotated[Decimal, Meta(ge=0, le=1_000_000)]
+Price = Annotated[Decimal, Meta(description="0 to 1e6")]
 Hour = Annotated[int, Meta(ge=0, le=23)]
 Currency = Literal["CAD", "SEK", "EUR", "USD"]
 
@@ -30,6 +32,10 @@ class RateIn(_In):
     model: Match = ""
     night_unit_price: Price | None = None
     minimum_seconds: Annotated[int, Meta(ge=0, le=86_400)] = 0
+
+    def __post_init__(self) -> None:
+        bounded(self.unit_price, "unit_price", 1_000_000)
+        bounded(self.night_unit_price, "night_unit_price", 1_000_000)
 
 
 class PriceBookCreate(_In):
@@ -72,8 +78,12 @@ class OverrideCreate(_In):
     gpu_model: Match = ""
     model: Match = ""
     unit_price: Price | None = None
-    discount_percent: Annotated[Decimal, Meta(gt=0, le=100)] | None = None
+    discount_percent: Annotated[Decimal, Meta(description="more than 0, up to 100")] | None = None
     ends_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        bounded(self.unit_price, "unit_price", 1_000_000)
+        bounded(self.discount_percent, "discount_percent", 100, zero_ok=False)
 
 
 class OverrideRead(msgspec.Struct):
@@ -92,10 +102,14 @@ class OverrideRead(msgspec.Struct):
 class CommitmentCreate(_In):
     region: Annotated[str, Meta(min_length=1, max_length=32)]
     gpu_model: Annotated[str, Meta(min_length=1, max_length=32)]
-    gpus: Annotated[Decimal, Meta(gt=0, le=100_000)]
+    gpus: Annotated[Decimal, Meta(description="more than 0, up to 100000")]
     hourly_price: Price
     starts_at: datetime
     ends_at: datetime
+
+    def __post_init__(self) -> None:
+        bounded(self.gpus, "gpus", 100_000, zero_ok=False)
+        bounded(self.hourly_price, "hourly_price", 1_000_000)
 
 
 class CommitmentRead(msgspec.Struct):
@@ -111,9 +125,12 @@ class CommitmentRead(msgspec.Struct):
 
 class CreditCreate(_In):
     currency: Currency
-    amount: Annotated[Decimal, Meta(gt=0, le=100_000_000, description="in major units")]
+    amount: Annotated[Decimal, Meta(description="in major units, more than 0, up to 1e8")]
     reason: Annotated[str, Meta(min_length=1, max_length=200)]
     expires_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        bounded(self.amount, "amount", 100_000_000, zero_ok=False)
 
 
 class CreditRead(msgspec.Struct):

@@ -151,12 +151,11 @@ async def _negative_totals(
             deltas[e.amends_id] = deltas.get(e.amends_id, Decimal(0)) + e.value
     if not deltas:
         return []
-    stored = dict(
-        (await db.execute(
-            select(UsageEvent.amends_id, func.sum(UsageEvent.value))
-            .where(UsageEvent.amends_id.in_(list(deltas))).group_by(UsageEvent.amends_id)
-        )).tuples().all()
+    rows = await db.execute(
+        select(UsageEvent.amends_id, func.sum(UsageEvent.value))
+        .where(UsageEvent.amends_id.in_(list(deltas))).group_by(UsageEvent.amends_id)
     )  # fmt: skip
+    stored: dict[str | None, Decimal] = {amends: Decimal(total) for amends, total in rows}
     by_id = {o.id: o for o in originals.values()}
     return [
         FieldError("body.events", f"amendments would take {by_id[i].event_id!r} below zero")

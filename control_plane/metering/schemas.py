@@ -41,6 +41,10 @@ class UsageEventIn(_In):
     dimensions: Annotated[dict[str, Annotated[str, Meta(max_length=100)]], Meta(max_length=16)] = {}
     amends: EventRef | None = None
 
+    def __post_init__(self) -> None:
+        if not self.value.is_finite() or abs(self.value) >= 10**13:
+            raise ValueError("value must be a finite number below 1e13")
+
 
 class UsageBatch(_In):
     events: Annotated[list[UsageEventIn], Meta(min_length=1, max_length=10_000)]

@@ -57,7 +57,7 @@ async def period_sums(
         table = values(
             column("region", String), column("hour", UTCDateTime()),
             column("version", Integer), column("night", Boolean), name="hour_class",
-        ).data([(c.region, c.hour, c.version, c.night) for c in classes])  # fmt: skip
+        ).data([(c.region, c.hour, c.version, c.night) for c in classes]).cte("hour_class")  # fmt: skip
         query = (
             select(*keys, table.c.version, table.c.night, func.sum(u.value))
             .select_from(u)
