@@ -46,6 +46,7 @@ async def budget_loop(
 ) -> None:
     """Evaluate budgets every ``billing_interval_seconds`` until cancelled."""
     while True:
+        await asyncio.sleep(settings.billing_interval_seconds)
         try:
             async with sessionmaker() as db:
                 raised = await evaluate(db, clock.now(), settings)
@@ -55,4 +56,3 @@ async def budget_loop(
                 log.info("budget alerts raised", alerts=raised)
         except Exception:  # logged; the next pass tries again
             log.exception("budget evaluation failed")
-        await asyncio.sleep(settings.billing_interval_seconds)

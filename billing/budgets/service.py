@@ -32,7 +32,7 @@ __all__ = ["delete_budget", "evaluate", "list_budgets", "set_budget"]
 
 
 def _major(minor: int) -> Decimal:
-    return Decimal(minor) / 100
+    return (Decimal(minor) / 100).quantize(Decimal("0.01"))
 
 
 def budget_read(

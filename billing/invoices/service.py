@@ -39,7 +39,7 @@ def month_bounds(month: str) -> tuple[datetime, datetime]:
 
 
 def _major(minor: int) -> Decimal:
-    return Decimal(minor) / _MINOR
+    return (Decimal(minor) / _MINOR).quantize(Decimal("0.01"))
 
 
 def invoice_read(inv: Invoice, lines: list[InvoiceLine] | None = None) -> InvoiceRead:

@@ -51,13 +51,29 @@ async def period_sums(
     org_ids: Sequence[str] | None = None,
 ) -> list[UsageSum]:
     u = UsageHourly
-    keys = (u.org_id, u.project_id, u.type, u.region, u.gpu_model, u.tenancy_kind, u.tenancy,
-            u.endpoint, u.model)  # fmt: skip
+    keys = (
+        u.org_id,
+        u.project_id,
+        u.type,
+        u.region,
+        u.gpu_model,
+        u.tenancy_kind,
+        u.tenancy,
+        u.endpoint,
+        u.model,
+    )
     if classes:
-        table = values(
-            column("region", String), column("hour", UTCDateTime()),
-            column("version", Integer), column("night", Boolean), name="hour_class",
-        ).data([(c.region, c.hour, c.version, c.night) for c in classes]).cte("hour_class")  # fmt: skip
+        table = (
+            values(
+                column("region", String),
+                column("hour", UTCDateTime()),
+                column("version", Integer),
+                column("night", Boolean),
+                name="hour_class",
+            )
+            .data([(c.region, c.hour, c.version, c.night) for c in classes])
+            .cte("hour_class")
+        )
         query = (
             select(*keys, table.c.version, table.c.night, func.sum(u.value))
             .select_from(u)
@@ -73,6 +89,20 @@ async def period_sums(
     for row in await db.execute(query):
         version, night = (row[9] or 0, bool(row[10])) if classes else (0, False)
         org, project, kind, region, gpu, tenancy_kind, tenancy, endpoint, model = row[:9]
-        sums.append(UsageSum(org, project, kind, region, gpu, tenancy_kind, tenancy, endpoint,
-                             model, version, night, Decimal(row[-1])))  # fmt: skip
+        sums.append(
+            UsageSum(
+                org,
+                project,
+                kind,
+                region,
+                gpu,
+                tenancy_kind,
+                tenancy,
+                endpoint,
+                model,
+                version,
+                night,
+                Decimal(row[-1]),
+            )
+        )
     return sums

@@ -27,12 +27,17 @@ HOUR = timedelta(hours=1)
 
 # CAD per GPU-hour / per million tokens, as an operator would publish them.
 QC_RATES = [
-    {"usage_type": "gpu_seconds", "gpu_model": "h100", "unit_price": "4.00",
-     "night_unit_price": "2.00", "minimum_seconds": 60},
+    {
+        "usage_type": "gpu_seconds",
+        "gpu_model": "h100",
+        "unit_price": "4.00",
+        "night_unit_price": "2.00",
+        "minimum_seconds": 60,
+    },
     {"usage_type": "gpu_seconds", "gpu_model": "l40s", "unit_price": "1.20"},
     {"usage_type": "tokens_in", "unit_price": "0.20"},
     {"usage_type": "tokens_out", "unit_price": "0.60"},
-]  # fmt: skip
+]
 
 
 def hour_start(at: datetime) -> datetime:
@@ -47,8 +52,9 @@ async def catalog(db: AsyncSession, clock: OffsetClock) -> None:
 
 @pytest.fixture
 async def customer(db: AsyncSession) -> Tenant:
-    tenant = await make_org(db, roles=(TenantRole.OWNER, TenantRole.BILLING, TenantRole.MEMBER,
-                                       TenantRole.AUDITOR))  # fmt: skip
+    tenant = await make_org(
+        db, roles=(TenantRole.OWNER, TenantRole.BILLING, TenantRole.MEMBER, TenantRole.AUDITOR)
+    )
     await db.commit()
     return tenant
 
@@ -80,9 +86,13 @@ async def biller(client: Client, customer: Tenant) -> dict[str, str]:
 @pytest.fixture
 async def book(client: Client, operator: dict[str, str], clock: OffsetClock) -> dict[str, Any]:
     """ca-qc-1's first book, effective since well before any usage of the tests."""
-    body = {"effective_from": (clock.now() - timedelta(days=40)).isoformat(),
-            "timezone": "America/Toronto", "night_start_hour": 0, "night_end_hour": 6,
-            "rates": QC_RATES}  # fmt: skip
+    body = {
+        "effective_from": (clock.now() - timedelta(days=40)).isoformat(),
+        "timezone": "America/Toronto",
+        "night_start_hour": 0,
+        "night_end_hour": 6,
+        "rates": QC_RATES,
+    }
     return await must(client.post(BOOKS, json=body, headers=operator), 201)
 
 
@@ -94,27 +104,54 @@ async def must(pending: Awaitable[Any], status: int = 200) -> Any:
 
 
 def gpu_usage(
-    org: Tenant, event_id: str, at: datetime, seconds: int, *, model: str = "h100",
-    tenancy: str = "ten_a", source: str = "tenancies", project: str | None = None,
-) -> NewUsage:  # fmt: skip
+    org: Tenant,
+    event_id: str,
+    at: datetime,
+    seconds: int,
+    *,
+    model: str = "h100",
+    tenancy: str = "ten_a",
+    source: str = "tenancies",
+    project: str | None = None,
+) -> NewUsage:
     return NewUsage(
-        source=source, event_id=event_id, org_id=org.org_id,
-        project_id=project or org.project_id, type="gpu_seconds", value=Decimal(seconds),
-        window_start=at, window_end=at + timedelta(seconds=seconds),
-        dimensions={"region": "ca-qc-1", "gpu_model": model, "tenancy_kind": "bare_metal",
-                    "tenancy": tenancy},
-    )  # fmt: skip
+        source=source,
+        event_id=event_id,
+        org_id=org.org_id,
+        project_id=project or org.project_id,
+        type="gpu_seconds",
+        value=Decimal(seconds),
+        window_start=at,
+        window_end=at + timedelta(seconds=seconds),
+        dimensions={
+            "region": "ca-qc-1",
+            "gpu_model": model,
+            "tenancy_kind": "bare_metal",
+            "tenancy": tenancy,
+        },
+    )
 
 
 def token_usage(
     org: Tenant, event_id: str, at: datetime, kind: str, tokens: int, endpoint: str = "ep_chat"
 ) -> NewUsage:
     return NewUsage(
-        source="gateway", event_id=event_id, org_id=org.org_id, project_id=org.project_id,
-        type=kind, value=Decimal(tokens), window_start=at, window_end=at + timedelta(minutes=1),
-        dimensions={"region": "ca-qc-1", "endpoint": endpoint, "model": "chat-v1",
-                    "api_key": "key_1", "requests": "3"},
-    )  # fmt: skip
+        source="gateway",
+        event_id=event_id,
+        org_id=org.org_id,
+        project_id=org.project_id,
+        type=kind,
+        value=Decimal(tokens),
+        window_start=at,
+        window_end=at + timedelta(minutes=1),
+        dimensions={
+            "region": "ca-qc-1",
+            "endpoint": endpoint,
+            "model": "chat-v1",
+            "api_key": "key_1",
+            "requests": "3",
+        },
+    )
 
 
 async def store(db: AsyncSession, events: Sequence[NewUsage], at: datetime) -> int:

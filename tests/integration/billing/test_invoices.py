@@ -36,30 +36,46 @@ async def _invoices(client: Client, org: Tenant, auth: dict[str, str]) -> list[A
 
 
 async def _profile(client: Client, org: Tenant, auth: dict[str, str], **body: str) -> None:
-    body = {"legal_name": "Érable Inc.", "country": "CA", "subdivision": "QC",
-            "email": "ap@erable.test", **body}  # fmt: skip
+    body = {
+        "legal_name": "Érable Inc.",
+        "country": "CA",
+        "subdivision": "QC",
+        "email": "ap@erable.test",
+        **body,
+    }
     await must(client.put(f"/api/v1/orgs/{org.org_id}/billing/profile", json=body, headers=auth))
 
 
 class TestRating:
     async def test_gpu_hours_and_tokens_become_lines_with_quebec_taxes(
-        self, client: Client, db: AsyncSession, clock: OffsetClock, customer: Tenant,
-        operator: dict[str, str], biller: dict[str, str], book: dict[str, Any],
-    ) -> None:  # fmt: skip
+        self,
+        client: Client,
+        db: AsyncSession,
+        clock: OffsetClock,
+        customer: Tenant,
+        operator: dict[str, str],
+        biller: dict[str, str],
+        book: dict[str, Any],
+    ) -> None:
         at = day_hour(clock)
         await _profile(client, customer, biller)
-        await store(db, [
-            gpu_usage(customer, "t1", at, 5400),  # 1.5 H100-hours at 4.00
-            token_usage(customer, "g1", at, "tokens_in", 2_000_000),  # 2 M at 0.20
-            token_usage(customer, "g2", at, "tokens_out", 500_000),  # 0.5 M at 0.60
-        ], clock.now())  # fmt: skip
+        await store(
+            db,
+            [
+                gpu_usage(customer, "t1", at, 5400),  # 1.5 H100-hours at 4.00
+                token_usage(customer, "g1", at, "tokens_in", 2_000_000),  # 2 M at 0.20
+                token_usage(customer, "g2", at, "tokens_out", 500_000),  # 0.5 M at 0.60
+            ],
+            clock.now(),
+        )
 
         result = await _run(client, operator, at, at + 2 * HOUR)
 
         assert result["drafts"] == 1
         [invoice] = await _invoices(client, customer, biller)
-        detail = await must(client.get(
-            f"/api/v1/orgs/{customer.org_id}/invoices/{invoice['id']}", headers=biller))  # fmt: skip
+        detail = await must(
+            client.get(f"/api/v1/orgs/{customer.org_id}/invoices/{invoice['id']}", headers=biller)
+        )
         amounts = sorted(Decimal(line["amount"]) for line in detail["lines"])
         assert amounts == [Decimal("0.30"), Decimal("0.40"), Decimal("6.00")]
         assert Decimal(detail["subtotal"]) == Decimal("6.70")
@@ -70,25 +86,38 @@ class TestRating:
         assert detail["number"] is None
 
     async def test_night_hours_are_billed_at_the_night_rate(
-        self, client: Client, db: AsyncSession, clock: OffsetClock, customer: Tenant,
-        operator: dict[str, str], biller: dict[str, str], book: dict[str, Any],
-    ) -> None:  # fmt: skip
+        self,
+        client: Client,
+        db: AsyncSession,
+        clock: OffsetClock,
+        customer: Tenant,
+        operator: dict[str, str],
+        biller: dict[str, str],
+        book: dict[str, Any],
+    ) -> None:
         night = day_hour(clock).replace(hour=7)  # 02:00 or 03:00 in Toronto
         await store(db, [gpu_usage(customer, "n1", night, 3600)], clock.now())
 
         await _run(client, operator, night, night + HOUR)
 
         [invoice] = await _invoices(client, customer, biller)
-        detail = await must(client.get(
-            f"/api/v1/orgs/{customer.org_id}/invoices/{invoice['id']}", headers=biller))  # fmt: skip
+        detail = await must(
+            client.get(f"/api/v1/orgs/{customer.org_id}/invoices/{invoice['id']}", headers=biller)
+        )
         [line] = detail["lines"]
         assert Decimal(line["unit_price"]) == Decimal("2.00")
         assert "night rate" in line["description"]
 
     async def test_running_again_on_the_same_usage_changes_nothing(
-        self, client: Client, db: AsyncSession, clock: OffsetClock, customer: Tenant,
-        operator: dict[str, str], biller: dict[str, str], book: dict[str, Any],
-    ) -> None:  # fmt: skip
+        self,
+        client: Client,
+        db: AsyncSession,
+        clock: OffsetClock,
+        customer: Tenant,
+        operator: dict[str, str],
+        biller: dict[str, str],
+        book: dict[str, Any],
+    ) -> None:
         at = day_hour(clock)
         await store(db, [gpu_usage(customer, "t1", at, 3600)], clock.now())
         await _run(client, operator, at, at + HOUR)
@@ -104,22 +133,42 @@ class TestRating:
 
 class TestLifecycle:
     async def test_finalized_invoices_never_change_and_late_usage_is_refused(
-        self, client: Client, db: AsyncSession, clock: OffsetClock, customer: Tenant,
-        operator: dict[str, str], biller: dict[str, str], book: dict[str, Any],
-    ) -> None:  # fmt: skip
+        self,
+        client: Client,
+        db: AsyncSession,
+        clock: OffsetClock,
+        customer: Tenant,
+        operator: dict[str, str],
+        biller: dict[str, str],
+        book: dict[str, Any],
+    ) -> None:
         at = day_hour(clock)
         await store(db, [gpu_usage(customer, "t1", at, 3600)], clock.now())
         await _run(client, operator, at, at + HOUR)
         [draft] = await _invoices(client, customer, biller)
 
-        final = await must(client.post(
-            f"/api/v1/billing/invoices/{draft['id']}/finalize", headers=operator))  # fmt: skip
+        final = await must(
+            client.post(f"/api/v1/billing/invoices/{draft['id']}/finalize", headers=operator)
+        )
         await store(db, [gpu_usage(customer, "t2", at, 1800, tenancy="ten_b")], clock.now())
         rerun = await _run(client, operator, at, at + HOUR)
-        late = await client.post("/api/v1/metering/events", headers=operator, json={"events": [{
-            "id": "late-1", "source": "partner", "org_id": customer.org_id, "type": "gpu_seconds",
-            "value": "60", "window_start": at.isoformat(),
-            "window_end": (at + timedelta(minutes=1)).isoformat()}]})  # fmt: skip
+        late = await client.post(
+            "/api/v1/metering/events",
+            headers=operator,
+            json={
+                "events": [
+                    {
+                        "id": "late-1",
+                        "source": "partner",
+                        "org_id": customer.org_id,
+                        "type": "gpu_seconds",
+                        "value": "60",
+                        "window_start": at.isoformat(),
+                        "window_end": (at + timedelta(minutes=1)).isoformat(),
+                    }
+                ]
+            },
+        )
 
         assert final["status"] == "finalized"
         assert final["number"].startswith("INV-")
@@ -130,25 +179,44 @@ class TestLifecycle:
         assert late.json()["errors"][0]["reason"].startswith("that period is invoiced")
 
     async def test_credits_are_drawn_at_finalization_and_returned_on_void(
-        self, client: Client, db: AsyncSession, clock: OffsetClock, customer: Tenant,
-        operator: dict[str, str], biller: dict[str, str], book: dict[str, Any],
-    ) -> None:  # fmt: skip
+        self,
+        client: Client,
+        db: AsyncSession,
+        clock: OffsetClock,
+        customer: Tenant,
+        operator: dict[str, str],
+        biller: dict[str, str],
+        book: dict[str, Any],
+    ) -> None:
         at = day_hour(clock)
         await store(db, [gpu_usage(customer, "t1", at, 36000)], clock.now())  # 40.00 + tax
-        await must(client.post(f"/api/v1/billing/orgs/{customer.slug}/credits", headers=operator,
-                               json={"currency": "CAD", "amount": "25", "reason": "welcome"}),
-                   201)  # fmt: skip
+        await must(
+            client.post(
+                f"/api/v1/billing/orgs/{customer.slug}/credits",
+                headers=operator,
+                json={"currency": "CAD", "amount": "25", "reason": "welcome"},
+            ),
+            201,
+        )
         await _run(client, operator, at, at + HOUR)
         [draft] = await _invoices(client, customer, biller)
 
-        final = await must(client.post(
-            f"/api/v1/billing/invoices/{draft['id']}/finalize", headers=operator))  # fmt: skip
-        credits_after_finalize = await must(client.get(
-            f"/api/v1/orgs/{customer.org_id}/billing/credits", headers=biller))  # fmt: skip
-        voided = await must(client.post(f"/api/v1/billing/invoices/{draft['id']}/void",
-                                        headers=operator, json={"reason": "wrong entity"}))  # fmt: skip
-        credits_after_void = await must(client.get(
-            f"/api/v1/orgs/{customer.org_id}/billing/credits", headers=biller))  # fmt: skip
+        final = await must(
+            client.post(f"/api/v1/billing/invoices/{draft['id']}/finalize", headers=operator)
+        )
+        credits_after_finalize = await must(
+            client.get(f"/api/v1/orgs/{customer.org_id}/billing/credits", headers=biller)
+        )
+        voided = await must(
+            client.post(
+                f"/api/v1/billing/invoices/{draft['id']}/void",
+                headers=operator,
+                json={"reason": "wrong entity"},
+            )
+        )
+        credits_after_void = await must(
+            client.get(f"/api/v1/orgs/{customer.org_id}/billing/credits", headers=biller)
+        )
 
         assert Decimal(final["credits_applied"]) == Decimal(25)
         assert Decimal(final["amount_due"]) == Decimal(final["total"]) - 25
@@ -157,9 +225,15 @@ class TestLifecycle:
         assert Decimal(credits_after_void[0]["remaining"]) == 25
 
     async def test_a_paid_invoice_is_corrected_by_a_credit_note_not_an_edit(
-        self, client: Client, db: AsyncSession, clock: OffsetClock, customer: Tenant,
-        operator: dict[str, str], biller: dict[str, str], book: dict[str, Any],
-    ) -> None:  # fmt: skip
+        self,
+        client: Client,
+        db: AsyncSession,
+        clock: OffsetClock,
+        customer: Tenant,
+        operator: dict[str, str],
+        biller: dict[str, str],
+        book: dict[str, Any],
+    ) -> None:
         at = day_hour(clock)
         await store(db, [gpu_usage(customer, "t1", at, 3600)], clock.now())
         await _run(client, operator, at, at + HOUR)
@@ -169,17 +243,27 @@ class TestLifecycle:
         paid = await must(client.post(f"{invoice}/paid", headers=operator))
 
         refused = await client.post(f"{invoice}/void", headers=operator, json={"reason": "x"})
-        too_much = await client.post(f"{invoice}/credit-notes", headers=operator,
-                                     json={"amount": "4.01", "reason": "outage"})  # fmt: skip
-        note = await must(client.post(f"{invoice}/credit-notes", headers=operator,
-                                      json={"amount": "1.00", "reason": "outage"}), 201)  # fmt: skip
+        too_much = await client.post(
+            f"{invoice}/credit-notes", headers=operator, json={"amount": "4.01", "reason": "outage"}
+        )
+        note = await must(
+            client.post(
+                f"{invoice}/credit-notes",
+                headers=operator,
+                json={"amount": "1.00", "reason": "outage"},
+            ),
+            201,
+        )
 
         assert paid["status"] == "paid"
         assert refused.status_code == 409
         assert too_much.status_code == 400
         assert too_much.json()["errors"][0]["field"] == "body.amount"
         assert (note["kind"], note["status"], note["corrects_id"]) == (
-            "credit_note", "finalized", draft["id"])
+            "credit_note",
+            "finalized",
+            draft["id"],
+        )
         assert note["number"].startswith("CN-")
         assert Decimal(note["total"]) == Decimal("1.05")  # no profile: domestic GST 5 %
         [again] = [i for i in await _invoices(client, customer, biller) if i["id"] == draft["id"]]
@@ -188,16 +272,30 @@ class TestLifecycle:
 
 class TestDocuments:
     async def test_html_and_csv_carry_the_same_lines(
-        self, client: Client, db: AsyncSession, clock: OffsetClock, customer: Tenant,
-        operator: dict[str, str], biller: dict[str, str], book: dict[str, Any],
-    ) -> None:  # fmt: skip
+        self,
+        client: Client,
+        db: AsyncSession,
+        clock: OffsetClock,
+        customer: Tenant,
+        operator: dict[str, str],
+        biller: dict[str, str],
+        book: dict[str, Any],
+    ) -> None:
         at = day_hour(clock)
         await _profile(client, customer, biller, legal_name="=Érable Inc.")
-        await store(db, [gpu_usage(customer, "t1", at, 7200),
-                         token_usage(customer, "g1", at, "tokens_out", 1_000_000)], clock.now())  # fmt: skip
+        await store(
+            db,
+            [
+                gpu_usage(customer, "t1", at, 7200),
+                token_usage(customer, "g1", at, "tokens_out", 1_000_000),
+            ],
+            clock.now(),
+        )
         await _run(client, operator, at, at + HOUR)
         [draft] = await _invoices(client, customer, biller)
-        await must(client.post(f"/api/v1/billing/invoices/{draft['id']}/finalize", headers=operator))
+        await must(
+            client.post(f"/api/v1/billing/invoices/{draft['id']}/finalize", headers=operator)
+        )
         url = f"/api/v1/orgs/{customer.org_id}/invoices/{draft['id']}/document"
 
         html = await client.get(url, headers=biller)
@@ -214,9 +312,16 @@ class TestDocuments:
 
 class TestIsolation:
     async def test_another_organization_sees_no_invoice(
-        self, client: Client, db: AsyncSession, clock: OffsetClock, customer: Tenant,
-        other: Tenant, operator: dict[str, str], biller: dict[str, str], book: dict[str, Any],
-    ) -> None:  # fmt: skip
+        self,
+        client: Client,
+        db: AsyncSession,
+        clock: OffsetClock,
+        customer: Tenant,
+        other: Tenant,
+        operator: dict[str, str],
+        biller: dict[str, str],
+        book: dict[str, Any],
+    ) -> None:
         from control_plane.identity.roles import TenantRole
         from tests.fixtures.factories import signed_in
 
@@ -226,10 +331,12 @@ class TestIsolation:
         [draft] = await _invoices(client, customer, biller)
         intruder = await signed_in(client, other.accounts[TenantRole.OWNER])
 
-        as_own = await client.get(f"/api/v1/orgs/{other.org_id}/invoices/{draft['id']}",
-                                  headers=intruder)  # fmt: skip
-        as_theirs = await client.get(f"/api/v1/orgs/{customer.org_id}/invoices/{draft['id']}",
-                                     headers=intruder)  # fmt: skip
+        as_own = await client.get(
+            f"/api/v1/orgs/{other.org_id}/invoices/{draft['id']}", headers=intruder
+        )
+        as_theirs = await client.get(
+            f"/api/v1/orgs/{customer.org_id}/invoices/{draft['id']}", headers=intruder
+        )
         member = await signed_in(client, customer.accounts[TenantRole.MEMBER])
         as_member = await client.get(f"/api/v1/orgs/{customer.org_id}/invoices", headers=member)
 
