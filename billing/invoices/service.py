@@ -213,7 +213,8 @@ async def finalize(
     dig = digest(lines)
     if dig != inv.digest:
         await db.execute(delete(InvoiceLine).where(InvoiceLine.invoice_id == inv.id))
-        await db.execute(insert(cast(Table, InvoiceLine.__table__)), _line_rows(inv.id, lines))
+        if lines:
+            await db.execute(insert(cast(Table, InvoiceLine.__table__)), _line_rows(inv.id, lines))
         _set_totals(inv, lines, dig)
     profile = inputs.profiles.get(inv.org_id)
     inv.customer = {"legal_name": profile.legal_name, "country": profile.country,

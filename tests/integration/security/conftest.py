@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billing.budgets.models import Budget
+from billing.invoices.models import Invoice, InvoiceLine
 from control_plane.clock import Clock
 from control_plane.endpoints.models import Endpoint, EndpointVersion
 from control_plane.identity import accounts
@@ -86,6 +88,9 @@ class World:
     endpoint_name: str = ""  # an endpoint of the victim (no replicas) with version 2 pending
     single_endpoint_name: str = ""  # another, with only version 1 (room for a canary)
     model_uri: str = ""  # a model in NODE_REGION's store, for creates and new versions
+    draft_invoice_id: str = ""  # a draft invoice of the victim (last month, no usage)
+    final_invoice_id: str = ""  # a finalized, unpaid one (100.00 CAD before tax)
+    budget_id: str = ""  # a budget of the victim (CAD, no webhook)
 
 
 async def build_catalog(db: AsyncSession, clock: Clock) -> None:
@@ -227,7 +232,10 @@ async def build_world(db: AsyncSession, clock: Clock, store: Path | None = None)
     model_uri = fake_model(store, NODE_REGION, f"iso-model-{n}") if store else ""
     endpoint_id, endpoint_name = await _make_endpoint(db, victim.org_id, model_uri)
     single_id, single_name = await _make_endpoint(db, victim.org_id, model_uri, pending=False)
-    markers |= {tenancy_id, endpoint_id, single_id}
+    draft_invoice_id = await _make_invoice(db, victim.org_id, final=False)
+    final_invoice_id = await _make_invoice(db, victim.org_id, final=True)
+    budget_id = await _make_budget(db, victim.org_id)
+    markers |= {tenancy_id, endpoint_id, single_id, draft_invoice_id, final_invoice_id, budget_id}
     access = await build_access_world(
         db, clock, victim.org_id, {name: account for name, (account, _, _) in operators.items()}
     )
@@ -250,6 +258,9 @@ async def build_world(db: AsyncSession, clock: Clock, store: Path | None = None)
         endpoint_name=endpoint_name,
         single_endpoint_name=single_name,
         model_uri=model_uri,
+        draft_invoice_id=draft_invoice_id,
+        final_invoice_id=final_invoice_id,
+        budget_id=budget_id,
     )
 
 
@@ -315,6 +326,43 @@ async def _make_shape(db: AsyncSession) -> str:
     )  # fmt: skip
     await db.flush()
     return name
+
+
+async def _make_invoice(db: AsyncSession, org_id: str, *, final: bool) -> str:
+    """A CAD invoice of ``org_id`` for last month with one 100.00 line (GST 5 %)."""
+    now = datetime.now(UTC)
+    end = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    start = (end - timedelta(days=1)).replace(day=1)
+    invoice = Invoice(
+        id=new_id("inv"), org_id=org_id, kind="invoice", status="finalized" if final else "draft",
+        number=f"INV-ISO-{unique():05d}" if final else None, currency="CAD",
+        period_start=start, period_end=end, subtotal_minor=10000, tax_minor=500,
+        total_minor=10500, credits_minor=0, amount_due_minor=10500, customer={},
+        digest="0" * 64, corrects_id=None, reason="", created_at=now,
+        finalized_at=now if final else None, paid_at=None, voided_at=None,
+        stripe_invoice_id=None,
+    )  # fmt: skip
+    db.add(invoice)
+    await db.flush()
+    db.add(InvoiceLine(
+        id=new_id("invl"), invoice_id=invoice.id, position=1, kind="gpu_seconds",
+        description="GPU time: h100", dimensions={"region": NODE_REGION}, quantity=Decimal(25),
+        unit="GPU-hour", unit_price=Decimal(4), amount_minor=10000, tax_rule="Canada: GST 5%",
+        tax_rate=Decimal("0.05"), tax_minor=500,
+    ))  # fmt: skip
+    await db.flush()
+    return invoice.id
+
+
+async def _make_budget(db: AsyncSession, org_id: str) -> str:
+    budget = Budget(
+        id=new_id("bud"), org_id=org_id, project_id="", currency="CAD", amount_minor=100_000,
+        thresholds=[50, 80, 100], hard_stop=False, webhook_url="", webhook_secret="", email="",
+        spent_minor=0, stopped=False, evaluated_at=None, created_at=datetime.now(UTC),
+    )  # fmt: skip
+    db.add(budget)
+    await db.flush()
+    return budget.id
 
 
 async def _make_pool(db: AsyncSession, org_id: str) -> tuple[str, str]:

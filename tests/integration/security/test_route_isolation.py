@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -181,6 +182,19 @@ def _endpoints(w: World, tail: str = "") -> str:
 
 def _pools(w: World, tail: str = "") -> str:
     return f"/api/v1/regions/{NODE_REGION}/pools{tail}"
+
+
+def _future(n: int) -> str:
+    """A price book start later than every earlier call's (books only move forward)."""
+    return (datetime(2030, 1, 1, tzinfo=UTC) + timedelta(hours=n)).isoformat()
+
+
+def _usage_event(w: World, n: int) -> dict[str, Any]:
+    start = datetime.now(UTC) - timedelta(hours=2)
+    return {"id": f"iso-{n}", "source": "isolation", "org_id": _org(w), "type": "gpu_seconds",
+            "value": "60", "window_start": start.isoformat(),
+            "window_end": (start + timedelta(minutes=1)).isoformat(),
+            "dimensions": {"region": NODE_REGION, "gpu_model": "h100"}}  # fmt: skip
 
 
 def _minute(n: int) -> str:
@@ -740,6 +754,157 @@ EXPECTATIONS: dict[str, tuple[Rule, Build]] = {
     "GET /api/v1/orgs/{org_id}/pools": (
         tenant(Permission.TENANCIES_READ),
         lambda w, n: Call(f"/api/v1/orgs/{_org(w)}/pools"),
+    ),
+    # Metering: trusted sources (operator-admins) ingest; tenants read their usage.
+    "POST /api/v1/metering/events": (
+        provider(ProviderPermission.USAGE_INGEST),
+        lambda w, n: Call("/api/v1/metering/events", {"events": [_usage_event(w, n)]}),
+    ),
+    "GET /api/v1/metering/sources": (
+        provider(ProviderPermission.USAGE_INGEST),
+        lambda w, n: Call("/api/v1/metering/sources"),
+    ),
+    "GET /api/v1/orgs/{org_id}/usage": (
+        tenant(Permission.USAGE_READ),
+        lambda w, n: Call(f"/api/v1/orgs/{_org(w)}/usage", params={"group_by": "gpu_model"}),
+    ),
+    # Billing: price books for everyone signed in, published by operator-admins; contract
+    # terms per organization; invoices run and moved by operators, read by the tenant's
+    # billing readers; profile and budgets kept by the tenant's billing writers.
+    "GET /api/v1/regions/{code}/price-books": (
+        AUTHENTICATED,
+        lambda w, n: Call(f"/api/v1/regions/{NODE_REGION}/price-books"),
+    ),
+    "POST /api/v1/regions/{code}/price-books": (
+        provider(ProviderPermission.PRICES_WRITE),
+        lambda w, n: Call(
+            f"/api/v1/regions/{NODE_REGION}/price-books",
+            {
+                "effective_from": _future(n),
+                "rates": [{"usage_type": "tokens_in", "unit_price": "0.1"}],
+            },
+        ),
+    ),
+    "GET /api/v1/billing/orgs/{org_ref}/overrides": (
+        provider(ProviderPermission.PRICES_WRITE),
+        lambda w, n: Call(f"/api/v1/billing/orgs/{_org(w)}/overrides"),
+    ),
+    "POST /api/v1/billing/orgs/{org_ref}/overrides": (
+        provider(ProviderPermission.PRICES_WRITE),
+        lambda w, n: Call(
+            f"/api/v1/billing/orgs/{_org(w)}/overrides",
+            {
+                "region": NODE_REGION,
+                "usage_type": "gpu_seconds",
+                "gpu_model": "h100",
+                "discount_percent": "10",
+                "starts_at": "2026-01-01T00:00:00Z",
+            },
+        ),
+    ),
+    "GET /api/v1/billing/orgs/{org_ref}/commitments": (
+        provider(ProviderPermission.PRICES_WRITE),
+        lambda w, n: Call(f"/api/v1/billing/orgs/{_org(w)}/commitments"),
+    ),
+    "POST /api/v1/billing/orgs/{org_ref}/commitments": (
+        provider(ProviderPermission.PRICES_WRITE),
+        lambda w, n: Call(
+            f"/api/v1/billing/orgs/{_org(w)}/commitments",
+            {
+                "region": NODE_REGION,
+                "gpu_model": "h100",
+                "gpus": "8",
+                "hourly_price": "3.10",
+                "starts_at": "2026-01-01T00:00:00Z",
+                "ends_at": "2027-01-01T00:00:00Z",
+            },
+        ),
+    ),
+    "POST /api/v1/billing/orgs/{org_ref}/credits": (
+        provider(ProviderPermission.PRICES_WRITE),
+        lambda w, n: Call(
+            f"/api/v1/billing/orgs/{_org(w)}/credits",
+            {"currency": "CAD", "amount": "50", "reason": f"iso {n}"},
+        ),
+    ),
+    "GET /api/v1/orgs/{org_id}/billing/credits": (
+        tenant(Permission.BILLING_READ),
+        lambda w, n: Call(f"/api/v1/orgs/{_org(w)}/billing/credits"),
+    ),
+    "GET /api/v1/orgs/{org_id}/billing/profile": (
+        tenant(Permission.BILLING_READ),
+        lambda w, n: Call(f"/api/v1/orgs/{_org(w)}/billing/profile"),
+    ),
+    "PUT /api/v1/orgs/{org_id}/billing/profile": (
+        tenant(Permission.BILLING_WRITE),
+        lambda w, n: Call(
+            f"/api/v1/orgs/{_org(w)}/billing/profile",
+            {
+                "legal_name": "Victim Inc.",
+                "country": "CA",
+                "subdivision": "QC",
+                "email": "ap@victim.test",
+            },
+        ),
+    ),
+    "POST /api/v1/billing/invoices/runs": (
+        provider(ProviderPermission.BILLING_OPERATE),
+        lambda w, n: Call("/api/v1/billing/invoices/runs", {"month": "2026-10"}),
+    ),
+    "GET /api/v1/billing/invoices/{invoice_id}": (
+        provider(ProviderPermission.BILLING_OPERATE),
+        lambda w, n: Call(f"/api/v1/billing/invoices/{w.final_invoice_id}"),
+    ),
+    "POST /api/v1/billing/invoices/{invoice_id}/finalize": (
+        provider(ProviderPermission.BILLING_OPERATE, destructive=True),
+        lambda w, n: Call(f"/api/v1/billing/invoices/{w.draft_invoice_id}/finalize"),
+    ),
+    "POST /api/v1/billing/invoices/{invoice_id}/paid": (
+        provider(ProviderPermission.BILLING_OPERATE),
+        lambda w, n: Call(f"/api/v1/billing/invoices/{w.final_invoice_id}/paid"),
+    ),
+    "POST /api/v1/billing/invoices/{invoice_id}/void": (
+        provider(ProviderPermission.BILLING_OPERATE),
+        lambda w, n: Call(
+            f"/api/v1/billing/invoices/{w.final_invoice_id}/void", {"reason": "isolation test"}
+        ),
+    ),
+    "POST /api/v1/billing/invoices/{invoice_id}/credit-notes": (
+        provider(ProviderPermission.BILLING_OPERATE),
+        lambda w, n: Call(
+            f"/api/v1/billing/invoices/{w.final_invoice_id}/credit-notes",
+            {"amount": "1.00", "reason": "isolation test"},
+        ),
+    ),
+    "GET /api/v1/orgs/{org_id}/invoices": (
+        tenant(Permission.BILLING_READ),
+        lambda w, n: Call(f"/api/v1/orgs/{_org(w)}/invoices"),
+    ),
+    "GET /api/v1/orgs/{org_id}/invoices/{invoice_id}": (
+        tenant(Permission.BILLING_READ),
+        lambda w, n: Call(f"/api/v1/orgs/{_org(w)}/invoices/{w.final_invoice_id}"),
+    ),
+    "GET /api/v1/orgs/{org_id}/invoices/{invoice_id}/document": (
+        tenant(Permission.BILLING_READ),
+        lambda w, n: Call(
+            f"/api/v1/orgs/{_org(w)}/invoices/{w.final_invoice_id}/document",
+            params={"format": "csv"},
+        ),
+    ),
+    "GET /api/v1/orgs/{org_id}/budgets": (
+        tenant(Permission.BILLING_READ),
+        lambda w, n: Call(f"/api/v1/orgs/{_org(w)}/budgets"),
+    ),
+    "PUT /api/v1/orgs/{org_id}/budgets": (
+        tenant(Permission.BILLING_WRITE),
+        lambda w, n: Call(
+            f"/api/v1/orgs/{_org(w)}/budgets",
+            {"currency": "CAD", "amount": "2000", "hard_stop": True},
+        ),
+    ),
+    "DELETE /api/v1/orgs/{org_id}/budgets/{budget_id}": (
+        tenant(Permission.BILLING_WRITE, destructive=True),
+        lambda w, n: Call(f"/api/v1/orgs/{_org(w)}/budgets/{w.budget_id}"),
     ),
 }
 
