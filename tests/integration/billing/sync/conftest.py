@@ -68,17 +68,17 @@ async def make_customer(db: AsyncSession, name: str = "Érable Compute Inc.") ->
 async def make_invoice(
     db: AsyncSession, org_id: str, *, credits_minor: int = 0, number: str | None = None
 ) -> Invoice:
-    """A finalized CAD invoice of two lines with QST and GST (committed)."""
+    """A finalized CAD invoice of two lines, one taxed with QST, one with GST (committed)."""
     invoice_id = new_id("inv")
     lines = [
         # position, kind, description, quantity, unit, unit price, amount, rule, rate, tax
         (1, "gpu_seconds", "H100 GPU time, ca-qc-1", Decimal("36.5"), "GPU-hour",
          Decimal("2.400000"), 8760, "CA-QC QST", Decimal("0.09975"), 874),
         (2, "tokens_in", "Input tokens, llama-3-8b", Decimal("12.25"), "M tokens",
-         Decimal("0.200000"), 245, "CA-QC QST", Decimal("0.09975"), 24),
+         Decimal("0.200000"), 245, "CA GST", Decimal("0.05"), 12),
     ]  # fmt: skip
     subtotal = sum(line[6] for line in lines)
-    tax = sum(line[9] for line in lines) + 450  # GST below, on the first line only
+    tax = sum(line[9] for line in lines)
     invoice = Invoice(
         id=invoice_id, org_id=org_id, kind="invoice", status="finalized",
         number=number or f"CA-{invoice_id[-6:]}", currency="CAD",
@@ -99,14 +99,6 @@ async def make_invoice(
                 amount_minor=amount, tax_rule=rule, tax_rate=rate, tax_minor=line_tax,
             )
         )  # fmt: skip
-    db.add(
-        InvoiceLine(
-            id=new_id("inl"), invoice_id=invoice_id, position=3, kind="gst",
-            description="GST on GPU time", dimensions={}, quantity=Decimal(1), unit="",
-            unit_price=Decimal(0), amount_minor=0, tax_rule="CA GST", tax_rate=Decimal("0.05"),
-            tax_minor=450,
-        )
-    )  # fmt: skip
     await db.commit()
     return invoice
 
