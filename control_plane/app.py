@@ -17,6 +17,8 @@ from litestar.openapi.plugins import YamlRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.routes import HTTPRoute
 
+from billing.outbox.wiring import build_dispatcher
+from billing.stripe.controllers import ROUTES as STRIPE_ROUTES
 from billing.wiring import ROUTES as BILLING_ROUTES
 from billing.wiring import BudgetStops, budget_loop, invoiced_until
 from control_plane import __version__
@@ -76,6 +78,7 @@ def create_app(
     gateway, autoscaler = build_gateway(
         sessionmaker, clock, settings, reconciler, budget=budget_stops
     )
+    outbox = build_dispatcher(sessionmaker, clock, settings)
     state = State(
         {
             "settings": settings,
@@ -103,6 +106,8 @@ def create_app(
             # gateway refuse new work) and invoiced periods (late usage refused).
             "budget_gate": budget_stops,
             "usage_closed_periods": invoiced_until,
+            # Billing's outbox: webhooks, e-mail and Stripe, delivered with retries.
+            "outbox": outbox,
         }
     )
 
@@ -118,6 +123,7 @@ def create_app(
         background = [
             asyncio.create_task(gateway.meter.run(settings.gateway_flush_seconds)),
             asyncio.create_task(budget_loop(sessionmaker, settings, clock, budget_stops)),
+            asyncio.create_task(outbox.run(settings.billing_interval_seconds)),
         ]
         if settings.autoscale_enabled:
             background.append(
@@ -159,6 +165,7 @@ def create_app(
             *GATEWAY_ROUTES,
             *METERING_ROUTES,
             *BILLING_ROUTES,
+            *STRIPE_ROUTES,
             portal_router(),
             *extra_route_handlers,
         ],

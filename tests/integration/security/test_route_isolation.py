@@ -246,6 +246,12 @@ EXPECTATIONS: dict[str, tuple[Rule, Build]] = {
         SSO_OFF,
         lambda w, n: Call("/auth/oidc/callback", params={"code": "c", "state": "s"}),
     ),
+    # Stripe's webhooks: the signature is the authentication; no signing secret is set in
+    # this world (tests/integration/billing/test_stripe_webhooks.py sets one): a 404 for all.
+    "POST /api/v1/billing/stripe/webhook": (
+        Rule("public", answer=Outcome.HIDDEN),
+        lambda w, n: Call("/api/v1/billing/stripe/webhook", {"id": "evt_probe"}),
+    ),
     # Organizations and members.
     "GET /api/v1/orgs": (AUTHENTICATED, lambda w, n: Call("/api/v1/orgs")),
     "POST /api/v1/orgs": (

@@ -1,0 +1,1 @@
+"""Billing's outbox, its senders and the Stripe sync, against real receivers."""
