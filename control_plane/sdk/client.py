@@ -11,6 +11,7 @@ import httpx
 from control_plane.sdk._http import SESSION_COOKIE, Credentials, RetryPolicy, Transport, decode
 from control_plane.sdk.access import Access
 from control_plane.sdk.audit import Audit
+from control_plane.sdk.billing import Billing, Usage
 from control_plane.sdk.endpoints import Endpoints
 from control_plane.sdk.errors import UnexpectedResponseError
 from control_plane.sdk.keys import Keys, ProviderSecrets, Secrets
@@ -83,6 +84,8 @@ class Client:
         self.quotas = Quotas(self._t)
         self.pools = Pools(self._t)
         self.endpoints = Endpoints(self._t)
+        self.usage = Usage(self._t)
+        self.billing = Billing(self._t)
 
     def __enter__(self) -> Client:
         return self

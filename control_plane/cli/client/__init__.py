@@ -15,6 +15,7 @@ from control_plane.cli.client.access import access_group
 from control_plane.cli.client.account import login, logout, profile_group, whoami
 from control_plane.cli.client.audit import audit_group
 from control_plane.cli.client.base import OUTPUTS
+from control_plane.cli.client.billing import billing_group, usage_group
 from control_plane.cli.client.catalog import gpu_models_group, regions_group
 from control_plane.cli.client.endpoints import endpoints_group
 from control_plane.cli.client.nodes import nodes_group
@@ -50,6 +51,8 @@ GROUPS = (
     quotas_group,
     pools_group,
     endpoints_group,
+    usage_group,
+    billing_group,
 )
 TOP_LEVEL = (login, logout, whoami)
 

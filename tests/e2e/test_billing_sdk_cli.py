@@ -1,0 +1,173 @@
+"""Billing through ``cpctl`` and the SDK against a served app: an operator publishes a
+price book, ingests a partner's usage and runs and finalizes invoices; the customer reads
+usage by GPU model, sets a budget, and downloads the invoice as CSV and HTML."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from datetime import UTC, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+from litestar import Litestar
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from control_plane.cli.main import cli
+from control_plane.clock import OffsetClock
+from control_plane.identity.roles import ProviderRole, TenantRole
+from control_plane.sdk import Client
+from control_plane.seed.demo import seed_catalog
+from control_plane.settings import Settings
+from tests.e2e.server import serve_app
+from tests.fixtures.factories import PASSWORD, Tenant, make_api_key, make_org, make_user
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+async def world(db: AsyncSession, clock: OffsetClock) -> tuple[Tenant, str, str]:
+    """A customer with an owner key, and an operator-admin."""
+    await seed_catalog(db, clock)
+    org = await make_org(db, "erable")
+    secret = await make_api_key(db, org, TenantRole.OWNER)
+    operator = await make_user(db, "ops@provider.test", provider_role=ProviderRole.OPERATOR_ADMIN)
+    await db.commit()
+    return org, secret, operator.email
+
+
+@pytest.fixture
+def base_url(settings: Settings, clock: OffsetClock, app: Litestar) -> Iterator[str]:
+    with serve_app(settings, clock=clock) as url:
+        yield url
+
+
+def cpctl(home: Path, *args: str, input: str | None = None) -> Result:
+    env = {"CPCTL_CONFIG": str(home / "profiles.toml"), "CPCTL_PROFILE": None}
+    env |= {"CP_URL": None, "CP_API_KEY": None}
+    return CliRunner(env=env).invoke(cli, list(args), input=input)
+
+
+def ok_json(result: Result) -> Any:
+    assert result.exit_code == 0, result.output + result.stderr
+    return json.loads(result.stdout)
+
+
+class TestBillingCliAndSdk:
+    def test_usage_to_a_downloaded_invoice(
+        self, base_url: str, world: tuple[Tenant, str, str], clock: OffsetClock, tmp_path: Path
+    ) -> None:
+        org, secret, ops_email = world
+        at = clock.now().astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+        at -= timedelta(hours=3)
+        book = tmp_path / "book.json"
+        book.write_text(
+            json.dumps(
+                {
+                    "effective_from": (at - timedelta(days=1)).isoformat(),
+                    "timezone": "UTC",
+                    "night_start_hour": 0,
+                    "night_end_hour": 0,
+                    "rates": [
+                        {"usage_type": "gpu_seconds", "gpu_model": "h100", "unit_price": "4.00"},
+                        {"usage_type": "gpu_seconds", "gpu_model": "l40s", "unit_price": "1.50"},
+                    ],
+                }
+            )
+        )
+        events = tmp_path / "events.jsonl"
+        events.write_text(
+            "".join(
+                json.dumps(
+                    {
+                        "id": f"job-{n}",
+                        "source": "partner-slurm",
+                        "org_id": org.org_id,
+                        "project_id": org.project_id,
+                        "type": "gpu_seconds",
+                        "value": str(seconds),
+                        "window_start": at.isoformat(),
+                        "window_end": (at + timedelta(hours=1)).isoformat(),
+                        "dimensions": {
+                            "region": "ca-qc-1",
+                            "gpu_model": model,
+                            "tenancy": f"ten_{n}",
+                        },
+                    }
+                )
+                + "\n"
+                for n, (model, seconds) in enumerate([("h100", 7200), ("l40s", 3600)])
+            )
+        )
+        assert cpctl(tmp_path, "profile", "add", "ops", "--url", base_url).exit_code == 0
+        login = cpctl(tmp_path, "login", "--email", ops_email, "--password-stdin", input=PASSWORD)
+        assert login.exit_code == 0, login.stderr
+
+        published = ok_json(
+            cpctl(tmp_path, "-o", "json", "billing", "publish-prices", "ca-qc-1", str(book))
+        )
+        first = cpctl(tmp_path, "usage", "ingest", str(events))
+        again = ok_json(cpctl(tmp_path, "-o", "json", "usage", "ingest", str(events)))
+        run = ok_json(
+            cpctl(
+                tmp_path,
+                "-o",
+                "json",
+                "billing",
+                "run",
+                "--start",
+                at.strftime("%Y-%m-%dT%H:%M:%S"),
+                "--end",
+                (at + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S"),
+            )
+        )
+
+        assert published["version"] == 1
+        assert first.exit_code == 0, first.stderr
+        assert "2 stored" in first.stdout
+        assert again == {"accepted": 0, "duplicates": 2, "amendments": 0}
+        assert run["drafts"] == 1
+
+        with Client(base_url, secret) as client:
+            usage = client.usage.report(group_by=["gpu_model"], types=["gpu_seconds"])
+            by_model = {r.group["gpu_model"]: r.value for r in usage.rows}
+            [draft] = client.billing.invoices()
+            budget = client.billing.set_budget(
+                "CAD", "500", hard_stop=True, webhook_url="https://hooks.erable.test/b"
+            )
+        assert by_model == {"h100": Decimal(7200), "l40s": Decimal(3600)}
+        assert draft.status == "draft"
+        assert budget.webhook_secret is not None
+
+        final = ok_json(cpctl(tmp_path, "-o", "json", "billing", "finalize", draft.id))
+        assert final["status"] == "finalized"
+
+        key_profile = cpctl(
+            tmp_path, "profile", "add", "erable", "--url", base_url, "--api-key-stdin", input=secret
+        )
+        assert key_profile.exit_code == 0, key_profile.output
+        out = tmp_path / "invoice.csv"
+        saved = cpctl(
+            tmp_path,
+            "--profile",
+            "erable",
+            "billing",
+            "download",
+            draft.id,
+            "--format",
+            "csv",
+            "--out",
+            str(out),
+        )
+        assert saved.exit_code == 0, saved.stderr
+        rows = list(csv.DictReader(io.StringIO(out.read_text())))
+        assert sorted(Decimal(r["amount"]) for r in rows) == [Decimal("1.50"), Decimal("8.00")]
+        assert {r["number"] for r in rows} == {final["number"]}
+        with Client(base_url, secret) as client:
+            html = client.billing.document(draft.id, "html").decode()
+        assert final["number"] in html
