@@ -9,7 +9,7 @@ identical lines: same digest) and never touches finalized invoices.
 from __future__ import annotations
 
 from dataclasses import asdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, cast
 
@@ -22,6 +22,7 @@ from billing.invoices.schemas import InvoiceLineRead, InvoiceRead, InvoiceRunRes
 from billing.outbox.service import enqueue
 from billing.prices.models import CreditGrant
 from billing.rating import Line, digest, rate_usage, round_minor
+from control_plane.audit.hints import hint
 from control_plane.errors import Conflict, FieldError, InvalidInput, NotFound
 from control_plane.identity.authz import TenantScope
 from control_plane.ids import new_id
@@ -31,8 +32,17 @@ __all__ = ["finalize", "get_invoice", "list_invoices", "mark_paid", "month_bound
 _MINOR = Decimal(100)
 
 
+MAX_PERIOD = timedelta(days=366)
+
+
 def month_bounds(month: str) -> tuple[datetime, datetime]:
+    """[first instant, first instant of the next month) of ``YYYY-MM``, UTC."""
     year, number = (int(p) for p in month.split("-"))
+    if not 2000 <= year <= 2200:
+        raise InvalidInput(
+            detail="The month must be between 2000-01 and 2200-12.",
+            errors=[FieldError("body.month", "out of range")],
+        )
     start = datetime(year, number, 1, tzinfo=UTC)
     end = datetime(year + number // 12, number % 12 + 1, 1, tzinfo=UTC)
     return start, end
@@ -44,18 +54,44 @@ def _major(minor: int) -> Decimal:
 
 def invoice_read(inv: Invoice, lines: list[InvoiceLine] | None = None) -> InvoiceRead:
     return InvoiceRead(
-        id=inv.id, org_id=inv.org_id, kind=inv.kind, status=inv.status, number=inv.number,
-        currency=inv.currency, period_start=inv.period_start, period_end=inv.period_end,
-        subtotal=_major(inv.subtotal_minor), tax=_major(inv.tax_minor),
-        total=_major(inv.total_minor), credits_applied=_major(inv.credits_minor),
-        amount_due=_major(inv.amount_due_minor), digest=inv.digest, corrects_id=inv.corrects_id,
-        reason=inv.reason, customer=dict(inv.customer), created_at=inv.created_at,
-        finalized_at=inv.finalized_at, paid_at=inv.paid_at, voided_at=inv.voided_at,
-        lines=[InvoiceLineRead(ln.position, ln.kind, ln.description, ln.dimensions, ln.quantity,
-                               ln.unit, ln.unit_price, _major(ln.amount_minor), ln.tax_rule,
-                               ln.tax_rate, _major(ln.tax_minor))
-               for ln in sorted(lines or [], key=lambda ln: ln.position)],
-    )  # fmt: skip
+        id=inv.id,
+        org_id=inv.org_id,
+        kind=inv.kind,
+        status=inv.status,
+        number=inv.number,
+        currency=inv.currency,
+        period_start=inv.period_start,
+        period_end=inv.period_end,
+        subtotal=_major(inv.subtotal_minor),
+        tax=_major(inv.tax_minor),
+        total=_major(inv.total_minor),
+        credits_applied=_major(inv.credits_minor),
+        amount_due=_major(inv.amount_due_minor),
+        digest=inv.digest,
+        corrects_id=inv.corrects_id,
+        reason=inv.reason,
+        customer=dict(inv.customer),
+        created_at=inv.created_at,
+        finalized_at=inv.finalized_at,
+        paid_at=inv.paid_at,
+        voided_at=inv.voided_at,
+        lines=[
+            InvoiceLineRead(
+                ln.position,
+                ln.kind,
+                ln.description,
+                ln.dimensions,
+                ln.quantity,
+                ln.unit,
+                ln.unit_price,
+                _major(ln.amount_minor),
+                ln.tax_rule,
+                ln.tax_rate,
+                _major(ln.tax_minor),
+            )
+            for ln in sorted(lines or [], key=lambda ln: ln.position)
+        ],
+    )
 
 
 def rate_org(
@@ -64,32 +100,53 @@ def rate_org(
     """The organization's lines in one currency (one project's, without commitments)."""
     regions = {r for r, c in inputs.region_currency.items() if c == currency}
     return rate_usage(
-        [u for u in inputs.usage.get(org_id, ())
-         if u.region in regions and (project is None or u.project == project)],
+        [
+            u
+            for u in inputs.usage.get(org_id, ())
+            if u.region in regions and (project is None or u.project == project)
+        ],
         [r for r in inputs.rates if r.region in regions],
         currency=currency,
         tax=inputs.tax_for(org_id, currency),
         overrides=[o for o in inputs.overrides.get(org_id, ()) if o.region in regions],
-        commitments=[c for c in inputs.commitments.get(org_id, ())
-                     if c.region in regions and project is None],
-    )  # fmt: skip
+        commitments=[
+            c for c in inputs.commitments.get(org_id, ()) if c.region in regions and project is None
+        ],
+    )
 
 
 async def run(
-    db: AsyncSession, start: datetime, end: datetime, now: datetime,
+    db: AsyncSession,
+    start: datetime,
+    end: datetime,
+    now: datetime,
     org_ids: list[str] | None = None,
-) -> InvoiceRunResult:  # fmt: skip
-    if end <= start:
-        raise InvalidInput(detail="The period must end after it starts.",
-                           errors=[FieldError("body.end", "not after start")])  # fmt: skip
+) -> InvoiceRunResult:
+    for name, at in (("start", start), ("end", end)):
+        if at.tzinfo is None or not 2000 <= at.year <= 2200:
+            raise InvalidInput(
+                detail=f"{name} needs a UTC offset and a year from 2000 to 2200.",
+                errors=[FieldError(f"body.{name}", "no offset or out of range")],
+            )
+    if not start < end <= start + MAX_PERIOD:
+        raise InvalidInput(
+            detail="The period must end after it starts, at most 366 days later.",
+            errors=[FieldError("body.end", "not after start or too long")],
+        )
+    hint(db, target_type="invoice_run", target_id=f"{start.isoformat()}/{end.isoformat()}")
     inputs = await load_period(db, start, end, org_ids)
     orgs = sorted(set(inputs.usage) | set(inputs.commitments))
     existing = {
         (i.org_id, i.currency): i
-        for i in await db.scalars(select(Invoice).where(
-            Invoice.kind == "invoice", Invoice.period_start == start, Invoice.period_end == end,
-            Invoice.status != "void"))
-    }  # fmt: skip
+        for i in await db.scalars(
+            select(Invoice).where(
+                Invoice.kind == "invoice",
+                Invoice.period_start == start,
+                Invoice.period_end == end,
+                Invoice.status != "void",
+            )
+        )
+    }
     drafts = unchanged = kept = 0
     replaced: list[str] = []
     new_invoices: list[dict[str, Any]] = []
@@ -137,18 +194,39 @@ def _totals(lines: list[Line]) -> tuple[int, int]:
 
 
 def _invoice_row(
-    org: str, currency: str, start: datetime, end: datetime, lines: list[Line], dig: str,
+    org: str,
+    currency: str,
+    start: datetime,
+    end: datetime,
+    lines: list[Line],
+    dig: str,
     now: datetime,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     subtotal, tax = _totals(lines)
     return {
-        "id": new_id("inv"), "org_id": org, "kind": "invoice", "status": "draft", "number": None,
-        "currency": currency, "period_start": start, "period_end": end,
-        "subtotal_minor": subtotal, "tax_minor": tax, "total_minor": subtotal + tax,
-        "credits_minor": 0, "amount_due_minor": subtotal + tax, "customer": {}, "digest": dig,
-        "corrects_id": None, "reason": "", "created_at": now, "finalized_at": None,
-        "paid_at": None, "voided_at": None, "stripe_invoice_id": None,
-    }  # fmt: skip
+        "id": new_id("inv"),
+        "org_id": org,
+        "kind": "invoice",
+        "status": "draft",
+        "number": None,
+        "currency": currency,
+        "period_start": start,
+        "period_end": end,
+        "subtotal_minor": subtotal,
+        "tax_minor": tax,
+        "total_minor": subtotal + tax,
+        "credits_minor": 0,
+        "amount_due_minor": subtotal + tax,
+        "customer": {},
+        "digest": dig,
+        "corrects_id": None,
+        "reason": "",
+        "created_at": now,
+        "finalized_at": None,
+        "paid_at": None,
+        "voided_at": None,
+        "stripe_invoice_id": None,
+    }
 
 
 def _set_totals(inv: Invoice, lines: list[Line], dig: str) -> None:
@@ -190,9 +268,11 @@ async def list_invoices(
 ) -> list[InvoiceRead]:
     scope.require(org_id)
     rows = await db.scalars(
-        select(Invoice).where(Invoice.org_id == org_id)
-        .order_by(Invoice.period_start.desc(), Invoice.created_at.desc()).limit(limit)
-    )  # fmt: skip
+        select(Invoice)
+        .where(Invoice.org_id == org_id)
+        .order_by(Invoice.period_start.desc(), Invoice.created_at.desc())
+        .limit(limit)
+    )
     return [invoice_read(i) for i in rows]
 
 
@@ -217,9 +297,17 @@ async def finalize(
             await db.execute(insert(cast(Table, InvoiceLine.__table__)), _line_rows(inv.id, lines))
         _set_totals(inv, lines, dig)
     profile = inputs.profiles.get(inv.org_id)
-    inv.customer = {"legal_name": profile.legal_name, "country": profile.country,
-                    "subdivision": profile.subdivision, "tax_id": profile.tax_id,
-                    "email": profile.email} if profile else {}  # fmt: skip
+    inv.customer = (
+        {
+            "legal_name": profile.legal_name,
+            "country": profile.country,
+            "subdivision": profile.subdivision,
+            "tax_id": profile.tax_id,
+            "email": profile.email,
+        }
+        if profile
+        else {}
+    )
     inv.number = await _next_number(db, inv.org_id, "INV")
     inv.status, inv.finalized_at = "finalized", now
     inv.credits_minor = await _draw_credits(db, inv, now)
@@ -227,29 +315,39 @@ async def finalize(
     if inv.amount_due_minor == 0 and inv.total_minor > 0:
         inv.status, inv.paid_at = "paid", now  # credits paid it all
     if push_to_stripe:
-        await enqueue(db, key=f"stripe.invoice:{inv.id}", topic="stripe.invoice",
-                      org_id=inv.org_id, payload={"invoice_id": inv.id}, now=now)  # fmt: skip
+        await enqueue(
+            db,
+            key=f"stripe.invoice:{inv.id}",
+            topic="stripe.invoice",
+            org_id=inv.org_id,
+            payload={"invoice_id": inv.id},
+            now=now,
+        )
     await db.flush()
     return invoice_read(inv, await _lines(db, inv.id))
 
 
 async def _next_number(db: AsyncSession, org_id: str, prefix: str) -> str:
     count = await db.scalar(
-        select(func.count()).select_from(Invoice)
+        select(func.count())
+        .select_from(Invoice)
         .where(Invoice.org_id == org_id, Invoice.number.is_not(None))
-    )  # fmt: skip
+    )
     return f"{prefix}-{org_id.removeprefix('org_')[:8].upper()}-{(count or 0) + 1:05d}"
 
 
 async def _draw_credits(db: AsyncSession, inv: Invoice, now: datetime) -> int:
     grants = await db.scalars(
-        select(CreditGrant).where(
-            CreditGrant.org_id == inv.org_id, CreditGrant.currency == inv.currency,
+        select(CreditGrant)
+        .where(
+            CreditGrant.org_id == inv.org_id,
+            CreditGrant.currency == inv.currency,
             CreditGrant.remaining_minor > 0,
             (CreditGrant.expires_at.is_(None)) | (CreditGrant.expires_at > now),
-        ).order_by(CreditGrant.expires_at.is_(None), CreditGrant.expires_at,
-                   CreditGrant.granted_at).with_for_update()
-    )  # fmt: skip
+        )
+        .order_by(CreditGrant.expires_at.is_(None), CreditGrant.expires_at, CreditGrant.granted_at)
+        .with_for_update()
+    )
     left = inv.total_minor
     used = 0
     for grant in grants:
@@ -257,8 +355,11 @@ async def _draw_credits(db: AsyncSession, inv: Invoice, now: datetime) -> int:
             break
         take = min(left, grant.remaining_minor)
         grant.remaining_minor -= take
-        db.add(CreditUse(id=new_id("cru"), invoice_id=inv.id, grant_id=grant.id,
-                         amount_minor=take, at=now))  # fmt: skip
+        db.add(
+            CreditUse(
+                id=new_id("cru"), invoice_id=inv.id, grant_id=grant.id, amount_minor=take, at=now
+            )
+        )
         left -= take
         used += take
     return used
@@ -281,8 +382,10 @@ async def void(db: AsyncSession, invoice_id: str, reason: str, now: datetime) ->
     if inv.status == "void":
         return invoice_read(inv, await _lines(db, inv.id))
     if inv.status != "finalized":
-        raise Conflict(detail=f"The invoice is {inv.status}: drafts are re-rated, paid invoices "
-                       "are corrected with a credit note.")  # fmt: skip
+        raise Conflict(
+            detail=f"The invoice is {inv.status}: drafts are re-rated, paid invoices "
+            "are corrected with a credit note."
+        )
     for use in await db.scalars(select(CreditUse).where(CreditUse.invoice_id == inv.id)):
         grant = await db.get(CreditGrant, use.grant_id)
         if grant is not None:
@@ -300,22 +403,28 @@ async def credit_note(
     inv = await _invoice(db, invoice_id)
     if inv.kind != "invoice" or inv.status not in ("finalized", "paid"):
         raise Conflict(detail="Credit notes correct finalized or paid invoices only.")
-    credited = await db.scalar(
-        select(func.coalesce(func.sum(Invoice.subtotal_minor), 0))
-        .where(Invoice.corrects_id == inv.id, Invoice.kind == "credit_note")
-    ) or 0  # fmt: skip
+    credited = (
+        await db.scalar(
+            select(func.coalesce(func.sum(Invoice.subtotal_minor), 0)).where(
+                Invoice.corrects_id == inv.id, Invoice.kind == "credit_note"
+            )
+        )
+        or 0
+    )
     subtotal = round_minor(amount, inv.currency)
     if subtotal > inv.subtotal_minor - credited:
         raise InvalidInput(
             detail=f"At most {_major(inv.subtotal_minor - credited)} {inv.currency} is left "
-            "to credit on this invoice.", errors=[FieldError("body.amount", "exceeds the invoice")],
-        )  # fmt: skip
+            "to credit on this invoice.",
+            errors=[FieldError("body.amount", "exceeds the invoice")],
+        )
     lines = await _lines(db, inv.id)
     rule = max(lines, key=lambda ln: ln.amount_minor) if lines else None
     rate = rule.tax_rate if rule else Decimal(0)
     tax = round_minor(Decimal(subtotal) * rate, inv.currency, minor=True)
-    note = Invoice(**_invoice_row(inv.org_id, inv.currency, inv.period_start, inv.period_end,
-                                  [], "", now))  # fmt: skip
+    note = Invoice(
+        **_invoice_row(inv.org_id, inv.currency, inv.period_start, inv.period_end, [], "", now)
+    )
     note.kind, note.status, note.corrects_id, note.reason = (
         "credit_note",
         "finalized",
@@ -325,10 +434,17 @@ async def credit_note(
     note.subtotal_minor, note.tax_minor, note.total_minor = subtotal, tax, subtotal + tax
     note.amount_due_minor, note.finalized_at, note.customer = 0, now, inv.customer
     note.number = await _next_number(db, inv.org_id, "CN")
-    line = Line(kind="credit", description=f"Credit on {inv.number}: {reason}"[:300],
-                quantity=Decimal(1), unit="credit", unit_price=_major(subtotal),
-                amount_minor=subtotal, tax_rule=rule.tax_rule if rule else "no tax",
-                tax_rate=rate, tax_minor=tax)  # fmt: skip
+    line = Line(
+        kind="credit",
+        description=f"Credit on {inv.number}: {reason}"[:300],
+        quantity=Decimal(1),
+        unit="credit",
+        unit_price=_major(subtotal),
+        amount_minor=subtotal,
+        tax_rule=rule.tax_rule if rule else "no tax",
+        tax_rate=rate,
+        tax_minor=tax,
+    )
     note.digest = digest([line])
     db.add(note)
     await db.flush()

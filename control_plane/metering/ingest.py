@@ -12,6 +12,7 @@ from decimal import Decimal
 from sqlalchemy import func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from control_plane.audit.hints import hint
 from control_plane.errors import FieldError, InvalidInput
 from control_plane.identity import organizations
 from control_plane.metering.models import UsageEvent
@@ -33,6 +34,8 @@ class IngestRules:
 async def ingest(
     db: AsyncSession, events: Sequence[UsageEventIn], rules: IngestRules, now: datetime
 ) -> IngestResult:
+    sources = sorted({e.source for e in events})
+    hint(db, target_type="usage_source", target_id=",".join(sources)[:200])
     errors: list[FieldError] = []
     originals = await _originals(db, events)
     known_orgs = await organizations.existing_ids(db, {e.org_id for e in events})
