@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from billing.budgets.controllers import ROUTES as BUDGET_ROUTES
 from billing.budgets.gate import BudgetStops
 from billing.budgets.service import evaluate
+from billing.costs.controllers import ROUTES as COST_ROUTES
 from billing.invoices.controllers import ROUTES as INVOICE_ROUTES
 from billing.invoices.models import Invoice
 from billing.prices.controllers import ROUTES as PRICE_ROUTES
@@ -23,7 +24,7 @@ from control_plane.settings import Settings
 __all__ = ["ROUTES", "BudgetStops", "budget_loop", "invoiced_until"]
 
 log = structlog.get_logger("billing")
-ROUTES: list[Any] = [*PRICE_ROUTES, *INVOICE_ROUTES, *BUDGET_ROUTES]
+ROUTES: list[Any] = [*PRICE_ROUTES, *INVOICE_ROUTES, *BUDGET_ROUTES, *COST_ROUTES]
 
 
 async def invoiced_until(db: AsyncSession, org_ids: set[str]) -> dict[str, datetime]:

@@ -4,12 +4,15 @@ tokens per hour, and how to call it."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from litestar import Request, get
 from litestar.response import Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billing.costs.schemas import EndpointCost
+from billing.costs.service import endpoint_costs
 from control_plane.clock import Clock
 from control_plane.endpoints import service
 from control_plane.endpoints.schemas import Approval, EndpointRead, EndpointState
@@ -135,10 +138,23 @@ async def show(
         stats=live_stats(request, endpoint.id),
         chart=await tokens_chart(db, org_id, clock.now(), endpoint.id),
         snippets=snippets(endpoint),
+        show_cost=scope.allows(org_id, Permission.USAGE_READ),
+        cost=await _cost(db, scope, org_id, endpoint.id, clock),
     )
     return await render(
         request, db, "endpoints/detail.html", context, active="endpoints", status_code=status_code
     )
+
+
+async def _cost(
+    db: AsyncSession, scope: TenantScope, org_id: str, endpoint_id: str, clock: Clock
+) -> EndpointCost | None:
+    """The last 30 days on both ways of buying, for readers of usage."""
+    if not scope.allows(org_id, Permission.USAGE_READ):
+        return None
+    now = clock.now()
+    found = await endpoint_costs(db, scope, org_id, now - timedelta(days=30), now, endpoint_id)
+    return found[0] if found else None
 
 
 def scale_values(endpoint: EndpointRead) -> FormState:

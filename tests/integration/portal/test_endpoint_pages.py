@@ -58,8 +58,17 @@ async def sign_in(client: Client, org: Tenant, role: TenantRole = TenantRole.MEM
 
 async def create(client: Client, csrf: str, model: str, **fields: str) -> str:
     """Post the create form; where it redirects to."""
-    form = {"_csrf": csrf, "name": "chat", "region": REGION, "model": model, "gpu_model": "h100",
-            "size": "quarter", "min_replicas": "1", "max_replicas": "2", **fields}  # fmt: skip
+    form = {
+        "_csrf": csrf,
+        "name": "chat",
+        "region": REGION,
+        "model": model,
+        "gpu_model": "h100",
+        "size": "quarter",
+        "min_replicas": "1",
+        "max_replicas": "2",
+        **fields,
+    }
     response = await client.post("/endpoints", data=form, headers=HTML, follow_redirects=False)
     assert response.status_code == 303, text_of(response.text)[:600]
     return str(response.headers["location"])
@@ -170,12 +179,20 @@ class TestNew:
         self, client: Client, org: Tenant, fleet: list[str], model: str
     ) -> None:
         csrf = await sign_in(client, org)
-        form = {"_csrf": csrf, "name": "Not A Name", "region": REGION, "model": model,
-                "gpu_model": "h100", "size": "quarter", "min_replicas": "1",
-                "max_replicas": "1"}  # fmt: skip
+        form = {
+            "_csrf": csrf,
+            "name": "Not A Name",
+            "region": REGION,
+            "model": model,
+            "gpu_model": "h100",
+            "size": "quarter",
+            "min_replicas": "1",
+            "max_replicas": "1",
+        }
         bad_name = await client.post("/endpoints", data=form, headers=HTML)
-        no_model = await client.post("/endpoints", data={**form, "name": "ok", "model": ""},
-                                     headers=HTML)  # fmt: skip
+        no_model = await client.post(
+            "/endpoints", data={**form, "name": "ok", "model": ""}, headers=HTML
+        )
         backwards = await client.post(
             "/endpoints", data={**form, "name": "ok", "min_replicas": "3"}, headers=HTML
         )
@@ -194,9 +211,16 @@ class TestNew:
     ) -> None:
         csrf = await sign_in(client, org)
         await create(client, csrf, model)
-        form = {"_csrf": csrf, "name": "chat", "region": REGION, "model": model,
-                "gpu_model": "h100", "size": "quarter", "min_replicas": "1",
-                "max_replicas": "1"}  # fmt: skip
+        form = {
+            "_csrf": csrf,
+            "name": "chat",
+            "region": REGION,
+            "model": model,
+            "gpu_model": "h100",
+            "size": "quarter",
+            "min_replicas": "1",
+            "max_replicas": "1",
+        }
         again = await client.post("/endpoints", data=form, headers=HTML)
 
         assert again.status_code == 409
@@ -206,8 +230,15 @@ class TestNew:
         self, client: Client, org: Tenant, fleet: list[str], model: str
     ) -> None:
         await sign_in(client, org)
-        form = {"name": "chat", "region": REGION, "model": model, "gpu_model": "h100",
-                "size": "quarter", "min_replicas": "1", "max_replicas": "1"}  # fmt: skip
+        form = {
+            "name": "chat",
+            "region": REGION,
+            "model": model,
+            "gpu_model": "h100",
+            "size": "quarter",
+            "min_replicas": "1",
+            "max_replicas": "1",
+        }
         response = await client.post("/endpoints", data=form, headers=HTML)
         listing = await client.get("/endpoints", headers=HTML)
 
@@ -366,3 +397,72 @@ class TestEndpointPage:
             answers.append(answer.status_code)
 
         assert answers == [404, 404, 404, 404, 404]
+
+
+class TestCost:
+    async def test_the_page_compares_renting_gpus_with_paying_per_token(
+        self,
+        client: Client,
+        org: Tenant,
+        fleet: list[str],
+        model: str,
+        db: AsyncSession,
+        clock: OffsetClock,
+    ) -> None:
+        from billing.prices.schemas import PriceBookCreate, RateIn
+        from billing.prices.service import create_book
+
+        csrf = await sign_in(client, org)
+        await create(client, csrf, model)
+        detail = await client.get("/endpoints/chat", headers=HTML)
+        endpoint_id = text_of(detail.text).split("per replica · ", 1)[1].split()[0]
+        now = clock.now()
+        book = PriceBookCreate(
+            effective_from=now - timedelta(days=40),
+            rates=[
+                RateIn("gpu_seconds", Decimal("4.00"), gpu_model="h100"),
+                RateIn("tokens_in", Decimal("0.20")),
+                RateIn("tokens_out", Decimal("0.60")),
+            ],
+        )
+        await create_book(db, REGION, book, actor="test", now=now)
+        start = (now - timedelta(hours=3)).replace(minute=0, second=0, microsecond=0)
+        dims = {"region": REGION, "endpoint": endpoint_id}
+        await record_usage(
+            db,
+            [
+                NewUsage(
+                    "tenancies",
+                    "rep",
+                    org.org_id,
+                    None,
+                    "gpu_seconds",
+                    Decimal(900),
+                    start,
+                    start + timedelta(minutes=15),
+                    {**dims, "gpu_model": "h100"},
+                ),
+                NewUsage(
+                    "gateway",
+                    "in",
+                    org.org_id,
+                    None,
+                    "tokens_in",
+                    Decimal(4_000_000),
+                    start,
+                    start + timedelta(minutes=1),
+                    dims,
+                ),
+            ],
+            now,
+        )
+        await db.commit()
+
+        page = await client.get("/endpoints/chat", headers=HTML)
+
+        words = text_of(page.text)
+        assert "Cost per million tokens, last 30 days" in words
+        assert "Renting the GPUs (0.250 GPU-hours held)" in words  # 1.00 CAD
+        assert "0.80 CAD" in words  # 4 M input tokens at 0.20
+        assert "Renting the GPUs was cheaper" not in words
+        assert "Paying per token would have been cheaper for this traffic." in words

@@ -908,6 +908,10 @@ EXPECTATIONS: dict[str, tuple[Rule, Build]] = {
             {"currency": "CAD", "amount": "2000", "hard_stop": True},
         ),
     ),
+    "GET /api/v1/orgs/{org_id}/costs/endpoints": (
+        tenant(Permission.USAGE_READ),
+        lambda w, n: Call(f"/api/v1/orgs/{_org(w)}/costs/endpoints"),
+    ),
     "DELETE /api/v1/orgs/{org_id}/budgets/{budget_id}": (
         tenant(Permission.BILLING_WRITE, destructive=True),
         lambda w, n: Call(f"/api/v1/orgs/{_org(w)}/budgets/{w.budget_id}"),
