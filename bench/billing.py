@@ -247,7 +247,7 @@ async def _generate_month(url: str, orgs: int) -> int:
                 text(f"""
                 INSERT INTO usage_hourly (key, org_id, project_id, type, hour, region,
                     gpu_model, tenancy_kind, tenancy, endpoint, model, value, events)
-                SELECT md5(o.n || '|' || d.kind || '|' || h.hour),
+                SELECT md5(o.n || '|' || d.kind || '|' || d.gpu || '|' || h.hour),
                        'org_bench' || lpad(o.n::text, 6, '0'),
                        'prj_bench' || lpad(o.n::text, 6, '0'), d.kind, h.hour, 'ca-qc-1',
                        d.gpu, d.tkind, d.tenancy, d.endpoint, d.model,

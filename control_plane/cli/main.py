@@ -57,10 +57,11 @@ def seed_demo_command() -> None:
     """Add the demo organization, logins, regions and fleet (idempotent)."""
     from control_plane.seed.demo import DEMO_LOGINS
 
-    added, endpoint = asyncio.run(_seed_demo(Settings()))
+    added, endpoint, billing = asyncio.run(_seed_demo(Settings()))
     click.echo(
         f"demo data ready (added {added['users']} users, {added['regions']} regions, "
-        f"{added['nodes']} nodes)"
+        f"{added['nodes']} nodes, {billing['price_books']} price books, "
+        f"{billing['usage_events']} sample usage events, {billing['invoices']} invoices)"
     )
     if endpoint.created:
         click.echo(f"inference endpoint demo-chat (ca-qc-1) serves {endpoint.model}")
@@ -68,7 +69,10 @@ def seed_demo_command() -> None:
         click.echo(f"  {login.email:<28} {login.password:<20} {login.role}")
 
 
-async def _seed_demo(settings: Settings) -> tuple[dict[str, int], DemoEndpoint]:
+async def _seed_demo(
+    settings: Settings,
+) -> tuple[dict[str, int], DemoEndpoint, dict[str, int]]:
+    from billing.seed import seed_billing_demo
     from control_plane.clock import Clock
     from control_plane.db.engine import make_engine, make_sessionmaker
     from control_plane.seed.demo import seed_demo
@@ -81,7 +85,9 @@ async def _seed_demo(settings: Settings) -> tuple[dict[str, int], DemoEndpoint]:
             await session.commit()
             endpoint = await seed_demo_endpoint(session, Clock(), settings)
             await session.commit()
-            return added, endpoint
+            billing = await seed_billing_demo(session, Clock())
+            await session.commit()
+            return added, endpoint, billing
     finally:
         await engine.dispose()
 

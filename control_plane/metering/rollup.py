@@ -11,9 +11,9 @@ from decimal import Decimal
 from typing import Any, cast
 
 from sqlalchemy import Table
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from control_plane.metering.bulk import upsert
 from control_plane.metering.models import UsageHourly
 
 __all__ = ["DIMENSIONS", "RollupKey", "add_to_rollup", "rollup_key"]
@@ -67,21 +67,11 @@ async def add_to_rollup(db: AsyncSession, amounts: Iterable[tuple[RollupKey, Dec
     if not totals:
         return
     rows = []
-    for key in sorted(totals, key=lambda k: k.digest):
+    for digest, key in sorted((k.digest, k) for k in totals):
         value, count = totals[key]
-        row = {"key": key.digest, "org_id": key.org_id, "project_id": key.project_id,
+        row = {"key": digest, "org_id": key.org_id, "project_id": key.project_id,
                "type": key.type, "hour": key.hour, "value": value, "events": count}  # fmt: skip
         row.update(zip(DIMENSIONS, key.dims, strict=True))
         rows.append(row)
     table = cast(Table, UsageHourly.__table__)
-    dialect = (await db.connection()).dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(table)
-    statement = statement.on_conflict_do_update(
-        index_elements=["key"],
-        set_={
-            "value": table.c.value + statement.excluded.value,
-            "events": table.c.events + statement.excluded.events,
-        },
-    )
-    await db.execute(statement, rows)
+    await upsert(db, table, rows, conflict=("key",), add=("value", "events"))

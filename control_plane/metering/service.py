@@ -14,6 +14,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.ids import new_id
+from control_plane.metering.bulk import upsert
 from control_plane.metering.models import UsageEvent, UsageSourceStat
 from control_plane.metering.rollup import add_to_rollup, rollup_key
 
@@ -51,15 +52,10 @@ async def record_usage(db: AsyncSession, events: Sequence[NewUsage], at: datetim
             "dimensions": dict(e.dimensions), "window_start": e.window_start,
             "window_end": e.window_end, "recorded_at": at, "amends_id": e.amends_id,
         })  # fmt: skip
-    dialect = (await db.connection()).dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    table = cast(Table, UsageEvent.__table__)
-    statement = (
-        insert(table)
-        .on_conflict_do_nothing(index_elements=["source", "event_id"])
-        .returning(table.c.id)  # tells exactly what was stored, on both databases
-    )
-    stored = (await db.execute(statement, [row for _, row in rows.values()])).scalars().all()
+    stored = await upsert(
+        db, cast(Table, UsageEvent.__table__), [row for _, row in rows.values()],
+        conflict=("source", "event_id"), returning="id",  # tells exactly what was stored
+    )  # fmt: skip
     new = [rows[row_id][0] for row_id in stored]
     await add_to_rollup(
         db,
