@@ -95,6 +95,8 @@ def shell_context(
         "current_org": current_org,
         "role_label": _role_label(principal, current_org_id),
         "is_operator": is_operator(principal),
+        "is_billing_operator": principal is not None
+        and provider_allows(principal.provider_role, ProviderPermission.BILLING_OPERATE),
         "active": active,
         "current_path": request.url.path,
         "page_title": "",

@@ -463,3 +463,14 @@ async def credit_note(
     )
     await db.flush()
     return invoice_read(note, await _lines(db, note.id))
+
+
+async def period_invoices(
+    db: AsyncSession, start: datetime, end: datetime, limit: int = 500
+) -> list[InvoiceRead]:
+    """Operators: every organization's invoices and credit notes of a period, without lines."""
+    rows = await db.scalars(
+        select(Invoice).where(Invoice.period_start >= start, Invoice.period_start < end)
+        .order_by(Invoice.org_id, Invoice.created_at).limit(limit)
+    )  # fmt: skip
+    return [invoice_read(i) for i in rows]

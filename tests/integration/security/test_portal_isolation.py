@@ -140,6 +140,25 @@ def pages(world: World) -> dict[tuple[str, str], Page]:
             f"/operator/pools/{world.pool_id}/windows/{world.pool_window_id}/delete",
             {"region": "ca-qc-1"},
         ),
+        ("GET", "/operator/billing"): Page("GET", "/operator/billing?region=ca-qc-1", {}),
+        ("POST", "/operator/billing/price-books"): Page(
+            "POST",
+            "/operator/billing/price-books",
+            {
+                "region": "ca-qc-1",
+                "month": "2026-10",
+                "book": '{"effective_from": '
+                '"2031-01-01T00:00:00Z", "rates": [{"usage_type": "tokens_in", "unit_price": "1"}]}',
+            },
+        ),
+        ("POST", "/operator/billing/runs"): Page(
+            "POST", "/operator/billing/runs", {"region": "ca-qc-1", "month": "2026-10"}
+        ),
+        ("POST", "/operator/billing/invoices/{invoice_id:str}/{action:str}"): Page(
+            "POST",
+            f"/operator/billing/invoices/{world.final_invoice_id}/paid",
+            {"region": "ca-qc-1", "month": "2026-10"},
+        ),
         ("GET", "/tenancies"): Page("GET", "/tenancies", {}),
         ("GET", "/tenancies/new"): Page("GET", "/tenancies/new?gpu_memory_gib=80", {}),
         ("POST", "/tenancies"): Page(
