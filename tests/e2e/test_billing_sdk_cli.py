@@ -111,6 +111,26 @@ class TestBillingCliAndSdk:
         published = ok_json(
             cpctl(tmp_path, "-o", "json", "billing", "publish-prices", "ca-qc-1", str(book))
         )
+        contract = ok_json(
+            cpctl(
+                tmp_path,
+                "-o",
+                "json",
+                "billing",
+                "override",
+                "erable",
+                "--region",
+                "ca-qc-1",
+                "--usage-type",
+                "gpu_seconds",
+                "--gpu-model",
+                "h100",
+                "--price",
+                "3.00",
+                "--starts",
+                (at - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%S"),
+            )
+        )
         first = cpctl(tmp_path, "usage", "ingest", str(events))
         again = ok_json(cpctl(tmp_path, "-o", "json", "usage", "ingest", str(events)))
         run = ok_json(
@@ -128,6 +148,7 @@ class TestBillingCliAndSdk:
         )
 
         assert published["version"] == 1
+        assert contract["unit_price"] == "3.00"
         assert first.exit_code == 0, first.stderr
         assert "2 stored" in first.stdout
         assert again == {"accepted": 0, "duplicates": 2, "amendments": 0}
@@ -166,7 +187,8 @@ class TestBillingCliAndSdk:
         )
         assert saved.exit_code == 0, saved.stderr
         rows = list(csv.DictReader(io.StringIO(out.read_text())))
-        assert sorted(Decimal(r["amount"]) for r in rows) == [Decimal("1.50"), Decimal("8.00")]
+        # 2 H100-hours at the contract's 3.00 (not the book's 4.00), 1 L40S-hour at 1.50
+        assert sorted(Decimal(r["amount"]) for r in rows) == [Decimal("1.50"), Decimal("6.00")]
         assert {r["number"] for r in rows} == {final["number"]}
         with Client(base_url, secret) as client:
             html = client.billing.document(draft.id, "html").decode()

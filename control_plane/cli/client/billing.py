@@ -14,7 +14,13 @@ import click
 import msgspec
 
 from billing.invoices.schemas import InvoiceRead
-from billing.prices.schemas import CommitmentCreate, CreditCreate, PriceBookCreate, ProfileSet
+from billing.prices.schemas import (
+    CommitmentCreate,
+    CreditCreate,
+    OverrideCreate,
+    PriceBookCreate,
+    ProfileSet,
+)
 from control_plane.cli.client.base import (
     Invocation,
     api_command,
@@ -360,6 +366,62 @@ def billing_commit(
     )
     with inv.client() as client:
         emit_one(inv, client.billing.add_commitment(org, body), ("id", "gpus", "hourly_price"))
+
+
+@api_command(billing_group, "override")
+@click.argument("org")
+@click.option("--region", required=True)
+@click.option(
+    "--usage-type",
+    required=True,
+    type=click.Choice(["gpu_seconds", "tokens_in", "tokens_out", "cached_tokens"]),
+)
+@click.option("--gpu-model", default="", help="Only this GPU model (default: any).")
+@click.option("--model", default="", help="Only this model (default: any).")
+@click.option("--price", type=Decimal, help="Contract price per GPU-hour or million tokens.")
+@click.option("--discount", type=Decimal, help="Percent off the book's price instead.")
+@click.option("--starts", type=click.DateTime(), required=True, help="UTC.")
+@click.option("--ends", type=click.DateTime(), help="UTC (default: open-ended).")
+def billing_override(
+    inv: Invocation,
+    org: str,
+    region: str,
+    usage_type: str,
+    gpu_model: str,
+    model: str,
+    price: Decimal | None,
+    discount: Decimal | None,
+    starts: datetime,
+    ends: datetime | None,
+) -> None:
+    """Give ORG a contract price (or discount) for matching usage."""
+    body = OverrideCreate(
+        region=region,
+        usage_type=cast(Any, usage_type),
+        gpu_model=gpu_model,
+        model=model,
+        unit_price=price,
+        discount_percent=discount,
+        starts_at=_utc(starts) or starts,
+        ends_at=_utc(ends),
+    )
+    with inv.client() as client:
+        created = client.billing.add_override(org, body)
+    emit_one(
+        inv,
+        created,
+        (
+            "id",
+            "region",
+            "usage_type",
+            "gpu_model",
+            "model",
+            "unit_price",
+            "discount_percent",
+            "starts_at",
+            "ends_at",
+        ),
+    )
 
 
 @api_command(billing_group, "run")
