@@ -8,6 +8,7 @@ from portal.pages import (
     access,
     audit,
     auth,
+    billing,
     dashboard,
     endpoints,
     inventory,
@@ -30,4 +31,5 @@ ROUTES: list[Any] = [
     *keys.ROUTES,
     *access.ROUTES,
     *audit.ROUTES,
+    *billing.ROUTES,
 ]
