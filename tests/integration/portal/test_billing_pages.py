@@ -149,6 +149,10 @@ class TestOverview:
         assert "GPU time 6.00 CAD" in text_of(cost.group(1))
         assert f'href="/billing/invoices/{invoice_id}"' in page.text
         assert "No budget yet." in text
+        # finalized without a billing profile: no customer on the document
+        detail = await client.get(f"/billing/invoices/{invoice_id}", headers=biller)
+        assert detail.status_code == 200, detail.text
+        assert "Billed to" not in detail.text
 
     async def test_a_member_sees_usage_but_no_money(
         self, client: Client, db: AsyncSession, clock: OffsetClock, customer: Tenant, book: Any
