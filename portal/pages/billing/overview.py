@@ -23,6 +23,7 @@ from portal.pages.billing.common import (
     TYPE_LABELS,
     amount,
     day_start,
+    org_projects,
     page,
     periods,
     usage_chart,
@@ -78,6 +79,7 @@ async def _billing(db: AsyncSession, scope: TenantScope, org_id: str, month: str
         "budgets": await budgets.list_budgets(db, scope, org_id),
         "invoices": listed,
         "credits": [c for c in await prices.list_credits(db, scope, org_id) if c.remaining > 0],
+        "project_names": {p.id: p.name for p in await org_projects(db, scope, org_id)},
     }
 
 
