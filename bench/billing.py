@@ -254,7 +254,8 @@ async def _generate_month(url: str, orgs: int) -> int:
                        (d.value * (0.5 + ((o.n * 7919 + extract(hour from h.hour)::int)
                                            % 100) / 100.0))::numeric(24, 6), 1
                 FROM generate_series(0, :orgs - 1) AS o(n)
-                CROSS JOIN generate_series(CAST(:start AS timestamptz), CAST(:end AS timestamptz) - interval '1 hour',
+                CROSS JOIN generate_series(CAST(:start AS timestamptz),
+                                           CAST(:end AS timestamptz) - interval '1 hour',
                                            interval '1 hour') AS h(hour)
                 CROSS JOIN (VALUES {values}) AS d(kind, gpu, tkind, tenancy, endpoint, model,
                                                   value)

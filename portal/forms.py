@@ -84,6 +84,10 @@ def convert(
             reason = "This field is required."
         elif messages and name in messages:
             reason = messages[name]
+        if not name:  # a check in __post_init__ names its field in words ("amount must …")
+            name = next((key for key in data if reason.startswith(f"{key} ")), "")
+            if name and messages and name in messages:
+                reason = messages[name]
         if name:
             state.errors.setdefault(name, reason)
         else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -16,7 +17,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from control_plane.http.pagination import Page, PageRequest, page_request
 from control_plane.identity import organizations
 from control_plane.identity.principal import Principal
-from control_plane.identity.roles import ProviderPermission, provider_allows
+from control_plane.identity.roles import (
+    Permission,
+    ProviderPermission,
+    provider_allows,
+    tenant_allows,
+)
 from control_plane.identity.schemas import OrgRead
 from control_plane.inventory.lifecycle import NodeState
 from control_plane.sovereignty.access.notifications import banner_notifications
@@ -50,6 +56,17 @@ def format_number(value: int | float) -> str:
     return f"{value:,}"
 
 
+def format_decimal(value: Decimal) -> str:
+    """``1.5`` for 1.500000 and ``100`` for 100.000000: no trailing zeros, no exponent."""
+    return f"{value.normalize():f}"
+
+
+def format_money(amount: Decimal | int | float, currency: str = "") -> str:
+    """``1,234.50 CAD``: two decimals, thousands separated, the currency code after."""
+    text = f"{Decimal(amount):,.2f}"
+    return f"{text} {currency}" if currency else text
+
+
 def make_engine() -> JinjaTemplateEngine:
     """Autoescaping environment; undefined variables are errors, not silent blanks."""
     env = Environment(
@@ -61,6 +78,8 @@ def make_engine() -> JinjaTemplateEngine:
     )
     env.filters["datetime"] = format_datetime
     env.filters["number"] = format_number
+    env.filters["money"] = format_money
+    env.filters["decimal"] = format_decimal
     env.globals["product_name"] = PRODUCT_NAME
     env.globals["state_labels"] = STATE_LABELS
     return JinjaTemplateEngine.from_environment(env)
@@ -97,11 +116,20 @@ def shell_context(
         "is_operator": is_operator(principal),
         "is_billing_operator": principal is not None
         and provider_allows(principal.provider_role, ProviderPermission.BILLING_OPERATE),
+        "nav_billing": _may_see_billing(principal, current_org_id),
         "active": active,
         "current_path": request.url.path,
         "page_title": "",
         "access_alerts": [],  # break-glass notices; render() fills them in
     }
+
+
+def _may_see_billing(principal: Principal | None, org_id: str | None) -> bool:
+    """The Billing item is for those who read usage or invoices in the current organization."""
+    role = principal.memberships.get(org_id) if principal and org_id else None
+    return role is not None and (
+        tenant_allows(role, Permission.USAGE_READ) or tenant_allows(role, Permission.BILLING_READ)
+    )
 
 
 def _role_label(principal: Principal | None, org_id: str | None) -> str:

@@ -8,6 +8,7 @@ from portal.pages import (
     access,
     audit,
     auth,
+    billing,
     billing_ops,
     dashboard,
     endpoints,
@@ -32,4 +33,5 @@ ROUTES: list[Any] = [
     *access.ROUTES,
     *audit.ROUTES,
     *billing_ops.ROUTES,
+    *billing.ROUTES,
 ]

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.clock import OffsetClock
 from control_plane.identity.authz import ACCESS_KEY, Access
-from control_plane.identity.roles import ProviderRole, provider_allows, tenant_allows
+from control_plane.identity.roles import ProviderRole, TenantRole, provider_allows, tenant_allows
 from control_plane.settings import Settings
 from tests.integration.security.conftest import Caller, World, build_catalog, build_world
 
@@ -182,6 +182,32 @@ def pages(world: World) -> dict[tuple[str, str], Page]:
             "POST", f"/tenancies/{tenancy}/release", {}
         ),
         **_endpoint_pages(world),
+        **_billing_pages(world),
+    }
+
+
+def _billing_pages(world: World) -> dict[tuple[str, str], Page]:
+    """The victim's finalized invoice and budget, and the organization's billing pages."""
+    invoice = f"/billing/invoices/{world.final_invoice_id}"
+    budget = {"currency": "CAD", "amount": "100", "project_id": "", "thresholds": "50, 100"}
+    profile = {"legal_name": "Isolation Inc.", "country": "CA", "subdivision": "QC",
+               "tax_id": "", "email": "ap@isolation.test"}  # fmt: skip
+    return {
+        ("GET", "/billing"): Page("GET", "/billing", {}),
+        ("GET", "/billing/usage"): Page("GET", "/billing/usage?days=7&group=project", {}),
+        ("GET", "/billing/invoices"): Page("GET", "/billing/invoices", {}),
+        ("GET", "/billing/invoices/{invoice_id:str}"): Page("GET", invoice, {}),
+        ("GET", "/billing/invoices/{invoice_id:str}/print"): Page("GET", f"{invoice}/print", {}),
+        ("GET", "/billing/invoices/{invoice_id:str}/invoice.csv"): Page(
+            "GET", f"{invoice}/invoice.csv", {}
+        ),
+        ("GET", "/billing/budgets"): Page("GET", "/billing/budgets", {}),
+        ("POST", "/billing/budgets"): Page("POST", "/billing/budgets", budget),
+        ("POST", "/billing/budgets/delete"): Page(
+            "POST", "/billing/budgets/delete", {"budget_id": world.budget_id}
+        ),
+        ("GET", "/billing/profile"): Page("GET", "/billing/profile", {}),
+        ("POST", "/billing/profile"): Page("POST", "/billing/profile", profile),
     }
 
 
@@ -245,6 +271,12 @@ ORG_CONTEXT = (
     "/endpoints",
     "/endpoints/new",
     "/endpoints/governance",
+    "/billing",
+    "/billing/usage?days=7&group=project",
+    "/billing/invoices",
+    "/billing/budgets",
+    "/billing/budgets/delete",
+    "/billing/profile",
 )
 # Operators ask for access from anywhere (the tenant's residency policy decides, not the
 # page), and see only their own requests: build_world's pending one is operator-ca's.
@@ -269,7 +301,7 @@ def expected(access: Access, caller: Caller, page: Page) -> str:
                     "allowed" if tenant_allows(caller.victim_role, access.permission) else "denied"
                 )
             if caller.outsider:  # the attacker acts in its own organization, as its admin
-                return "allowed"
+                return "allowed" if tenant_allows(TenantRole.ADMIN, access.permission) else "denied"
             # No organization at all: pages show an empty state; a download has nothing to give.
             return "allowed" if page.method == "GET" and page.path not in NEEDS_ORG else "hidden"
         if caller.victim_role is None:
