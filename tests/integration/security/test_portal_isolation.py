@@ -147,8 +147,8 @@ def pages(world: World) -> dict[tuple[str, str], Page]:
             {
                 "region": "ca-qc-1",
                 "month": "2026-10",
-                "book": '{"effective_from": '
-                '"2031-01-01T00:00:00Z", "rates": [{"usage_type": "tokens_in", "unit_price": "1"}]}',
+                "book": '{"effective_from": "2031-01-01T00:00:00Z", '
+                '"rates": [{"usage_type": "tokens_in", "unit_price": "1"}]}',
             },
         ),
         ("POST", "/operator/billing/runs"): Page(
