@@ -243,6 +243,10 @@ async def _generate_month(url: str, orgs: int) -> int:
     try:
         async with engine.begin() as conn:
             await conn.execute(text("TRUNCATE usage_hourly, usage_event, usage_source_stat"))
+            # Bulk load without indexes, then build them once (sorted): much faster than
+            # maintaining a B-tree of random keys row by row.
+            await conn.execute(text("ALTER TABLE usage_hourly DROP CONSTRAINT pk_usage_hourly"))
+            await conn.execute(text("DROP INDEX ix_usage_hourly_org_id_hour"))
             await conn.execute(
                 text(f"""
                 INSERT INTO usage_hourly (key, org_id, project_id, type, hour, region,
@@ -261,6 +265,12 @@ async def _generate_month(url: str, orgs: int) -> int:
                                                   value)
             """),  # noqa: S608 - the VALUES are this module's constants
                 {"orgs": orgs, "start": MONTH_START, "end": MONTH_END},
+            )
+            await conn.execute(
+                text("ALTER TABLE usage_hourly ADD CONSTRAINT pk_usage_hourly PRIMARY KEY (key)")
+            )
+            await conn.execute(
+                text("CREATE INDEX ix_usage_hourly_org_id_hour ON usage_hourly (org_id, hour)")
             )
         async with engine.connect() as conn:
             await conn.execution_options(isolation_level="AUTOCOMMIT")
