@@ -26,6 +26,7 @@ from control_plane.audit.hints import hint
 from control_plane.errors import Conflict, FieldError, InvalidInput, NotFound
 from control_plane.identity.authz import TenantScope
 from control_plane.ids import new_id
+from control_plane.metering.bulk import upsert
 
 __all__ = ["finalize", "get_invoice", "list_invoices", "mark_paid", "month_bounds", "run", "void"]
 
@@ -174,11 +175,9 @@ async def run(
             new_lines.extend(_line_rows(invoice_id, lines))
     if replaced:
         await db.execute(delete(InvoiceLine).where(InvoiceLine.invoice_id.in_(replaced)))
-    if new_invoices:
-        await db.execute(insert(cast(Table, Invoice.__table__)), new_invoices)
-    if new_lines:
-        await db.execute(insert(cast(Table, InvoiceLine.__table__)), new_lines)
-    await db.flush()
+    await db.flush()  # the re-rated drafts' totals, before their new lines
+    await upsert(db, cast(Table, Invoice.__table__), new_invoices, conflict=("id",))
+    await upsert(db, cast(Table, InvoiceLine.__table__), new_lines, conflict=("id",))
     return InvoiceRunResult(
         period_start=start,
         period_end=end,
