@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import JSON, BigInteger, Index, Numeric, String, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Index, Numeric, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from control_plane.db.base import Base, UTCDateTime
@@ -25,6 +25,13 @@ class UsageEvent(Base):
     __table_args__ = (
         UniqueConstraint("source", "event_id"),
         Index(None, "org_id", "window_start"),
+        # Amendments are rare: only they are indexed (an index entry per event costs ingest).
+        Index(
+            "ix_usage_event_amends_id",
+            "amends_id",
+            postgresql_where=text("amends_id IS NOT NULL"),
+            sqlite_where=text("amends_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -38,7 +45,7 @@ class UsageEvent(Base):
     window_start: Mapped[datetime] = mapped_column(UTCDateTime())
     window_end: Mapped[datetime] = mapped_column(UTCDateTime())
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    amends_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    amends_id: Mapped[str | None] = mapped_column(String(40))
 
 
 class UsageHourly(Base):

@@ -23,6 +23,7 @@ __all__ = ["DIMENSIONS", "RollupKey", "add_to_rollup", "rollup_key"]
 DIMENSIONS = ("region", "gpu_model", "tenancy_kind", "tenancy", "endpoint", "model")
 _WIDTH = {"region": 32, "gpu_model": 32, "tenancy_kind": 20, "tenancy": 40, "endpoint": 40,
           "model": 100}  # fmt: skip
+_WIDTHS = tuple(_WIDTH[d] for d in DIMENSIONS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,10 +48,18 @@ def hour_of(at: datetime) -> datetime:
 def rollup_key(
     org_id: str, project_id: str | None, type: str, at: datetime, dims: Mapping[str, str]
 ) -> RollupKey:
-    return RollupKey(
-        org_id, project_id or "", type, hour_of(at),
-        tuple(str(dims.get(d, ""))[: _WIDTH[d]] for d in DIMENSIONS),
-    )  # fmt: skip
+    get = dims.get
+    values = (
+        get("region", ""),
+        get("gpu_model", ""),
+        get("tenancy_kind", ""),
+        get("tenancy", ""),
+        get("endpoint", ""),
+        get("model", ""),
+    )
+    if any(len(v) > w for v, w in zip(values, _WIDTHS, strict=True)):
+        values = tuple(v[:w] for v, w in zip(values, _WIDTHS, strict=True))
+    return RollupKey(org_id, project_id or "", type, hour_of(at), values)  # fmt: skip
 
 
 async def add_to_rollup(db: AsyncSession, amounts: Iterable[tuple[RollupKey, Decimal]]) -> None:

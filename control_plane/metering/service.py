@@ -13,7 +13,7 @@ from sqlalchemy import Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from control_plane.ids import new_id
+from control_plane.ids import new_ids
 from control_plane.metering.bulk import upsert
 from control_plane.metering.models import UsageEvent, UsageSourceStat
 from control_plane.metering.rollup import add_to_rollup, rollup_key
@@ -44,8 +44,7 @@ async def record_usage(db: AsyncSession, events: Sequence[NewUsage], at: datetim
     if not events:
         return 0
     rows = {}
-    for e in events:
-        row_id = new_id("use")
+    for e, row_id in zip(events, new_ids("use", len(events)), strict=True):
         rows[row_id] = (e, {
             "id": row_id, "source": e.source, "event_id": e.event_id,
             "org_id": e.org_id, "project_id": e.project_id, "type": e.type, "value": e.value,

@@ -28,7 +28,12 @@ _WIDTH = (32, 32, 20, 40, 40, 100)
 def upgrade() -> None:
     with op.batch_alter_table("usage_event") as table:
         table.add_column(sa.Column("amends_id", sa.String(40), nullable=True))
-        table.create_index("ix_usage_event_amends_id", ["amends_id"])
+        table.create_index(
+            "ix_usage_event_amends_id",
+            ["amends_id"],
+            postgresql_where=sa.text("amends_id IS NOT NULL"),
+            sqlite_where=sa.text("amends_id IS NOT NULL"),
+        )
     op.create_table(
         "usage_hourly",
         sa.Column("key", sa.String(32), nullable=False),
