@@ -49,7 +49,7 @@ def rollup_key(
     org_id: str, project_id: str | None, type: str, at: datetime, dims: Mapping[str, str]
 ) -> RollupKey:
     get = dims.get
-    values = (
+    values: tuple[str, ...] = (
         get("region", ""),
         get("gpu_model", ""),
         get("tenancy_kind", ""),
