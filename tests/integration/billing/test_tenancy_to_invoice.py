@@ -1,5 +1,6 @@
-"""End to end: a tenancy runs on the simulator for a few hours, its GPU-seconds accrue,
-and the invoice run turns them into lines the customer reads and downloads."""
+"""End to end: a tenancy runs on the simulator for a few hours and the gateway meters an
+endpoint's tokens; the invoice run turns both into lines the customer reads and
+downloads."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from control_plane.clock import OffsetClock
+from control_plane.endpoints.gateway.usage import UsageKey, UsageMeter
 from control_plane.identity.roles import TenantRole
 from control_plane.tenancies.reconciler import Reconciler
 from tests.fixtures.factories import Tenant, signed_in
@@ -71,3 +73,44 @@ async def test_gpu_hours_of_a_tenancy_become_invoice_lines(
     rows = list(csv.DictReader(io.StringIO(sheet.text)))
     assert sum(Decimal(r["amount"]) for r in rows) == Decimal(detail["subtotal"])
     assert datetime.fromisoformat(detail["period_start"]).astimezone(UTC) == start
+
+
+async def test_tokens_metered_by_the_gateway_become_invoice_lines(
+    client: Client,
+    db: AsyncSession,
+    clock: OffsetClock,
+    customer: Tenant,
+    operator: dict[str, str],
+    biller: dict[str, str],
+    book: dict[str, Any],
+) -> None:
+    meter = UsageMeter(async_sessionmaker(db.bind), clock)
+    window = meter.window_of(clock.now())
+    key = UsageKey(
+        customer.org_id, customer.project_id, "key_1", "ep_chat", "chat-v1", "ca-qc-1", window
+    )
+    for _ in range(4):  # four requests of 250,000 tokens in, 100,000 out
+        meter.add(key, 250_000, 100_000)
+    await meter.flush()
+
+    await must(
+        client.post(
+            RUNS,
+            headers=operator,
+            json={
+                "start": hour_start(window).isoformat(),
+                "end": (hour_start(window) + timedelta(hours=1)).isoformat(),
+            },
+        )
+    )
+    [invoice] = await must(client.get(f"/api/v1/orgs/{customer.org_id}/invoices", headers=biller))
+    detail = await must(
+        client.get(f"/api/v1/orgs/{customer.org_id}/invoices/{invoice['id']}", headers=biller)
+    )
+
+    lines = {ln["kind"]: ln for ln in detail["lines"]}
+    assert Decimal(lines["tokens_in"]["quantity"]) == 1  # one million tokens in
+    assert Decimal(lines["tokens_in"]["amount"]) == Decimal("0.20")
+    assert Decimal(lines["tokens_out"]["quantity"]) == Decimal("0.4")
+    assert Decimal(lines["tokens_out"]["amount"]) == Decimal("0.24")
+    assert lines["tokens_out"]["dimensions"]["model"] == "chat-v1"
