@@ -41,7 +41,10 @@ def _d(value: str) -> Decimal:
     return Decimal(value)
 
 
-async def seed_billing_demo(db: AsyncSession, clock: Clock) -> dict[str, int]:
+async def seed_billing_demo(
+    db: AsyncSession, clock: Clock, endpoint_id: str = ""
+) -> dict[str, int]:
+    """``endpoint_id``: the demo endpoint, whose sample tokens and replica hours it gets."""
     now = clock.now()
     added = {"price_books": 0, "usage_events": 0, "invoices": 0}
     for region, (zone, gpus, (tokens_in, tokens_out)) in PRICES.items():
@@ -104,7 +107,7 @@ async def seed_billing_demo(db: AsyncSession, clock: Clock) -> dict[str, int]:
                 created_at=now,
             )
         )
-    events = _usage(org.id, now)
+    events = _usage(org.id, now, endpoint_id or "ep_demo")
     added["usage_events"] = len(events) - await record_usage(db, events, now)
     await db.flush()
     last_month = (now.astimezone(UTC).replace(day=1) - timedelta(days=1)).strftime("%Y-%m")
@@ -121,7 +124,7 @@ async def seed_billing_demo(db: AsyncSession, clock: Clock) -> dict[str, int]:
     return added
 
 
-def _usage(org_id: str, now: datetime) -> list[NewUsage]:
+def _usage(org_id: str, now: datetime, endpoint_id: str) -> list[NewUsage]:
     """Hourly samples over the last 40 days: two training tenancies (busy by day) and an
     inference endpoint's tokens; deterministic ids, so seeding again adds nothing."""
     rng = random.Random(2026)  # noqa: S311 - sample data
@@ -152,6 +155,25 @@ def _usage(org_id: str, now: datetime) -> list[NewUsage]:
                         },
                     )
                 )
+        events.append(
+            NewUsage(  # the endpoint's replica: a quarter of an L40S, held every hour
+                source=SOURCE,
+                event_id=f"demo-chat/replica/{at.isoformat()}",
+                org_id=org_id,
+                project_id=None,
+                type="gpu_seconds",
+                value=Decimal(900),
+                window_start=at,
+                window_end=at + timedelta(hours=1),
+                dimensions={
+                    "region": "ca-qc-1",
+                    "gpu_model": "l40s",
+                    "tenancy_kind": "inference",
+                    "tenancy": "ten_demo_replica",
+                    "endpoint": endpoint_id,
+                },
+            )
+        )
         for kind, scale in (("tokens_in", 90_000), ("tokens_out", 30_000)):
             events.append(
                 NewUsage(
@@ -163,7 +185,11 @@ def _usage(org_id: str, now: datetime) -> list[NewUsage]:
                     value=Decimal(int(scale * (1.5 if day else 0.4) * rng.uniform(0.6, 1.4))),
                     window_start=at,
                     window_end=at + timedelta(hours=1),
-                    dimensions={"region": "ca-qc-1", "endpoint": "demo-chat", "model": "demo-chat"},
+                    dimensions={
+                        "region": "ca-qc-1",
+                        "endpoint": endpoint_id,
+                        "model": "demo-chat-v1",
+                    },
                 )
             )
     return events

@@ -85,7 +85,7 @@ async def _seed_demo(
             await session.commit()
             endpoint = await seed_demo_endpoint(session, Clock(), settings)
             await session.commit()
-            billing = await seed_billing_demo(session, Clock())
+            billing = await seed_billing_demo(session, Clock(), endpoint.id)
             await session.commit()
             return added, endpoint, billing
     finally:

@@ -37,6 +37,7 @@ ACTOR = Actor.system("seed")
 class DemoEndpoint:
     created: bool
     model: str  # what it serves, in words
+    id: str = ""
 
 
 def _model(settings: Settings) -> tuple[Path, str]:
@@ -60,8 +61,9 @@ async def seed_demo_endpoint(db: AsyncSession, clock: Clock, settings: Settings)
             Endpoint.org_id == org_id, Endpoint.name == NAME, Endpoint.deleted_at.is_(None)
         )
     )
-    if existing.first() is not None:
-        return DemoEndpoint(created=False, model="already deployed")
+    found = existing.scalar_one_or_none()
+    if found is not None:
+        return DemoEndpoint(created=False, model="already deployed", id=found)
     model_dir, described = _model(settings)
     manifest = read_manifest(model_dir)
     now = clock.now()
@@ -87,4 +89,4 @@ async def seed_demo_endpoint(db: AsyncSession, clock: Clock, settings: Settings)
     service.note(db, endpoint, "created", f"demo endpoint serving {described}", ACTOR, now)
     deps = service.Deps(clock=clock, settings=settings, drivers=Drivers(settings))
     await service.converge_now(db, endpoint, [version], ACTOR, deps)
-    return DemoEndpoint(created=True, model=described)
+    return DemoEndpoint(created=True, model=described, id=endpoint.id)
