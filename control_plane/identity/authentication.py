@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import structlog
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -14,6 +16,8 @@ from control_plane.identity.models import ApiKey, Membership, User, WebSession
 from control_plane.identity.principal import Principal
 from control_plane.identity.roles import Permission, ProviderRole, TenantRole
 from control_plane.identity.secrets import digests_match, split_api_key, token_digest
+
+log = structlog.get_logger("control_plane.identity")
 
 SESSION_COOKIE = "cp_session"
 _LAST_USED_GRANULARITY = timedelta(seconds=60)
@@ -33,6 +37,10 @@ class Authenticator:
     Revocation and role changes take effect within ``cache_seconds`` on every replica, and
     at once on the replica that made the change. Cache ages are read from the injected clock
     (so tests can move time); an entry from the future, after the clock went back, is stale.
+
+    An API key in use is reloaded in the background once its entry is half its age (the
+    entry still answers meanwhile), and a key that must be loaded now is loaded once for
+    every request waiting on it: a busy key never stalls requests on the database.
     """
 
     def __init__(
@@ -42,12 +50,16 @@ class Authenticator:
         self._clock = clock
         self._ttl = timedelta(seconds=cache_seconds)
         self._keys: dict[str, _CachedKey] = {}
+        self._loading: dict[str, asyncio.Task[_CachedKey | None]] = {}
+        # Bumped by every forget_*: a load that began before it must not store what it read.
+        self._generation = 0
         self._sessions: dict[str, tuple[Principal, datetime]] = {}
 
     def _fresh(self, cached_at: datetime, now: datetime) -> bool:
         return timedelta(0) <= now - cached_at < self._ttl
 
     def forget_api_key(self, prefix: str) -> None:
+        self._generation += 1
         self._keys.pop(prefix, None)
 
     def forget_session(self, session_id: str) -> None:
@@ -55,6 +67,7 @@ class Authenticator:
 
     def forget_project(self, project_id: str) -> None:
         """Drop cached keys of a deleted project (its keys went with it)."""
+        self._generation += 1
         for prefix, entry in list(self._keys.items()):
             if entry.principal.project_id == project_id:
                 self._keys.pop(prefix, None)
@@ -64,6 +77,7 @@ class Authenticator:
         for sid, (principal, _) in list(self._sessions.items()):
             if principal.user_id == user_id:
                 self._sessions.pop(sid, None)
+        self._generation += 1
         self._keys.clear()
 
     async def from_authorization(self, header: str) -> Principal:
@@ -101,11 +115,11 @@ class Authenticator:
         now = self._clock.now()
         entry = self._keys.get(prefix)
         if entry is None or not self._fresh(entry.cached_at, now):
-            entry = await self._load_api_key(prefix, now)
+            entry = await asyncio.shield(self._reload_api_key(prefix, now))
             if entry is None:
-                self._keys.pop(prefix, None)
                 return None
-            self._keys[prefix] = entry
+        elif now - entry.cached_at >= self._ttl / 2:
+            self._reload_api_key(prefix, now)  # in the background; this entry answers now
         if not digests_match(entry.secret_hash, token_digest(key)):
             return None
         principal = entry.principal
@@ -117,6 +131,40 @@ class Authenticator:
             entry.last_used_write = now
             await self._touch_key(principal.id)
         return principal
+
+    def _reload_api_key(self, prefix: str, now: datetime) -> asyncio.Task[_CachedKey | None]:
+        """The load of ``prefix`` under way, or a new one; it replaces the cached entry."""
+        loading = self._loading.get(prefix)
+        if loading is None:
+            loading = asyncio.create_task(self._store_api_key(prefix, now))
+            self._loading[prefix] = loading
+            loading.add_done_callback(self._loaded)
+        return loading
+
+    def _loaded(self, task: asyncio.Task[_CachedKey | None]) -> None:
+        for prefix, loading in list(self._loading.items()):
+            if loading is task:
+                del self._loading[prefix]
+        if not task.cancelled():
+            task.exception()  # a background reload's failure is logged, not raised again
+
+    async def _store_api_key(self, prefix: str, now: datetime) -> _CachedKey | None:
+        generation = self._generation
+        try:
+            entry = await self._load_api_key(prefix, now)
+        except Exception:
+            log.exception("API key lookup failed", prefix=prefix)
+            raise
+        if generation != self._generation:
+            return entry  # forgotten meanwhile: answer this request, cache nothing
+        previous = self._keys.get(prefix)
+        if entry is None:
+            self._keys.pop(prefix, None)
+            return None
+        if previous is not None:  # keeps the once-a-minute last_used_at write
+            entry.last_used_write = previous.last_used_write
+        self._keys[prefix] = entry
+        return entry
 
     async def _load_api_key(self, prefix: str, now: datetime) -> _CachedKey | None:
         async with self._sessionmaker() as db:

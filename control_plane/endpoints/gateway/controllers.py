@@ -63,9 +63,9 @@ async def chat_completions(
     gateway = _gateway(request)
     call = await gateway.admit(tenant, data.model, _request_id(request))
     prompt = call.text.prompt([{"role": m.role, "content": m.text()} for m in data.messages])
-    call.prompt_tokens = call.text.count(prompt)
     limit = data.limit()
     if data.stream:
+        call.prompt_tokens = call.text.count(prompt)
         return Stream(
             _chat_stream(gateway, call, prompt, limit, data.model),
             media_type="text/event-stream",
@@ -84,8 +84,8 @@ async def completions(
 ) -> Any:
     gateway = _gateway(request)
     call = await gateway.admit(tenant, data.model, _request_id(request))
-    call.prompt_tokens = call.text.count(data.prompt)
     if data.stream:
+        call.prompt_tokens = call.text.count(data.prompt)
         return Stream(
             _completion_stream(gateway, call, data.prompt, data.max_tokens, data.model),
             media_type="text/event-stream",
@@ -105,12 +105,11 @@ async def completions(
 async def _collect(gateway: Gateway, call: Call, prompt: str, limit: int) -> str:
     ok = False
     try:
-        async for _ in gateway.generate(call, prompt, limit, stream=False):
-            pass
+        text = await gateway.complete(call, prompt, limit)
         ok = True
     finally:
         gateway.account(call, ok=ok)
-    return "".join(call.output)
+    return text
 
 
 async def _chat_stream(
@@ -176,7 +175,6 @@ async def v2_infer(
     gateway = _gateway(request)
     parsed = kserve.parse_request(await request.body(), request.headers.get(kserve.HEADER_LENGTH))
     call = await gateway.admit(tenant, name, _request_id(request))
-    call.prompt_tokens = call.text.count(parsed.text)
     text = await _collect(gateway, call, parsed.text, parsed.max_tokens or 16)
     return Response(
         content=kserve.response_body(name, str(call.version.number), text, parsed.request_id),

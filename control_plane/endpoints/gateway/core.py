@@ -74,6 +74,12 @@ class Call:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     finished: bool = False
+    uncounted_prompt: str | None = None  # counted while the model works (see ``complete``)
+
+    def count_prompt(self) -> None:
+        if self.uncounted_prompt is not None:
+            self.prompt_tokens = self.text.count(self.uncounted_prompt)
+            self.uncounted_prompt = None
 
 
 class Gateway:
@@ -176,13 +182,10 @@ class Gateway:
                 )
             await asyncio.sleep(0.2)
 
-    async def generate(
-        self, call: Call, prompt: str, max_tokens: int, *, stream: bool = True
-    ) -> AsyncIterator[str]:
-        """The model's output, delta by delta (``stream``; else in one piece, which spares
-        a message per token when the caller waits for the whole answer anyway); a replica
-        that cannot be reached before anything was generated is swapped for another (the
-        only safe retry)."""
+    async def generate(self, call: Call, prompt: str, max_tokens: int) -> AsyncIterator[str]:
+        """The model's output, delta by delta, on a gRPC stream of the call's own (closing
+        it stops the generation); a replica that cannot be reached before anything was
+        generated is swapped for another (the only safe retry)."""
         stats = self.stats.of(call.route.endpoint_id)
         stats.in_flight += 1
         stats.last_request = time.monotonic()
@@ -200,7 +203,6 @@ class Gateway:
                         max_tokens=max_tokens,
                         request_id=call.request_id,
                         stream_timeout=self._timeout,
-                        stream=stream,
                     ):
                         if call.first_token_at is None:
                             call.first_token_at = time.monotonic()
@@ -218,12 +220,49 @@ class Gateway:
         finally:
             stats.in_flight -= 1
 
+    async def complete(self, call: Call, prompt: str, max_tokens: int) -> str:
+        """The model's whole answer, over the replica's shared stream. The prompt's tokens
+        are counted (once) while the replica works on it; a replica that cannot be reached
+        is swapped for another (nothing was generated)."""
+        call.uncounted_prompt = prompt
+        stats = self.stats.of(call.route.endpoint_id)
+        stats.in_flight += 1
+        stats.last_request = time.monotonic()
+        tried: list[Upstream] = []
+        try:
+            while True:
+                upstream = await self._upstream(call, tried)
+                upstream.outstanding += 1
+                try:
+                    answer = await self.clients.shared(upstream.grpc_url).send(
+                        call.version.served_model,
+                        prompt,
+                        max_tokens=max_tokens,
+                        request_id=call.request_id,
+                        answer_within=self._timeout,
+                    )
+                    call.count_prompt()
+                    text = await answer
+                    break
+                except UpstreamUnavailable:
+                    tried.append(upstream)
+                finally:
+                    upstream.outstanding -= 1
+        except UpstreamError as exc:
+            raise UpstreamFailed(detail=f"The model server failed: {exc}") from exc
+        finally:
+            stats.in_flight -= 1
+        call.first_token_at = time.monotonic()
+        call.output.append(text)
+        return text
+
     def account(self, call: Call, *, ok: bool) -> None:
         """Count the tokens of what was generated (all of it, or up to a disconnect) with
         the model's tokenizer, and meter them; once per call."""
         if call.finished:
             return
         call.finished = True
+        call.count_prompt()  # a call that failed before its prompt was counted
         call.completion_tokens = call.text.count("".join(call.output))
         route = call.route
         now = self._clock.now()

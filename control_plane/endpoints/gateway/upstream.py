@@ -1,19 +1,35 @@
-"""Calls to a replica's Triton server over gRPC, streaming: one request, the model's text
-deltas as they come, until Triton's final response. Models follow the text-generation
-convention of Triton's generate models: ``text_input``, ``max_tokens``, ``stream`` in,
-``text_output`` out, decoupled (one response per delta)."""
+"""Calls to a replica's Triton server over gRPC, streaming. Models follow the
+text-generation convention of Triton's generate models: ``text_input``, ``max_tokens``,
+``stream`` in, ``text_output`` out, decoupled (one response per delta).
+
+Two ways to call: a streamed answer gets a gRPC stream of its own (one request, the deltas
+as they come, until Triton's final response; cancelling it stops the generation), and an
+answer wanted in one piece goes over the replica's :class:`SharedStream` (one long-lived
+stream that carries every such request, each under its own id): a message each way
+instead of a new gRPC call per request.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import itertools
+import struct
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
+import grpc
 import numpy as np
 import tritonclient.grpc.aio as grpcclient
+from tritonclient.grpc import InferResult, service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
-__all__ = ["Clients", "UpstreamError", "UpstreamUnavailable", "generate"]
+__all__ = ["Clients", "SharedStream", "UpstreamError", "UpstreamUnavailable", "generate"]
+
+# As tritonclient sets them: prompts may be far larger than gRPC's 4 MB default.
+_CHANNEL_OPTIONS = [
+    ("grpc.max_send_message_length", 2**31 - 1),
+    ("grpc.max_receive_message_length", 2**31 - 1),
+]
 
 
 class UpstreamError(Exception):
@@ -26,10 +42,18 @@ class UpstreamUnavailable(UpstreamError):
 
 
 class Clients:
-    """One gRPC client (one HTTP/2 connection) per replica, reused by every request."""
+    """Per replica, one gRPC client for streamed calls and one shared stream for the others,
+    reused by every request."""
 
     def __init__(self) -> None:
         self._clients: dict[str, grpcclient.InferenceServerClient] = {}
+        self._shared: dict[str, SharedStream] = {}
+
+    def shared(self, url: str) -> SharedStream:
+        stream = self._shared.get(url)
+        if stream is None:
+            stream = self._shared[url] = SharedStream(url)
+        return stream
 
     def get(self, url: str) -> grpcclient.InferenceServerClient:
         client = self._clients.get(url)
@@ -40,8 +64,142 @@ class Clients:
 
     async def close(self) -> None:
         clients, self._clients = self._clients, {}
+        shared, self._shared = self._shared, {}
         for client in clients.values():
             await client.close()
+        for stream in shared.values():
+            await stream.close()
+
+
+class _Pending:
+    """A request on a shared stream: its deltas so far and the answer to come."""
+
+    __slots__ = ("answer", "parts")
+
+    def __init__(self, answer: asyncio.Future[str]) -> None:
+        self.answer = answer
+        self.parts: list[str] = []
+
+
+class _Call:
+    """One ``ModelStreamInfer`` call and the requests waiting on it. When it ends, for
+    whatever reason, every request still waiting fails with the reason."""
+
+    def __init__(self, stub: Any) -> None:
+        self.rpc = stub.ModelStreamInfer()
+        self.pending: dict[str, _Pending] = {}
+        self.write_lock = asyncio.Lock()  # gRPC allows one write at a time per call
+        self.ended = False
+        self.reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        error: UpstreamError = UpstreamUnavailable("the replica ended the stream")
+        try:
+            while True:
+                response = await self.rpc.read()
+                if response is grpc.aio.EOF:
+                    break
+                self._deliver(response)
+        except grpc.aio.AioRpcError as exc:
+            error = _classify(exc, received=False)
+        except asyncio.CancelledError:
+            error = UpstreamUnavailable("the gateway closed the stream")
+            raise
+        finally:
+            self.ended = True
+            pending, self.pending = self.pending, {}
+            for waiting in pending.values():
+                if not waiting.answer.done():
+                    waiting.answer.set_exception(error)
+
+    def _deliver(self, response: Any) -> None:
+        infer = response.infer_response
+        waiting = self.pending.get(infer.id)
+        if waiting is None:
+            return  # its caller stopped waiting (a timeout); Triton finished it anyway
+        if response.error_message:
+            del self.pending[infer.id]
+            waiting.answer.set_exception(UpstreamError(response.error_message))
+            return
+        output = InferResult(infer).as_numpy("text_output")
+        if output is not None and output.size:
+            waiting.parts.append(_text(output.reshape(-1)[0]))
+        final = infer.parameters.get("triton_final_response")
+        if final is not None and final.bool_param:
+            del self.pending[infer.id]
+            waiting.answer.set_result("".join(waiting.parts))
+
+
+class SharedStream:
+    """One long-lived gRPC stream to a replica for answers wanted in one piece. Requests
+    carry ids of their own (``<request id>.<n>``) and ask for Triton's empty final response,
+    so each answer's end is known without closing the stream. A stream that breaks fails
+    the requests on it (unreachable: retried elsewhere by the caller) and the next request
+    opens a new one."""
+
+    def __init__(self, url: str) -> None:
+        self._channel = grpc.aio.insecure_channel(url, options=_CHANNEL_OPTIONS)
+        self._stub = service_pb2_grpc.GRPCInferenceServiceStub(self._channel)
+        self._call: _Call | None = None
+        self._ids = itertools.count()
+
+    def _current(self) -> _Call:
+        if self._call is None or self._call.ended:
+            self._call = _Call(self._stub)
+        return self._call
+
+    async def send(
+        self, model: str, prompt: str, *, max_tokens: int, request_id: str, answer_within: float
+    ) -> Awaitable[str]:
+        """Send the request; returns the answer to await (the caller may work meanwhile)."""
+        call = self._current()
+        upstream_id = f"{request_id}.{next(self._ids)}"
+        answer: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        call.pending[upstream_id] = _Pending(answer)
+        try:
+            async with call.write_lock:
+                await call.rpc.write(_request(model, prompt, max_tokens, upstream_id))
+        except (grpc.aio.AioRpcError, asyncio.InvalidStateError) as exc:
+            call.pending.pop(upstream_id, None)
+            if not answer.cancel():
+                answer.exception()  # the stream's end reached it first; this error says more
+            raise UpstreamUnavailable(f"the stream to the replica is closed: {exc}") from exc
+        return self._wait(call, upstream_id, answer, answer_within)
+
+    async def _wait(
+        self, call: _Call, upstream_id: str, answer: asyncio.Future[str], seconds: float
+    ) -> str:
+        try:
+            async with asyncio.timeout(seconds):
+                return await answer
+        except TimeoutError as exc:
+            raise UpstreamError(f"no answer from the replica within {seconds:.0f} s") from exc
+        finally:
+            call.pending.pop(upstream_id, None)
+
+    async def close(self) -> None:
+        if self._call is not None:
+            self._call.rpc.cancel()
+            self._call.reader.cancel()
+            await asyncio.gather(self._call.reader, return_exceptions=True)
+        await self._channel.close()
+
+
+def _request(model: str, prompt: str, max_tokens: int, request_id: str) -> Any:
+    """A non-streamed generate request, its tensors in Triton's raw little-endian layout
+    (BYTES elements are length-prefixed)."""
+    request = service_pb2.ModelInferRequest(model_name=model, id=request_id)
+    for name, datatype in (("text_input", "BYTES"), ("max_tokens", "INT32"), ("stream", "BOOL")):
+        tensor = request.inputs.add()
+        tensor.name = name
+        tensor.datatype = datatype
+        tensor.shape.append(1)
+    encoded = prompt.encode()
+    request.raw_input_contents.extend(
+        [struct.pack("<I", len(encoded)) + encoded, struct.pack("<i", max_tokens), b"\x00"]
+    )
+    request.parameters["triton_enable_empty_final_response"].bool_param = True
+    return request
 
 
 def _inputs(prompt: str, max_tokens: int, stream: bool) -> list[grpcclient.InferInput]:

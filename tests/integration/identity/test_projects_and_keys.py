@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from typing import Any
 
@@ -12,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.app import create_app
-from control_plane.clock import OffsetClock
+from control_plane.clock import FrozenClock, OffsetClock
 from control_plane.identity.models import ApiKey
 from control_plane.identity.roles import TenantRole
 from control_plane.settings import Settings
@@ -245,6 +246,32 @@ class TestApiKeyLifetime:
             clock.advance(settings.api_key_cache_seconds)
 
             assert (await other.get("/api/v1/projects", headers=auth)).status_code == 401
+
+    async def test_a_key_in_use_is_reloaded_behind_the_requests_before_its_cache_age(
+        self, client: Client, org: Tenant, settings: Settings, clock: OffsetClock
+    ) -> None:
+        as_admin = await signed_in(client, org.accounts[TenantRole.ADMIN])
+        created = await create_key(client, org.project_id, as_admin)
+        auth = bearer(created["secret"])
+        frozen = FrozenClock(clock.now())  # the replica's cache ages only when told to
+        replica = create_app(settings, clock=frozen, configure_logs=False)
+        async with AsyncTestClient(app=replica) as other:
+            assert (await other.get("/api/v1/projects", headers=auth)).status_code == 200
+            revoked = await client.post(
+                f"/api/v1/api-keys/{created['api_key']['id']}/revoke", headers=as_admin
+            )
+            assert revoked.status_code == 200
+
+            frozen.advance(settings.api_key_cache_seconds / 2)
+
+            # Answered from the cache, which starts a reload: with the replica's clock
+            # still, only that reload can make it see the revocation.
+            statuses = [(await other.get("/api/v1/projects", headers=auth)).status_code]
+            while statuses[-1] == 200 and len(statuses) < 200:
+                await asyncio.sleep(0.01)  # the reload runs on the app's own connection
+                statuses.append((await other.get("/api/v1/projects", headers=auth)).status_code)
+            assert statuses[0] == 200
+            assert statuses[-1] == 401
 
     async def test_an_expired_key_is_refused(
         self, client: Client, org: Tenant, clock: OffsetClock
