@@ -20,7 +20,7 @@ from litestar.routes import HTTPRoute
 from billing.outbox.wiring import build_dispatcher
 from billing.stripe.controllers import ROUTES as STRIPE_ROUTES
 from billing.wiring import ROUTES as BILLING_ROUTES
-from billing.wiring import BudgetStops, budget_loop, invoiced_until
+from billing.wiring import BudgetStops, TokenPrices, budget_loop, invoiced_until
 from control_plane import __version__
 from control_plane.audit.appender import LedgerAppender
 from control_plane.audit.checkpoints import checkpoint_loop
@@ -76,7 +76,12 @@ def create_app(
     reconciler = build_reconciler(sessionmaker, clock, settings)
     budget_stops = BudgetStops(sessionmaker)
     gateway, autoscaler = build_gateway(
-        sessionmaker, clock, settings, reconciler, budget=budget_stops
+        sessionmaker,
+        clock,
+        settings,
+        reconciler,
+        budget=budget_stops,
+        pricer=TokenPrices(sessionmaker, clock),
     )
     outbox = build_dispatcher(sessionmaker, clock, settings)
     state = State(

@@ -21,7 +21,7 @@ from control_plane.clock import Clock
 __all__ = ["TokenPrice", "TokenPrices"]
 
 _NO_TAX = TaxRule("before tax", Decimal(0))
-_SIX_PLACES = Decimal("0.000001")
+_NINE_PLACES = Decimal("0.000000001")
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,10 +31,10 @@ class TokenPrice:
     per_million_out: Decimal
 
     def cost(self, tokens_in: int, tokens_out: int) -> Decimal:
-        """What the tokens cost before tax, to the millionth of the currency unit (the
+        """What the tokens cost before tax, to the billionth of the currency unit (the
         invoice sums the period's tokens and rounds once, at the line)."""
         amount = (tokens_in * self.per_million_in + tokens_out * self.per_million_out) / MILLION
-        return amount.quantize(_SIX_PLACES)
+        return amount.quantize(_NINE_PLACES)
 
 
 class TokenPrices:

@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from control_plane.clock import Clock
 from control_plane.endpoints.autoscale import Autoscaler
 from control_plane.endpoints.gateway import metrics
-from control_plane.endpoints.gateway.core import BudgetGate, Gateway
+from control_plane.endpoints.gateway.core import BudgetGate, Gateway, TokenPricer
 from control_plane.endpoints.gateway.limits import KeyLimits, Limiter
 from control_plane.endpoints.gateway.routing import RouteTable
 from control_plane.endpoints.gateway.stats import Stats
@@ -23,6 +23,7 @@ def build_gateway(
     settings: Settings,
     reconciler: Reconciler,
     budget: BudgetGate | None = None,
+    pricer: TokenPricer | None = None,
 ) -> tuple[Gateway, Autoscaler]:
     stats = Stats()
     metrics.watch(stats)
@@ -38,6 +39,7 @@ def build_gateway(
         clock=clock,
         wake=autoscaler.wake,
         budget=budget,
+        pricer=pricer,
         cold_start_seconds=settings.gateway_cold_start_seconds,
         upstream_timeout=settings.gateway_upstream_timeout_seconds,
         stats=stats,

@@ -72,7 +72,7 @@ async def chat_completions(
             headers=_SSE_HEADERS,
         )
     text = await _collect(gateway, call, prompt, limit)
-    used = openai.usage(call.prompt_tokens, call.completion_tokens)
+    used = openai.usage(call.prompt_tokens, call.completion_tokens, call.cost())
     return openai.chat_body(
         call.request_id, data.model, text, openai.finish_reason(call.completion_tokens, limit), used
     )
@@ -92,7 +92,7 @@ async def completions(
             headers=_SSE_HEADERS,
         )
     text = await _collect(gateway, call, data.prompt, data.max_tokens)
-    used = openai.usage(call.prompt_tokens, call.completion_tokens)
+    used = openai.usage(call.prompt_tokens, call.completion_tokens, call.cost())
     return openai.completion_body(
         call.request_id,
         data.model,
@@ -129,7 +129,7 @@ async def _chat_stream(
         gateway.account(call, ok=ok)
     reason = openai.finish_reason(call.completion_tokens, limit)
     yield openai.chat_chunk(call.request_id, model, reason=reason)
-    used = openai.usage(call.prompt_tokens, call.completion_tokens)
+    used = openai.usage(call.prompt_tokens, call.completion_tokens, call.cost())
     yield openai.chat_chunk(call.request_id, model, used=used)
     yield openai.DONE
 
@@ -148,7 +148,7 @@ async def _completion_stream(
         gateway.account(call, ok=ok)
     reason = openai.finish_reason(call.completion_tokens, limit)
     yield openai.completion_chunk(call.request_id, model, reason=reason)
-    used = openai.usage(call.prompt_tokens, call.completion_tokens)
+    used = openai.usage(call.prompt_tokens, call.completion_tokens, call.cost())
     yield openai.completion_chunk(call.request_id, model, used=used)
     yield openai.DONE
 
@@ -182,7 +182,15 @@ async def v2_infer(
         headers={
             "x-usage-prompt-tokens": str(call.prompt_tokens),
             "x-usage-completion-tokens": str(call.completion_tokens),
+            **_cost_headers(call),
         },
+    )
+
+
+def _cost_headers(call: Call) -> dict[str, str]:
+    cost = call.cost()
+    return (
+        {} if cost is None else {"x-usage-cost": f"{cost[0]:f}", "x-usage-cost-currency": cost[1]}
     )
 
 

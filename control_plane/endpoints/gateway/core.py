@@ -11,6 +11,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Protocol
 
@@ -29,7 +30,16 @@ from control_plane.endpoints.gateway.usage import UsageKey, UsageMeter
 from control_plane.errors import NotFound, ProblemError, ServiceUnavailable, TooManyRequests
 from control_plane.identity.authz import TenantScope
 
-__all__ = ["AllowAll", "BudgetGate", "Call", "Gateway", "PaymentRequired", "UpstreamFailed"]
+__all__ = [
+    "AllowAll",
+    "BudgetGate",
+    "Call",
+    "Gateway",
+    "PaymentRequired",
+    "Quote",
+    "TokenPricer",
+    "UpstreamFailed",
+]
 
 Wake = Callable[[str], Awaitable[None]]
 
@@ -50,6 +60,22 @@ class BudgetGate(Protocol):
     """Billing's answer to "may this organization spend more now?" (None: yes)."""
 
     async def refusal(self, org_id: str, project_id: str | None) -> str | None: ...
+
+
+class Quote(Protocol):
+    """A model's token prices for one organization: what a call's tokens cost."""
+
+    @property
+    def currency(self) -> str: ...
+
+    def cost(self, tokens_in: int, tokens_out: int) -> Decimal: ...
+
+
+class TokenPricer(Protocol):
+    """Billing's answer to "what do this organization's tokens of this model cost here?"
+    (None: no price book in effect; the usage then carries no cost)."""
+
+    async def price(self, org_id: str, region: str, model: str) -> Quote | None: ...
 
 
 class AllowAll:
@@ -75,6 +101,13 @@ class Call:
     completion_tokens: int = 0
     finished: bool = False
     uncounted_prompt: str | None = None  # counted while the model works (see ``complete``)
+    quote: Quote | None = None  # the token prices, for the cost in ``usage``
+
+    def cost(self) -> tuple[Decimal, str] | None:
+        """What this call's tokens cost before tax, and in which currency."""
+        if self.quote is None:
+            return None
+        return self.quote.cost(self.prompt_tokens, self.completion_tokens), self.quote.currency
 
     def count_prompt(self) -> None:
         if self.uncounted_prompt is not None:
@@ -92,6 +125,7 @@ class Gateway:
         clock: Clock,
         wake: Wake,
         budget: BudgetGate | None = None,
+        pricer: TokenPricer | None = None,
         cold_start_seconds: float = 120.0,
         upstream_timeout: float = 300.0,
         stats: Stats | None = None,
@@ -105,6 +139,7 @@ class Gateway:
         self._clock = clock
         self._wake = wake
         self._budget = budget or AllowAll()
+        self._pricer = pricer
         self._cold_start = cold_start_seconds
         self._timeout = upstream_timeout
 
@@ -144,7 +179,19 @@ class Gateway:
             text = self._texts[version.model_dir] = await asyncio.to_thread(
                 model_text, version.model_dir
             )
-        return Call(route=route, version=version, text=text, api_key_id=key, request_id=request_id)
+        quote = (
+            await self._pricer.price(org_id, route.region, version.served_model)
+            if self._pricer is not None
+            else None
+        )
+        return Call(
+            route=route,
+            version=version,
+            text=text,
+            api_key_id=key,
+            request_id=request_id,
+            quote=quote,
+        )
 
     @property
     def timeout(self) -> float:

@@ -4,6 +4,7 @@ clients send; unknown ones are ignored, as OpenAI-compatible servers do)."""
 from __future__ import annotations
 
 import time
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -58,14 +59,21 @@ class CompletionRequest(msgspec.Struct):
     user: Annotated[str, Meta(max_length=256)] | None = None
 
 
-class Usage(msgspec.Struct):
+class Usage(msgspec.Struct, omit_defaults=True):
+    """OpenAI's usage, plus (as OpenRouter does) what the call cost: ``cost`` before tax,
+    a decimal string in ``cost_currency``, when the region has a price book."""
+
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    cost: str | None = None
+    cost_currency: str | None = None
 
 
-def usage(prompt: int, completion: int) -> Usage:
-    return Usage(prompt, completion, prompt + completion)
+def usage(prompt: int, completion: int, cost: tuple[Decimal, str] | None = None) -> Usage:
+    if cost is None:
+        return Usage(prompt, completion, prompt + completion)
+    return Usage(prompt, completion, prompt + completion, f"{cost[0]:f}", cost[1])
 
 
 def finish_reason(completion_tokens: int, limit: int) -> Literal["stop", "length"]:

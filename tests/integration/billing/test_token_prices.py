@@ -68,7 +68,7 @@ async def test_book_model_rate_and_contract_make_the_quoted_price(
     )
     assert theirs.per_million_out == Decimal("0.90")
     assert other_model.per_million_out == Decimal("0.60")
-    assert mine.cost(1_000, 2_000) == Decimal("0.001100")  # 0.0002 + 0.0009
+    assert mine.cost(1_000, 2_000) == Decimal("0.001100000")  # 0.0002 + 0.0009
     assert nowhere is None
 
 

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import openai
 import pytest
 from litestar import Litestar
@@ -392,9 +393,16 @@ class TestKServeV2:
 
 class TestObservability:
     async def test_metrics_api_and_the_versions_inputs_and_outputs(
-        self, client: Client, org: Tenant, key: str, fleet: list[str], tiny: Path,
-        reconciler: Reconciler, app: Litestar, db: AsyncSession,
-    ) -> None:  # fmt: skip
+        self,
+        client: Client,
+        org: Tenant,
+        key: str,
+        fleet: list[str],
+        tiny: Path,
+        reconciler: Reconciler,
+        app: Litestar,
+        db: AsyncSession,
+    ) -> None:
         from control_plane.endpoints.gateway.routing import RouteTable
         from control_plane.endpoints.observe import record_io
 
@@ -425,17 +433,24 @@ class TestObservability:
 
 class TestKeyLimits:
     async def test_a_keys_own_token_limit_holds_it_back_and_not_another_key(
-        self, client: Client, org: Tenant, key: str, fleet: list[str], tiny: Path,
-        reconciler: Reconciler, db: AsyncSession,
-    ) -> None:  # fmt: skip
+        self,
+        client: Client,
+        org: Tenant,
+        key: str,
+        fleet: list[str],
+        tiny: Path,
+        reconciler: Reconciler,
+        db: AsyncSession,
+    ) -> None:
         await deploy(client, org, key, tiny, reconciler)
         owner = await make_api_key(db, org, TenantRole.OWNER)
         await db.commit()
         project = org.project_id
         made = await client.post(
-            f"/api/v1/projects/{project}/api-keys", headers=bearer(owner),
+            f"/api/v1/projects/{project}/api-keys",
+            headers=bearer(owner),
             json={"name": "small", "role": "member", "tokens_per_minute": 30},
-        )  # fmt: skip
+        )
         assert made.status_code == 201, made.text
         assert made.json()["api_key"]["tokens_per_minute"] == 30
         small = made.json()["secret"]
@@ -447,3 +462,57 @@ class TestKeyLimits:
         assert held.status_code == 429
         other = await client.post("/v1/chat/completions", json=body, headers=bearer(key))
         assert other.status_code == 200  # the default limits of another key are untouched
+
+
+class TestCost:
+    async def test_usage_carries_the_calls_cost_at_the_organizations_prices(
+        self,
+        client: Client,
+        org: Tenant,
+        key: str,
+        fleet: list[str],
+        tiny: Path,
+        reconciler: Reconciler,
+        db: AsyncSession,
+    ) -> None:
+        from datetime import UTC, datetime, timedelta
+        from decimal import Decimal
+
+        from billing.prices.schemas import PriceBookCreate, RateIn
+        from billing.prices.service import create_book
+
+        now = datetime.now(UTC)
+        book = PriceBookCreate(
+            effective_from=now - timedelta(days=1),
+            rates=[RateIn("tokens_in", Decimal("0.20")), RateIn("tokens_out", Decimal("0.60"))],
+        )
+        await create_book(db, REGION, book, actor="test", now=now)
+        await db.commit()
+        await deploy(client, org, key, tiny, reconciler)
+
+        plain = await client.post(
+            "/v1/completions",
+            json={"model": "chat", "prompt": "Once upon a time", "max_tokens": 7},
+            headers=bearer(key),
+        )
+        streamed = await client.post(
+            "/v1/chat/completions",
+            json={
+                "model": "chat",
+                "messages": [{"role": "user", "content": "hi"}],
+                "max_tokens": 5,
+                "stream": True,
+            },
+            headers=bearer(key),
+        )
+
+        used = plain.json()["usage"]
+        expected = (used["prompt_tokens"] * Decimal("0.20") + 7 * Decimal("0.60")) / 10**6
+        assert (used["cost"], used["cost_currency"]) == (f"{expected:.9f}", "CAD")
+        chunks = [line[6:] for line in streamed.text.splitlines() if line.startswith("data: {")]
+        last = msgspec.json.decode(chunks[-1])["usage"]
+        assert last["completion_tokens"] == 5
+        assert (
+            Decimal(last["cost"])
+            == (last["prompt_tokens"] * Decimal("0.20") + 5 * Decimal("0.60")) / 10**6
+        )
