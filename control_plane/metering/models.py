@@ -24,7 +24,6 @@ class UsageEvent(Base):
     __tablename__ = "usage_event"
     __table_args__ = (
         UniqueConstraint("source", "event_id"),
-        Index(None, "org_id", "window_start"),
         # Amendments are rare: only they are indexed (an index entry per event costs ingest).
         Index(
             "ix_usage_event_amends_id",

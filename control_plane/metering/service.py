@@ -9,14 +9,14 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import cast
 
-from sqlalchemy import Table, select
+from sqlalchemy import Table, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.ids import new_ids
 from control_plane.metering.bulk import upsert
-from control_plane.metering.models import UsageEvent, UsageSourceStat
-from control_plane.metering.rollup import add_to_rollup, rollup_key
+from control_plane.metering.models import UsageEvent, UsageHourly, UsageSourceStat
+from control_plane.metering.rollup import DIMENSIONS, add_to_rollup, rollup_key
 
 __all__ = [
     "HourlyUsage", "NewUsage", "count_sources", "record_usage", "usage_by_hour", "usage_total",
@@ -139,23 +139,28 @@ async def usage_by_hour(
     dimension: tuple[str, str] | None = None,
 ) -> HourlyUsage:
     """An organization's usage of ``types`` per hour from ``since`` (floored to the hour)
-    to ``until``, optionally where a dimension matches (e.g. ``("endpoint", id)``)."""
+    to ``until``, from the hourly rollup, optionally where one of its dimensions matches
+    (e.g. ``("endpoint", id)``)."""
     start = since.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
     count = max(1, math.ceil((until - start).total_seconds() / 3600))
     hours = [start + timedelta(hours=n) for n in range(count)]
     values = {t: [Decimal(0)] * count for t in types}
-    query = select(
-        UsageEvent.type, UsageEvent.value, UsageEvent.window_start, UsageEvent.dimensions
-    ).where(
-        UsageEvent.org_id == org_id,
-        UsageEvent.type.in_(list(types)),
-        UsageEvent.window_start >= start,
-        UsageEvent.window_start < until,
+    query = (
+        select(UsageHourly.type, UsageHourly.hour, func.sum(UsageHourly.value))
+        .where(
+            UsageHourly.org_id == org_id,
+            UsageHourly.type.in_(list(types)),
+            UsageHourly.hour >= start,
+            UsageHourly.hour < until,
+        )
+        .group_by(UsageHourly.type, UsageHourly.hour)
     )
-    for kind, value, at, dimensions in await db.execute(query):
-        if dimension is not None and dimensions.get(dimension[0]) != dimension[1]:
-            continue
+    if dimension is not None:
+        if dimension[0] not in DIMENSIONS:
+            raise ValueError(f"the hourly rollup has no dimension {dimension[0]!r}")
+        query = query.where(UsageHourly.__table__.c[dimension[0]] == dimension[1])
+    for kind, at, value in await db.execute(query):
         index = int((at.astimezone(UTC) - start).total_seconds() // 3600)
         if 0 <= index < count:
-            values[kind][index] += value
+            values[kind][index] += Decimal(value)
     return HourlyUsage(hours=hours, values=values)
