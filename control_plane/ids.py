@@ -48,4 +48,10 @@ def new_ids(prefix: str, count: int) -> list[str]:
             last_millis, last_random = millis, randomness
             made.append((millis, randomness))
         _last = (last_millis, last_random)
-    return [f"{prefix}_{_encode(ms, 10)}{_encode(r, 16)}" for ms, r in made]
+    ids = []
+    encoded_ms, encoded = -1, ""
+    for ms, r in made:  # a batch mostly shares its millisecond: encode it once
+        if ms != encoded_ms:
+            encoded_ms, encoded = ms, f"{prefix}_{_encode(ms, 10)}"
+        ids.append(encoded + _encode(r, 16))
+    return ids

@@ -3,6 +3,7 @@ stored events to it (in the storing transaction, so queries see them at once).""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -41,7 +42,9 @@ class RollupKey:
         return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
+@functools.lru_cache(maxsize=4096)
 def hour_of(at: datetime) -> datetime:
+    """The UTC hour ``at`` falls in (cached: a batch's events share a few window starts)."""
     return at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
