@@ -25,6 +25,7 @@ DIMENSIONS = ("region", "gpu_model", "tenancy_kind", "tenancy", "endpoint", "mod
 _WIDTH = {"region": 32, "gpu_model": 32, "tenancy_kind": 20, "tenancy": 40, "endpoint": 40,
           "model": 100}  # fmt: skip
 _WIDTHS = tuple(_WIDTH[d] for d in DIMENSIONS)
+_NARROWEST = min(_WIDTHS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +61,7 @@ def rollup_key(
         get("endpoint", ""),
         get("model", ""),
     )
-    if any(len(v) > w for v, w in zip(values, _WIDTHS, strict=True)):
+    if max(map(len, values)) > _NARROWEST:  # rare: only then check each width
         values = tuple(v[:w] for v, w in zip(values, _WIDTHS, strict=True))
     return RollupKey(org_id, project_id or "", type, hour_of(at), values)  # fmt: skip
 
@@ -73,17 +74,34 @@ async def add_to_rollup(db: AsyncSession, amounts: Iterable[tuple[RollupKey, Dec
     """
     totals: dict[RollupKey, list[Any]] = {}
     for key, value in amounts:
-        entry = totals.setdefault(key, [Decimal(0), 0])
-        entry[0] += value
-        entry[1] += 1
+        entry = totals.get(key)
+        if entry is None:
+            totals[key] = [value, 1]
+        else:
+            entry[0] += value
+            entry[1] += 1
     if not totals:
         return
     rows = []
     for digest, key in sorted((k.digest, k) for k in totals):
         value, count = totals[key]
-        row = {"key": digest, "org_id": key.org_id, "project_id": key.project_id,
-               "type": key.type, "hour": key.hour, "value": value, "events": count}  # fmt: skip
-        row.update(zip(DIMENSIONS, key.dims, strict=True))
-        rows.append(row)
+        region, gpu_model, tenancy_kind, tenancy, endpoint, model = key.dims
+        rows.append(
+            {
+                "key": digest,
+                "org_id": key.org_id,
+                "project_id": key.project_id,
+                "type": key.type,
+                "hour": key.hour,
+                "region": region,
+                "gpu_model": gpu_model,
+                "tenancy_kind": tenancy_kind,
+                "tenancy": tenancy,
+                "endpoint": endpoint,
+                "model": model,
+                "value": value,
+                "events": count,
+            }
+        )
     table = cast(Table, UsageHourly.__table__)
     await upsert(db, table, rows, conflict=("key",), add=("value", "events"))
