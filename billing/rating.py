@@ -16,7 +16,9 @@ from decimal import ROUND_HALF_EVEN, Decimal
 
 from billing.taxes import TaxRule
 
-__all__ = ["CommitmentTerm", "Line", "Override", "Rate", "Usage", "digest", "rate_usage"]
+__all__ = [
+    "CommitmentTerm", "Line", "Override", "Rate", "Usage", "digest", "major", "rate_usage",
+]  # fmt: skip
 
 SECONDS_PER_HOUR = Decimal(3600)
 MILLION = Decimal(1_000_000)
@@ -150,6 +152,12 @@ def round_minor(amount: Decimal, currency: str, *, minor: bool = False) -> int:
     scale = Decimal(10) ** MINOR_UNITS.get(currency, 2)
     value = amount if minor else amount * scale
     return int(value.quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+
+
+def major(minor: int) -> Decimal:
+    """Integer minor units back to the currency's major unit (every billing currency here,
+    CAD, SEK, EUR and USD, has two decimals), e.g. 1050 -> 10.50."""
+    return (Decimal(minor) / 100).quantize(Decimal("0.01"))
 
 
 def _match(rate: Rate, row: Usage) -> int:

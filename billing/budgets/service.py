@@ -18,7 +18,7 @@ from billing.budgets.schemas import AlertRead, BudgetRead, BudgetSet
 from billing.invoices.inputs import load_period
 from billing.invoices.service import month_bounds, rate_org
 from billing.outbox.service import enqueue
-from billing.rating import round_minor
+from billing.rating import major, round_minor
 from control_plane.audit.store import record
 from control_plane.clock import Clock
 from control_plane.errors import NotFound
@@ -31,21 +31,17 @@ from control_plane.sovereignty.keys.models import SecretKind
 __all__ = ["delete_budget", "evaluate", "list_budgets", "set_budget"]
 
 
-def _major(minor: int) -> Decimal:
-    return (Decimal(minor) / 100).quantize(Decimal("0.01"))
-
-
 def budget_read(
     b: Budget, alerts: Sequence[BudgetAlert] = (), secret: str | None = None
 ) -> BudgetRead:
     percent = (Decimal(b.spent_minor) * 100 / b.amount_minor).quantize(Decimal("0.1"))
     return BudgetRead(
         id=b.id, org_id=b.org_id, project_id=b.project_id, currency=b.currency,
-        amount=_major(b.amount_minor), thresholds=list(b.thresholds), hard_stop=b.hard_stop,
-        webhook_url=b.webhook_url, email=b.email, spent=_major(b.spent_minor),
+        amount=major(b.amount_minor), thresholds=list(b.thresholds), hard_stop=b.hard_stop,
+        webhook_url=b.webhook_url, email=b.email, spent=major(b.spent_minor),
         percent_used=percent, stopped=b.stopped, evaluated_at=b.evaluated_at,
         webhook_secret=secret,
-        alerts=[AlertRead(a.month, a.threshold, _major(a.spent_minor), a.at) for a in alerts],
+        alerts=[AlertRead(a.month, a.threshold, major(a.spent_minor), a.at) for a in alerts],
     )  # fmt: skip
 
 
@@ -153,8 +149,8 @@ async def _alert(
         event = {
             "type": "budget.threshold_crossed", "budget_id": budget.id, "org_id": budget.org_id,
             "project_id": budget.project_id or None, "month": month, "threshold": threshold,
-            "currency": budget.currency, "amount": str(_major(budget.amount_minor)),
-            "spent": str(_major(budget.spent_minor)),
+            "currency": budget.currency, "amount": str(major(budget.amount_minor)),
+            "spent": str(major(budget.spent_minor)),
             "stopped": budget.stopped and threshold >= 100, "at": now.isoformat(),
         }  # fmt: skip
         key = f"budget:{budget.id}:{month}:{threshold}"

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.costs.schemas import Cheaper, EndpointCost
 from billing.invoices.inputs import load_period
-from billing.rating import MILLION, Rate, Usage, rate_usage
+from billing.rating import MILLION, Rate, Usage, major, rate_usage
 from billing.taxes import TaxRule
 from control_plane.errors import FieldError, InvalidInput
 from control_plane.identity.authz import TenantScope
@@ -91,8 +91,8 @@ def _cost(
         gpu_hours=(sum((u.quantity for u in gpu), Decimal(0)) / 3600).quantize(Decimal("0.001")),
         tokens_in=tokens_in,
         tokens_out=tokens_out,
-        allocation_cost=(Decimal(allocation) / 100).quantize(Decimal("0.01")),
-        usage_cost=(Decimal(usage) / 100).quantize(Decimal("0.01")),
+        allocation_cost=major(allocation),
+        usage_cost=major(usage),
         allocation_per_million=_per_million(allocation, served),
         usage_per_million=_per_million(usage, served),
         cheaper=cheaper,

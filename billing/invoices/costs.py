@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.invoices.inputs import load_period
 from billing.invoices.service import month_bounds, rate_org
-from billing.rating import Line
+from billing.rating import Line, major
 from control_plane.identity.authz import TenantScope
 
 __all__ = ["CostBreakdown", "CostItem", "CurrencyCost", "cost_breakdown"]
@@ -24,7 +24,6 @@ KIND_LABELS = {
     "cached_tokens": "Cached input tokens",
     "commitment": "Commitments",
 }
-_CENT = Decimal("0.01")
 
 
 class CostItem(msgspec.Struct):
@@ -63,13 +62,9 @@ class CostBreakdown(msgspec.Struct):
     currencies: list[CurrencyCost]
 
 
-def _major(minor: int) -> Decimal:
-    return (Decimal(minor) / 100).quantize(_CENT)
-
-
 def _items(sums: dict[str, int], labels: dict[str, str]) -> list[CostItem]:
     ordered = sorted(sums.items(), key=lambda kv: (-kv[1], kv[0]))
-    return [CostItem(key, labels.get(key, key or "—"), _major(minor)) for key, minor in ordered]
+    return [CostItem(key, labels.get(key, key or "—"), major(minor)) for key, minor in ordered]
 
 
 def currency_cost(currency: str, lines: list[Line]) -> CurrencyCost:
@@ -84,9 +79,9 @@ def currency_cost(currency: str, lines: list[Line]) -> CurrencyCost:
     tax = sum(line.tax_minor for line in lines)
     return CurrencyCost(
         currency=currency,
-        subtotal=_major(subtotal),
-        tax=_major(tax),
-        total=_major(subtotal + tax),
+        subtotal=major(subtotal),
+        tax=major(tax),
+        total=major(subtotal + tax),
         by_kind=_items(kinds, KIND_LABELS),
         by_project=_items(projects, {"": "No project"}),
         lines=[
@@ -96,7 +91,7 @@ def currency_cost(currency: str, lines: list[Line]) -> CurrencyCost:
                 quantity=line.quantity,
                 unit=line.unit,
                 unit_price=line.unit_price,
-                amount=_major(line.amount_minor),
+                amount=major(line.amount_minor),
                 tax_rule=line.tax_rule,
                 project=line.dimensions.get("project", ""),
             )

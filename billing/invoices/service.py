@@ -21,7 +21,7 @@ from billing.invoices.models import CreditUse, Invoice, InvoiceLine
 from billing.invoices.schemas import InvoiceLineRead, InvoiceRead, InvoiceRunResult
 from billing.outbox.service import enqueue
 from billing.prices.models import CreditGrant
-from billing.rating import Line, digest, rate_usage, round_minor
+from billing.rating import Line, digest, major, rate_usage, round_minor
 from control_plane.audit.hints import hint
 from control_plane.errors import Conflict, FieldError, InvalidInput, NotFound
 from control_plane.identity.authz import TenantScope
@@ -49,10 +49,6 @@ def month_bounds(month: str) -> tuple[datetime, datetime]:
     return start, end
 
 
-def _major(minor: int) -> Decimal:
-    return (Decimal(minor) / _MINOR).quantize(Decimal("0.01"))
-
-
 def invoice_read(inv: Invoice, lines: list[InvoiceLine] | None = None) -> InvoiceRead:
     return InvoiceRead(
         id=inv.id,
@@ -63,11 +59,11 @@ def invoice_read(inv: Invoice, lines: list[InvoiceLine] | None = None) -> Invoic
         currency=inv.currency,
         period_start=inv.period_start,
         period_end=inv.period_end,
-        subtotal=_major(inv.subtotal_minor),
-        tax=_major(inv.tax_minor),
-        total=_major(inv.total_minor),
-        credits_applied=_major(inv.credits_minor),
-        amount_due=_major(inv.amount_due_minor),
+        subtotal=major(inv.subtotal_minor),
+        tax=major(inv.tax_minor),
+        total=major(inv.total_minor),
+        credits_applied=major(inv.credits_minor),
+        amount_due=major(inv.amount_due_minor),
         digest=inv.digest,
         corrects_id=inv.corrects_id,
         reason=inv.reason,
@@ -85,10 +81,10 @@ def invoice_read(inv: Invoice, lines: list[InvoiceLine] | None = None) -> Invoic
                 ln.quantity,
                 ln.unit,
                 ln.unit_price,
-                _major(ln.amount_minor),
+                major(ln.amount_minor),
                 ln.tax_rule,
                 ln.tax_rate,
-                _major(ln.tax_minor),
+                major(ln.tax_minor),
             )
             for ln in sorted(lines or [], key=lambda ln: ln.position)
         ],
@@ -413,7 +409,7 @@ async def credit_note(
     subtotal = round_minor(amount, inv.currency)
     if subtotal > inv.subtotal_minor - credited:
         raise InvalidInput(
-            detail=f"At most {_major(inv.subtotal_minor - credited)} {inv.currency} is left "
+            detail=f"At most {major(inv.subtotal_minor - credited)} {inv.currency} is left "
             "to credit on this invoice.",
             errors=[FieldError("body.amount", "exceeds the invoice")],
         )
@@ -438,7 +434,7 @@ async def credit_note(
         description=f"Credit on {inv.number}: {reason}"[:300],
         quantity=Decimal(1),
         unit="credit",
-        unit_price=_major(subtotal),
+        unit_price=major(subtotal),
         amount_minor=subtotal,
         tax_rule=rule.tax_rule if rule else "no tax",
         tax_rate=rate,

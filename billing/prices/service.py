@@ -4,7 +4,6 @@ Services never commit; the request does. Operators write prices; tenants read th
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import func, select
@@ -31,7 +30,7 @@ from billing.prices.schemas import (
     ProfileSet,
     RateRead,
 )
-from billing.rating import round_minor
+from billing.rating import major, round_minor
 from control_plane.errors import Conflict, FieldError, InvalidInput, NotFound
 from control_plane.identity.authz import TenantScope
 from control_plane.ids import new_id
@@ -202,8 +201,8 @@ def credit_read(g: CreditGrant) -> CreditRead:
     return CreditRead(
         g.id,
         g.currency,
-        Decimal(g.amount_minor) / 100,
-        Decimal(g.remaining_minor) / 100,
+        major(g.amount_minor),
+        major(g.remaining_minor),
         g.reason,
         g.granted_at,
         g.expires_at,

@@ -67,6 +67,7 @@ def _backfill() -> None:
         sa.column("value"), sa.column("dimensions", sa.JSON()), sa.column("window_start", _TZ),
     )  # fmt: skip
     rows: dict[str, dict[str, object]] = {}
+    sums: dict[str, tuple[Decimal, int]] = {}
     for org, project, kind, value, dims, start in bind.execute(sa.select(events)):
         if start.tzinfo is None:
             start = start.replace(tzinfo=UTC)
@@ -76,13 +77,15 @@ def _backfill() -> None:
         )
         text = "\x1f".join((org, project or "", kind, hour.isoformat(), *values))
         key = hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
-        row = rows.setdefault(key, {
+        rows.setdefault(key, {
             "key": key, "org_id": org, "project_id": project or "", "type": kind,
             "hour": hour if bind.dialect.name != "sqlite" else hour.replace(tzinfo=None),
-            **dict(zip(_DIMENSIONS, values, strict=True)), "value": Decimal(0), "events": 0,
+            **dict(zip(_DIMENSIONS, values, strict=True)),
         })  # fmt: skip
-        row["value"] = row["value"] + Decimal(str(value))  # type: ignore[operator]
-        row["events"] = row["events"] + 1  # type: ignore[operator]
+        total, count = sums.get(key, (Decimal(0), 0))
+        sums[key] = (total + Decimal(str(value)), count + 1)
+    for key, (total, count) in sums.items():
+        rows[key].update(value=total, events=count)
     if rows:
         hourly = sa.table("usage_hourly", *(sa.column(c) for c in next(iter(rows.values()))))
         bind.execute(hourly.insert(), list(rows.values()))

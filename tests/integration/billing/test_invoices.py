@@ -32,7 +32,10 @@ async def _run(client: Client, operator: dict[str, str], start: Any, end: Any) -
 
 
 async def _invoices(client: Client, org: Tenant, auth: dict[str, str]) -> list[Any]:
-    return await must(client.get(f"/api/v1/orgs/{org.org_id}/invoices", headers=auth))  # type: ignore[no-any-return]
+    invoices: list[Any] = await must(
+        client.get(f"/api/v1/orgs/{org.org_id}/invoices", headers=auth)
+    )
+    return invoices
 
 
 async def _profile(client: Client, org: Tenant, auth: dict[str, str], **body: str) -> None:

@@ -3,7 +3,9 @@ commitments, contract prices, half-even rounding at the line, reproducible diges
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
+from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -23,11 +25,11 @@ RATES = [
 ]  # fmt: skip
 
 
-def gpu(seconds: str, **kw: object) -> Usage:
-    fields: dict[str, object] = {"region": "ca-qc-1", "gpu_model": "h100",
-                                 "tenancy_kind": "bare_metal", "tenancy": "ten_1"}  # fmt: skip
-    fields.update(kw)
-    return Usage("gpu_seconds", Decimal(seconds), **fields)  # type: ignore[arg-type]
+def gpu(seconds: str, **kw: Any) -> Usage:
+    """H100 bare-metal GPU time of tenancy ten_1 in ca-qc-1, unless ``kw`` says otherwise."""
+    base = Usage("gpu_seconds", Decimal(seconds), region="ca-qc-1", gpu_model="h100",
+                 tenancy_kind="bare_metal", tenancy="ten_1")  # fmt: skip
+    return replace(base, **kw)
 
 
 class TestRates:
