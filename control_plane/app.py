@@ -53,6 +53,9 @@ from control_plane.sovereignty.keys.controllers import ROUTES as KEYS_ROUTES
 from control_plane.sovereignty.keys.residency import org_key_resources
 from control_plane.sovereignty.residency.controllers import ROUTES as RESIDENCY_ROUTES
 from control_plane.sovereignty.residency.resources import ORG_KEYS_SOURCE, builtin_sources
+from control_plane.telemetry.controllers import ROUTES as TELEMETRY_ROUTES
+from control_plane.telemetry.credentials import NodeAuthenticator
+from control_plane.telemetry.tasks import telemetry_loop
 from control_plane.tenancies.controllers import ROUTES as TENANCY_ROUTES
 from control_plane.tenancies.wiring import build_reconciler
 from portal.routes import install_portal, portal_router
@@ -113,6 +116,8 @@ def create_app(
             "usage_closed_periods": invoiced_until,
             # Billing's outbox: webhooks, e-mail and Stripe, delivered with retries.
             "outbox": outbox,
+            # Node agents' credentials (telemetry ingest), cached for a few seconds.
+            "node_authenticator": NodeAuthenticator(sessionmaker, clock),
         }
     )
 
@@ -129,6 +134,7 @@ def create_app(
             asyncio.create_task(gateway.meter.run(settings.gateway_flush_seconds)),
             asyncio.create_task(budget_loop(sessionmaker, settings, clock, budget_stops)),
             asyncio.create_task(outbox.run(settings.billing_interval_seconds)),
+            asyncio.create_task(telemetry_loop(sessionmaker, settings, clock)),
         ]
         if settings.autoscale_enabled:
             background.append(
@@ -169,6 +175,7 @@ def create_app(
             *ENDPOINT_ROUTES,
             *GATEWAY_ROUTES,
             *METERING_ROUTES,
+            *TELEMETRY_ROUTES,
             *BILLING_ROUTES,
             *STRIPE_ROUTES,
             portal_router(),

@@ -127,6 +127,15 @@ class Settings(BaseSettings):
     autoscale_interval_seconds: float = Field(default=5.0, gt=0)
     # Metering: how late (window start before now) a trusted source's event is accepted.
     usage_late_hours: int = Field(default=72, ge=1, le=24 * 62)
+    # Telemetry: raw GPU samples kept this many days, hourly rollups this many; dirty hours
+    # rolled up this often; a sample older than this many hours is refused.
+    telemetry_raw_days: int = Field(default=7, ge=1, le=90)
+    telemetry_rollup_days: int = Field(default=395, ge=30, le=3650)
+    telemetry_rollup_seconds: float = Field(default=60.0, gt=0)
+    telemetry_late_hours: int = Field(default=72, ge=1, le=24 * 30)
+    # Insights: waste analysis over this many trailing days, run this often.
+    insights_window_days: int = Field(default=7, ge=1, le=90)
+    insights_interval_seconds: float = Field(default=3600.0, gt=0)
     # Billing: budget checks and the outbox (webhooks, e-mail, Stripe) run this often.
     billing_interval_seconds: float = Field(default=30.0, gt=0)
     # E-mail for budget alerts: smtp://host:port (no auth) or smtps://user:pass@host:port.

@@ -23,10 +23,10 @@ from billing.outbox.service import enqueue
 from billing.prices.models import CreditGrant
 from billing.rating import Line, digest, major, rate_usage, round_minor
 from control_plane.audit.hints import hint
+from control_plane.db.bulk import upsert
 from control_plane.errors import Conflict, FieldError, InvalidInput, NotFound
 from control_plane.identity.authz import TenantScope
 from control_plane.ids import new_id
-from control_plane.metering.bulk import upsert
 
 __all__ = ["finalize", "get_invoice", "list_invoices", "mark_paid", "month_bounds", "run", "void"]
 

@@ -13,6 +13,7 @@ from control_plane.pools import models as _pools_models
 from control_plane.sovereignty.access import models as _access_models
 from control_plane.sovereignty.keys import models as _keys_models
 from control_plane.sovereignty.residency import models as _residency_models
+from control_plane.telemetry import models as _telemetry_models
 from control_plane.tenancies import models as _tenancies_models
 
 __all__ = ["Base", "metadata"]
@@ -28,6 +29,7 @@ _LOADED = (
     _metering_models,
     _pools_models,
     _residency_models,
+    _telemetry_models,
     _tenancies_models,
 )
 metadata = Base.metadata

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
@@ -44,6 +44,7 @@ class Access:
     """What a route requires. Exactly one of the flags/permissions applies."""
 
     public: bool = False
+    node_agent: bool = False  # a node agent's credential (``cpn_...``), nothing else
     permission: Permission | None = None
     provider_permission: ProviderPermission | None = None
     csrf: bool = True
@@ -52,6 +53,8 @@ class Access:
     def label(self) -> str:
         if self.public:
             return "public"
+        if self.node_agent:
+            return "node-agent"
         if self.permission:
             return f"tenant:{self.permission}"
         if self.provider_permission:
@@ -61,6 +64,12 @@ class Access:
 
 def public(*, csrf: bool = False) -> dict[str, Any]:
     return {ACCESS_KEY: Access(public=True, csrf=csrf)}
+
+
+def node_agent() -> dict[str, Any]:
+    """Routes only a GPU node's agent calls, with its per-node credential (checked by the
+    ``node_authenticator`` the composition root puts in the app state)."""
+    return {ACCESS_KEY: Access(node_agent=True, csrf=False)}
 
 
 def authenticated() -> dict[str, Any]:
@@ -201,6 +210,9 @@ async def authorization_guard(
     access = handler.opt.get(ACCESS_KEY)
     if not isinstance(access, Access):
         raise Forbidden(detail="This route has no access policy.")
+    if access.node_agent:
+        await _authenticate_node(connection)
+        return
     principal = await authenticate(connection) if not access.public else None
     if access.public:
         if access.csrf:
@@ -222,6 +234,20 @@ async def authorization_guard(
                 f"{access.provider_permission.value}."
             )
         state["provider_scope"] = ProviderScope(_SCOPE_TOKEN, principal, access.provider_permission)
+
+
+class NodeVerifier(Protocol):
+    async def verify(self, header: str | None) -> Any: ...
+
+
+async def _authenticate_node(connection: ASGIConnection[Any, Any, Any, Any]) -> None:
+    verifier: NodeVerifier | None = connection.app.state.get("node_authenticator")
+    node = await verifier.verify(connection.headers.get("authorization")) if verifier else None
+    if node is None:
+        raise Unauthenticated(detail="Send the node's agent credential (Bearer cpn_...).")
+    state = connection.scope.setdefault("state", {})
+    state["node"] = node
+    state["principal_ref"] = f"node:{node.node_id}"
 
 
 async def _check_csrf(

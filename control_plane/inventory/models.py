@@ -21,6 +21,8 @@ class Region(Base):
     currency: Mapped[str] = mapped_column(String(3))
     pue: Mapped[Decimal] = mapped_column(Numeric(4, 2))
     grid_intensity_g_per_kwh: Mapped[int] = mapped_column(Integer)
+    # IANA zone of the region's sites: night and day in utilization reports are local.
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC", server_default="UTC")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 

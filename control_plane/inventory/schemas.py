@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 from msgspec import Meta
@@ -17,6 +18,7 @@ class _In(msgspec.Struct, forbid_unknown_fields=True):
     pass
 
 
+TimeZone = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_+/-]+$")]
 GroupName = Annotated[str, Meta(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9-]+$")]
 
 
@@ -28,14 +30,24 @@ class RegionCreate(_In):
     currency: CurrencyCode
     pue: Decimal
     grid_intensity_g_per_kwh: Annotated[int, Meta(ge=0, le=2000)]
+    timezone: TimeZone = "UTC"
 
     def __post_init__(self) -> None:
         _check_pue(self.pue)
+        _check_zone(self.timezone)
 
 
 def _check_pue(value: Decimal | msgspec.UnsetType) -> None:
     if isinstance(value, Decimal) and not (Decimal(1) <= value <= Decimal(3)):
         raise ValueError("pue must be between 1.0 and 3.0 - at `$.pue`")
+
+
+def _check_zone(value: str | msgspec.UnsetType) -> None:
+    if isinstance(value, str):
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("unknown IANA time zone - at `$.timezone`") from None
 
 
 class RegionUpdate(_In):
@@ -44,9 +56,11 @@ class RegionUpdate(_In):
     grid_intensity_g_per_kwh: Annotated[int, Meta(ge=0, le=2000)] | msgspec.UnsetType = (
         msgspec.UNSET
     )
+    timezone: TimeZone | msgspec.UnsetType = msgspec.UNSET
 
     def __post_init__(self) -> None:
         _check_pue(self.pue)
+        _check_zone(self.timezone)
 
 
 class SiteRead(msgspec.Struct):
@@ -70,6 +84,7 @@ class RegionRead(msgspec.Struct):
     currency: str
     pue: Decimal
     grid_intensity_g_per_kwh: int
+    timezone: str
     sites: list[SiteRead]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
 import msgspec
@@ -56,6 +57,7 @@ def region_read(r: Region, sites: Sequence[Site]) -> RegionRead:
         currency=r.currency,
         pue=r.pue,
         grid_intensity_g_per_kwh=r.grid_intensity_g_per_kwh,
+        timezone=r.timezone,
         sites=[site_read(s) for s in sites if s.region_code == r.code],
     )
 
@@ -142,6 +144,7 @@ async def create_region(db: AsyncSession, clock: Clock, data: RegionCreate) -> R
         currency=data.currency,
         pue=data.pue,
         grid_intensity_g_per_kwh=data.grid_intensity_g_per_kwh,
+        timezone=data.timezone,
         created_at=clock.now(),
     )
     db.add(region)
@@ -152,7 +155,7 @@ async def update_region(db: AsyncSession, code: str, data: RegionUpdate) -> Regi
     region = await db.get(Region, code)
     if region is None:
         raise NotFound(detail=f"No region {code!r}.")
-    for name in ("name", "pue", "grid_intensity_g_per_kwh"):
+    for name in ("name", "pue", "grid_intensity_g_per_kwh", "timezone"):
         value = getattr(data, name)
         if value is not msgspec.UNSET:
             setattr(region, name, value)
@@ -474,3 +477,52 @@ async def state_changes_per_day(
         state = NodeState(to_state)
         counts[state] = counts.get(state, 0) + 1
     return days
+
+
+# --- GPUs as telemetry sees them ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class GpuLocation:
+    """Where a GPU sits: what telemetry rollups and fleet reports group by."""
+
+    gpu_id: str
+    node_id: str
+    region: str
+    gpu_model: str
+    timezone: str
+
+
+async def gpus_by_uuid(db: AsyncSession, node_id: str) -> dict[str, str]:
+    """The node's GPUs, NVML UUID -> GPU id (empty when the node does not exist)."""
+    rows = await db.execute(select(Gpu.uuid, Gpu.id).where(Gpu.node_id == node_id))
+    return {uuid: gpu_id for uuid, gpu_id in rows}
+
+
+async def gpu_locations(db: AsyncSession, gpu_ids: Sequence[str]) -> dict[str, GpuLocation]:
+    if not gpu_ids:
+        return {}
+    rows = await db.execute(
+        select(Gpu.id, Gpu.node_id, Node.region_code, Gpu.model_code, Region.timezone)
+        .join(Node, Node.id == Gpu.node_id)
+        .join(Region, Region.code == Node.region_code)
+        .where(Gpu.id.in_(list(gpu_ids)))
+    )
+    return {row[0]: GpuLocation(*row) for row in rows}
+
+
+async def region_gpu_counts(db: AsyncSession) -> dict[str, int]:
+    """GPUs per region, over nodes in any state but retired."""
+    rows = await db.execute(
+        select(Node.region_code, func.count(Gpu.id))
+        .join(Gpu, Gpu.node_id == Node.id)
+        .where(Node.state != NodeState.RETIRED.value)
+        .group_by(Node.region_code)
+    )
+    return {region: count for region, count in rows}
+
+
+async def region_energy_facts(db: AsyncSession) -> dict[str, tuple[float, float]]:
+    """Each region's PUE and grid intensity (gCO2e/kWh)."""
+    rows = await db.execute(select(Region.code, Region.pue, Region.grid_intensity_g_per_kwh))
+    return {code: (float(pue), float(grid)) for code, pue, grid in rows}

@@ -14,7 +14,7 @@ from typing import Any, cast
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from control_plane.metering.bulk import upsert
+from control_plane.db.bulk import upsert
 from control_plane.metering.models import UsageHourly
 
 __all__ = ["DIMENSIONS", "RollupKey", "add_to_rollup", "rollup_key"]

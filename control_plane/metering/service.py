@@ -13,8 +13,8 @@ from sqlalchemy import Table, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from control_plane.db.bulk import upsert
 from control_plane.ids import new_ids
-from control_plane.metering.bulk import upsert
 from control_plane.metering.models import UsageEvent, UsageHourly, UsageSourceStat
 from control_plane.metering.rollup import DIMENSIONS, add_to_rollup, rollup_key
 

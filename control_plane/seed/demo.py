@@ -75,6 +75,13 @@ REGIONS = (
     ),
 )
 
+# Local time of each demo region (night and day in utilization reports).
+REGION_ZONES = {
+    "ca-qc-1": "America/Toronto",
+    "se-north-1": "Europe/Stockholm",
+    "us-east-1": "America/New_York",
+}
+
 GPU_MODELS: tuple[tuple[str, str, str, str, int, int, str, list[str]], ...] = (
     (
         "h100",
@@ -274,6 +281,7 @@ async def _regions(db: AsyncSession, clock: Clock) -> int:
                     currency=currency,
                     pue=Decimal(pue),
                     grid_intensity_g_per_kwh=grid,
+                    timezone=REGION_ZONES.get(code, "UTC"),
                     created_at=clock.now(),
                 )
             )
