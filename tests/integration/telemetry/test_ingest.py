@@ -151,7 +151,9 @@ class TestRollups:
         start = hour_start(clock.now()) - timedelta(hours=3)
         utils = [10] * 50 + [90] * 10  # 60 samples, one a minute
         samples = minutes(gpus[0], start, utils, power=360.0)
-        await must(client.post(BATCHES, headers=agent, json={"batch_id": "h-1", "samples": samples}))
+        await must(
+            client.post(BATCHES, headers=agent, json={"batch_id": "h-1", "samples": samples})
+        )
 
         assert await roll_up(app) == 1
         [row] = (await db.execute(select(GpuHour))).scalars().all()
