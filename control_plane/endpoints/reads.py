@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -113,3 +117,33 @@ async def governance_of(db: AsyncSession, org_id: str) -> GovernanceRead:
 async def governance_row(db: AsyncSession, org_id: str) -> ModelGovernance | None:
     query = select(ModelGovernance).where(ModelGovernance.org_id == org_id).with_for_update()
     return (await db.execute(query)).scalar_one_or_none()
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointSize:
+    """What waste analysis reads about a live endpoint."""
+
+    id: str
+    org_id: str
+    name: str
+    region: str
+    gpu_model: str
+    gpus_per_replica: int
+    gpu_milli: int
+    replicas: int
+    min_replicas: int
+    max_replicas: int
+    target_tokens_per_s: int
+    created_at: datetime
+
+
+async def endpoint_sizes(db: AsyncSession, org_ids: Sequence[str] | None) -> list[EndpointSize]:
+    query = select(Endpoint).where(Endpoint.deleted_at.is_(None))
+    if org_ids is not None:
+        query = query.where(Endpoint.org_id.in_(list(org_ids)))
+    return [
+        EndpointSize(e.id, e.org_id, e.name, e.region_code, e.gpu_model_code, e.gpus_per_replica,
+                     e.gpu_milli, e.desired_replicas, e.min_replicas, e.max_replicas,
+                     e.target_tokens_per_s, e.created_at)
+        for e in (await db.execute(query.order_by(Endpoint.id))).scalars()
+    ]  # fmt: skip

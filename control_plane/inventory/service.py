@@ -526,3 +526,33 @@ async def region_energy_facts(db: AsyncSession) -> dict[str, tuple[float, float]
     """Each region's PUE and grid intensity (gCO2e/kWh)."""
     rows = await db.execute(select(Region.code, Region.pue, Region.grid_intensity_g_per_kwh))
     return {code: (float(pue), float(grid)) for code, pue, grid in rows}
+
+
+@dataclass(frozen=True, slots=True)
+class GpuModelFacts:
+    code: str
+    name: str
+    memory_gib: int
+    tdp_watts: int
+    sliceable: bool  # has MIG profiles: a tenancy can hold a fraction of one
+
+
+async def gpu_model_facts(db: AsyncSession) -> dict[str, GpuModelFacts]:
+    rows = await db.execute(select(GpuModel))
+    return {
+        m.code: GpuModelFacts(m.code, m.name, m.memory_gib, m.tdp_watts, bool(m.mig_profiles))
+        for m in rows.scalars()
+    }
+
+
+async def models_by_region(db: AsyncSession) -> dict[str, set[str]]:
+    """GPU models each region has nodes of (retired nodes aside)."""
+    rows = await db.execute(
+        select(Node.region_code, Node.gpu_model_code)
+        .where(Node.state != NodeState.RETIRED.value)
+        .distinct()
+    )
+    result: dict[str, set[str]] = {}
+    for region, model in rows:
+        result.setdefault(region, set()).add(model)
+    return result

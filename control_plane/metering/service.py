@@ -164,3 +164,22 @@ async def usage_by_hour(
         if 0 <= index < count:
             values[kind][index] += Decimal(value)
     return HourlyUsage(hours=hours, values=values)
+
+
+async def endpoint_tokens_by_hour(
+    db: AsyncSession, org_ids: Sequence[str] | None, since: datetime, until: datetime,
+    usage_type: str = "tokens_out",
+) -> dict[str, dict[datetime, int]]:  # fmt: skip
+    """Tokens of ``usage_type`` per inference endpoint and hour (waste analysis)."""
+    query = (
+        select(UsageHourly.endpoint, UsageHourly.hour, func.sum(UsageHourly.value))
+        .where(UsageHourly.type == usage_type, UsageHourly.endpoint != "",
+               UsageHourly.hour >= since, UsageHourly.hour < until)
+        .group_by(UsageHourly.endpoint, UsageHourly.hour)
+    )  # fmt: skip
+    if org_ids is not None:
+        query = query.where(UsageHourly.org_id.in_(list(org_ids)))
+    result: dict[str, dict[datetime, int]] = {}
+    for endpoint, hour, value in await db.execute(query):
+        result.setdefault(endpoint, {})[hour] = int(value or 0)
+    return result

@@ -33,6 +33,7 @@ from control_plane.tenancies.schemas import (
     TenancyEventRead,
     TenancyRead,
     TenancyResize,
+    TenancySchedule,
     WorkloadProfile,
 )
 from control_plane.tenancies.wiring import wake_reconciler
@@ -138,6 +139,26 @@ class TenancyController(Controller):
         )
         wake_reconciler(request)
         return resized
+
+    @post(
+        "/{tenancy_id:str}/schedule",
+        opt=tenant(Permission.TENANCIES_WRITE),
+        status_code=HTTP_200_OK,
+        summary="Release automatically after idle minutes (or never)",
+    )
+    async def schedule_tenancy(
+        self,
+        request: Request[Any, Any, Any],
+        org_id: OrgId,
+        tenancy_id: TenancyId,
+        data: TenancySchedule,
+        tenant: TenantScope,
+        db: AsyncSession,
+        clock: Clock,
+    ) -> TenancyRead:
+        scheduled = await service.set_schedule(db, tenant, org_id, tenancy_id, data, clock=clock)
+        wake_reconciler(request)
+        return scheduled
 
     @post(
         "/{tenancy_id:str}/release",

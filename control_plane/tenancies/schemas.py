@@ -85,8 +85,22 @@ class TenancyCreate(_In):
 
 
 class TenancyResize(_In):
+    """A new size: GPUs per node and nodes, and optionally another GPU model of the region
+    or another share of each GPU (right-sizing); the tenancy is re-placed."""
+
     gpus_per_node: GpuCount
     node_count: NodeCount | None = None
+    gpu_model: Code | None = None
+    gpu_milli: Annotated[int, Meta(ge=1, le=1000, description="thousandths of each GPU")] | None = (
+        None
+    )
+
+
+class TenancySchedule(_In):
+    """When the tenancy gives its GPUs back by itself: after this many idle minutes
+    (null: never)."""
+
+    idle_release_minutes: Annotated[int, Meta(ge=5, le=10_080)] | None
 
 
 class AllocationRead(msgspec.Struct):

@@ -46,6 +46,7 @@ from control_plane.tenancies.schemas import (
     TenancyEventRead,
     TenancyRead,
     TenancyResize,
+    TenancySchedule,
 )
 from control_plane.tenancies.timeline import Actor, note, transition
 
@@ -583,12 +584,25 @@ async def resize(
         raise Conflict(detail=f"{tenancy.kind} tenancies cannot be resized in place; create a "
                               "new tenancy of the size you need and release this one.")  # fmt: skip
     node_count = data.node_count or tenancy.node_count
-    if (data.gpus_per_node, node_count) == (tenancy.gpus_per_node, tenancy.node_count):
+    model = data.gpu_model or tenancy.gpu_model_code
+    milli = data.gpu_milli or tenancy.gpu_milli
+    if (data.gpus_per_node, node_count, model, milli) == (
+        tenancy.gpus_per_node, tenancy.node_count, tenancy.gpu_model_code, tenancy.gpu_milli,
+    ):  # fmt: skip
         return await tenancy_read(db, tenancy)
-    spec = Spec((tenancy.gpu_model_code,), data.gpus_per_node, node_count, tenancy.gpu_milli, None)
-    await quotas.check(db, org_id=org_id, region=tenancy.region_code,
-                       gpu_model=tenancy.gpu_model_code,
-                       milli=data.gpus_per_node * node_count * tenancy.gpu_milli,
+    if milli < 1000 and (data.gpus_per_node, node_count) != (1, 1):
+        raise InvalidInput(
+            detail="A share of a GPU is for one GPU on one node.",
+            errors=[FieldError("body.gpu_milli", "below 1000 with several GPUs")],
+        )
+    if not await capacity_nodes(db, regions=[tenancy.region_code], gpu_models=[model]):
+        raise InvalidInput(
+            detail=f"Region {tenancy.region_code} has no {model} GPUs.",
+            errors=[FieldError("body.gpu_model", "not offered in the region")],
+        )
+    spec = Spec((model,), data.gpus_per_node, node_count, milli, None)
+    await quotas.check(db, org_id=org_id, region=tenancy.region_code, gpu_model=model,
+                       milli=data.gpus_per_node * node_count * milli,
                        excluding=tenancy.id)  # fmt: skip
     current = (await repository.live_allocations(db, [tenancy.id])).get(tenancy.id, [])
     old_shares = [Share(a.gpu_id, a.node_id, a.milli) for a in current]
@@ -609,17 +623,52 @@ async def resize(
     _add_allocations(db, tenancy.id, placement, nodes, now)
     tenancy.facts = {
         **tenancy.facts,
-        "resized_from": f"{tenancy.node_count}x{tenancy.gpus_per_node}",
-    }
+        "resized_from": _size_label(tenancy.node_count, tenancy.gpus_per_node,
+                                    tenancy.gpu_model_code, tenancy.gpu_milli),
+    }  # fmt: skip
     tenancy.gpus_per_node = data.gpus_per_node
     tenancy.node_count = node_count
+    tenancy.gpu_model_code = model
+    tenancy.gpu_milli = milli
     tenancy.shape = None
     tenancy.generation += 1
     tenancy.next_attempt_at = now
     tenancy.attempts = 0
     note(db, tenancy, "step",
-         f"resize to {node_count} x {data.gpus_per_node} GPU(s) on "
+         f"resize to {_size_label(node_count, data.gpus_per_node, model, milli)} on "
          f"{', '.join(_hostnames(placement, nodes))} requested",
          actor_from(scope), now)  # fmt: skip
+    await db.flush()
+    return await tenancy_read(db, tenancy)
+
+
+def _size_label(nodes: int, gpus: int, model: str, milli: int) -> str:
+    share = "" if milli == 1000 else f" at {milli / 10:g}%"
+    return f"{nodes}x{gpus} {model}{share}"
+
+
+async def set_schedule(
+    db: AsyncSession,
+    scope: TenantScope,
+    org_id: str,
+    tenancy_id: str,
+    data: TenancySchedule,
+    *,
+    clock: Clock,
+) -> TenancyRead:
+    """Turn automatic release after idle time on or off (the reconciler watches it)."""
+    scope.require(org_id, Permission.TENANCIES_WRITE)
+    tenancy = await repository.tenant_tenancy(db, scope, org_id, tenancy_id, for_update=True)
+    _refuse_managed(tenancy, "rescheduled")
+    if tenancy.state not in (TenancyState.ACTIVE, TenancyState.PROVISIONING,
+                             TenancyState.REQUESTED, TenancyState.PLACING):  # fmt: skip
+        raise Conflict(detail=f"This tenancy is {tenancy.state}; nothing to schedule.")
+    now = clock.now()
+    tenancy.idle_release_minutes = data.idle_release_minutes
+    tenancy.idle_since = None
+    tenancy.next_attempt_at = now if data.idle_release_minutes else tenancy.next_attempt_at
+    minutes = data.idle_release_minutes
+    detail = f"release after {minutes} idle minutes" if minutes else "idle release turned off"
+    note(db, tenancy, "step", detail, actor_from(scope), now)
     await db.flush()
     return await tenancy_read(db, tenancy)
