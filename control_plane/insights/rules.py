@@ -235,9 +235,12 @@ def _busy_share(g: GpuFeatures) -> float:
 
 
 def underused_multi_gpu(t: TenancyFeatures, th: Thresholds, left: Remaining) -> Finding | None:
-    """k of n GPUs busy in at least ``gpu_busy_share`` of hours: shrink to k (per node)."""
+    """k of n GPUs busy in at least ``gpu_busy_share`` of hours: shrink to k (per node).
+
+    Needs telemetry from every GPU: a GPU that reported nothing is not known to be unused.
+    """
     n = t.gpu_count
-    if n < 2 or not t.resizable:
+    if n < 2 or not t.resizable or len(t.gpus) < n:
         return None
     ranked = sorted(t.gpus, key=_busy_share, reverse=True)
     k = sum(1 for g in ranked if _busy_share(g) >= th.gpu_busy_share)

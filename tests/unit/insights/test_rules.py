@@ -121,6 +121,11 @@ class TestUnderusedMultiGpu:
 
         assert evaluate_tenancy(tenancy(gpus), TH) == []
 
+    def test_gpus_without_telemetry_are_not_counted_as_unused(self) -> None:
+        t = tenancy(k_of_n(3, 3), gpus_per_node=8)
+
+        assert evaluate_tenancy(t, TH) == []
+
     def test_bare_metal_is_not_resized(self) -> None:
         t = tenancy(k_of_n(3, 8), kind="bare_metal", resizable=False)
 
