@@ -99,6 +99,8 @@ class TenancyFeatures:
     gpus: tuple[GpuFeatures, ...]
     alternatives: tuple[Alternative, ...] = field(default=())  # cheapest first
     resizable: bool = True  # the tenancy's driver resizes in place (bare metal: no)
+    # the card's TDP (of a whole GPU), to scale the draw on a cheaper card; 0: unknown
+    tdp_watts: int = 0
 
     @property
     def gpu_count(self) -> int:
