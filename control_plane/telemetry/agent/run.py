@@ -19,6 +19,7 @@ from pathlib import Path
 import structlog
 
 from control_plane.clock import Clock
+from control_plane.telemetry.agent.credential import Credential
 from control_plane.telemetry.agent.metrics import AgentMetrics
 from control_plane.telemetry.agent.shipper import Outcome, Shipper, ShipResult
 from control_plane.telemetry.agent.sources import Source
@@ -188,3 +189,34 @@ class Agent:
             retry_in_s=round(delay, 1),
             spooled=len(self.spool.pending()),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class AgentOptions:
+    """What ``cpctl agent run`` was asked to do."""
+
+    url: str
+    spool_dir: Path
+    spool_max_bytes: int
+    metrics_port: int
+    metrics_host: str
+    config: AgentConfig
+
+
+def run_agent(
+    options: AgentOptions, credential: Credential, source: Source, stop: threading.Event
+) -> None:
+    """Wire the agent's parts together and run until ``stop`` is set."""
+    metrics = AgentMetrics()
+    spool = Spool(options.spool_dir, options.spool_max_bytes)
+    shipper = Shipper(options.url, credential)
+    server = None
+    try:
+        if options.metrics_port:
+            server = metrics.serve(options.metrics_port, options.metrics_host)
+            log.info("metrics served", port=server.port)
+        Agent(source, spool, shipper, metrics, options.config).run(stop)
+    finally:
+        if server is not None:
+            server.close()
+        shipper.close()
