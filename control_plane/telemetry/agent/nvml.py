@@ -111,7 +111,12 @@ class Sampler:
     def __init__(self, nvml: Nvml) -> None:
         self._nvml = nvml
         nvml.nvmlInit()
-        self.devices = [self._device(i) for i in range(nvml.nvmlDeviceGetCount())]
+        self.devices: list[Device] = []
+        for index in range(nvml.nvmlDeviceGetCount()):
+            try:
+                self.devices.append(self._device(index))
+            except nvml.NVMLError as exc:
+                log.warning("gpu unreadable", index=index, nvml_error=str(exc))
 
     def close(self) -> None:
         self._nvml.nvmlShutdown()

@@ -94,14 +94,15 @@ class Agent:
         """Ship spooled batches oldest first until one fails or ``deadline`` passes."""
         if self._monotonic() < self.retry_at:
             return 0
-        delivered = 0
-        for path in self.spool.pending():
-            if deadline is not None and self._monotonic() >= deadline:
-                break
+        delivered, queue = 0, self.spool.pending()
+        while queue and (deadline is None or self._monotonic() < deadline):
+            path = queue.pop(0)
             result = self.shipper.ship(path.read_bytes())
             if not self._settle(path, result):
                 break
             delivered += result.outcome in (Outcome.SHIPPED, Outcome.DUPLICATE)
+            if result.outcome is Outcome.TOO_LARGE:
+                queue = self.spool.pending()  # its halves go first
         self.metrics.spool_bytes.set(self.spool.total_bytes())
         return delivered
 
