@@ -19,7 +19,7 @@ from control_plane.telemetry.agent.shipper import Shipper
 from control_plane.telemetry.agent.spool import Spool
 from tests.unit.telemetry.ingest_server import IngestServer, running
 
-SECRET = "node-cred-7f3a91c2e5d8b6a4"  # noqa: S105 - a test credential
+SECRET = "node-cred-7f3a91c2e5d8b6a4"
 
 MakeAgent = Callable[..., Agent]
 
