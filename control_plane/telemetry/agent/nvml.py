@@ -117,6 +117,7 @@ class Sampler:
                 self.devices.append(self._device(index))
             except nvml.NVMLError as exc:
                 log.warning("gpu unreadable", index=index, nvml_error=str(exc))
+        log.info("gpus found", gpus=[f"{d.index}: {d.name} ({d.uuid})" for d in self.devices])
 
     def close(self) -> None:
         self._nvml.nvmlShutdown()
