@@ -65,7 +65,6 @@ def agent_run(
     source: str,
 ) -> None:
     """Sample every --interval seconds and ship batches until SIGTERM or SIGINT."""
-    from control_plane.logging import configure_logging
     from control_plane.telemetry.agent.credential import CredentialError, load_credential
     from control_plane.telemetry.agent.run import AgentConfig, AgentOptions, run_agent
 
@@ -73,7 +72,6 @@ def agent_run(
         credential = load_credential(credential_file, os.environ)
     except CredentialError as exc:
         raise click.ClickException(str(exc)) from None
-    configure_logging(log_format)
     options = AgentOptions(
         url=url,
         spool_dir=spool_dir,
@@ -87,8 +85,11 @@ def agent_run(
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    with _opened(source) as opened:
-        run_agent(options, credential, opened, stop)
+    with _opened(source, log_format) as opened:
+        try:
+            run_agent(options, credential, opened, stop)
+        except OSError as exc:  # the spool directory, the metrics port
+            raise click.ClickException(str(exc)) from None
 
 
 @agent_group.command("sample")
@@ -128,10 +129,12 @@ def agent_record(source: str, out: Path, passes: int, interval: float) -> None:
 
 
 @contextmanager
-def _opened(spec: str) -> Iterator[Source]:
+def _opened(spec: str, log_format: str = "console") -> Iterator[Source]:
     """The source ``spec`` names, closed afterwards; a clear message when it can't open."""
+    from control_plane.logging import configure_logging
     from control_plane.telemetry.agent.sources import open_source
 
+    configure_logging(log_format)  # to stderr: stdout is for the samples
     try:
         source = open_source(spec)
     except Exception as exc:  # a bad spec, a missing file, no NVIDIA driver (NVMLError)

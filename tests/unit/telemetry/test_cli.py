@@ -43,7 +43,7 @@ class TestSampleCommand:
         result = CliRunner().invoke(cli, ["agent", "sample", "--source", "fake"])
 
         assert result.exit_code == 0, result.output
-        samples = json.loads(result.output)
+        samples = json.loads(result.stdout)
         assert [s["index"] for s in samples] == [0, 1, 2, 3]
         assert all(set(s) == WIRE_KEYS for s in samples)
         assert samples[0]["at"].endswith("Z")
@@ -66,7 +66,7 @@ class TestSampleCommand:
         assert recorded.exit_code == 0, recorded.output
         assert "8 samples in 2 passes" in recorded.output
         first = json.loads(out.read_text().splitlines()[0])
-        (again,) = [s for s in json.loads(replayed.output) if s["index"] == 0]
+        (again,) = [s for s in json.loads(replayed.stdout) if s["index"] == 0]
         assert {k: v for k, v in again.items() if k != "at"} == {
             k: v for k, v in first.items() if k != "at"
         }
