@@ -114,7 +114,10 @@ class Agent:
         next_pass, batch_due = now, now + cfg.batch_seconds
         self.ship_pending(deadline=now + cfg.interval)  # what an earlier run left, first
         while not stop.is_set():
-            self.sample_once()
+            try:
+                self.sample_once()
+            except Exception:  # e.g. the driver went away: keep shipping, try next pass
+                log.exception("sampling pass failed")
             now = self._monotonic()
             if now >= batch_due:
                 self.flush()

@@ -37,7 +37,8 @@ class Spool:
         if rejected_max_bytes is None:
             rejected_max_bytes = max_bytes // 8
         self.rejected_max_bytes = rejected_max_bytes
-        self.rejected_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.rejected_dir.mkdir(exist_ok=True, mode=0o700)
         for leftover in directory.glob(f".*{TEMP_SUFFIX}"):  # a write a crash interrupted
             leftover.unlink(missing_ok=True)
 
