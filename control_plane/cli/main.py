@@ -130,10 +130,12 @@ def main() -> None:  # pragma: no cover
 
 def _register_client_commands() -> None:
     """Client commands (SDK-backed) live in the control_plane.cli.client package."""
+    from control_plane.cli.agent import agent_group
     from control_plane.cli.client import register
     from control_plane.cli.client.audit import audit_group
 
     register(cli)
+    cli.add_command(agent_group)
     audit_group.add_command(audit_rotate_key)
     audit_group.add_command(audit_checkpoint)
 
