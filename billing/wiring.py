@@ -18,11 +18,12 @@ from billing.costs.controllers import ROUTES as COST_ROUTES
 from billing.invoices.controllers import ROUTES as INVOICE_ROUTES
 from billing.invoices.models import Invoice
 from billing.prices.controllers import ROUTES as PRICE_ROUTES
+from billing.prices.gpu_prices import GpuHourPrices
 from billing.prices.token_prices import TokenPrices
 from control_plane.clock import Clock
 from control_plane.settings import Settings
 
-__all__ = ["ROUTES", "BudgetStops", "TokenPrices", "budget_loop", "invoiced_until"]
+__all__ = ["ROUTES", "BudgetStops", "GpuHourPrices", "TokenPrices", "budget_loop", "invoiced_until"]
 
 log = structlog.get_logger("billing")
 ROUTES: list[Any] = [*PRICE_ROUTES, *INVOICE_ROUTES, *BUDGET_ROUTES, *COST_ROUTES]

@@ -20,7 +20,7 @@ from litestar.routes import HTTPRoute
 from billing.outbox.wiring import build_dispatcher
 from billing.stripe.controllers import ROUTES as STRIPE_ROUTES
 from billing.wiring import ROUTES as BILLING_ROUTES
-from billing.wiring import BudgetStops, TokenPrices, budget_loop, invoiced_until
+from billing.wiring import BudgetStops, GpuHourPrices, TokenPrices, budget_loop, invoiced_until
 from control_plane import __version__
 from control_plane.audit.appender import LedgerAppender
 from control_plane.audit.checkpoints import checkpoint_loop
@@ -42,6 +42,8 @@ from control_plane.identity.controllers import ROUTES as IDENTITY_ROUTES
 from control_plane.identity.login_limits import SlidingWindowLimiter
 from control_plane.identity.sso_controllers import ROUTES as SSO_ROUTES
 from control_plane.identity.sso_controllers import close_oidc_client
+from control_plane.insights.controllers import ROUTES as INSIGHTS_ROUTES
+from control_plane.insights.tasks import insights_loop
 from control_plane.inventory.controllers import ROUTES as INVENTORY_ROUTES
 from control_plane.logging import configure_logging
 from control_plane.metering.controllers import ROUTES as METERING_ROUTES
@@ -87,6 +89,7 @@ def create_app(
         pricer=TokenPrices(sessionmaker, clock),
     )
     outbox = build_dispatcher(sessionmaker, clock, settings)
+    gpu_prices = GpuHourPrices(clock)
     state = State(
         {
             "settings": settings,
@@ -118,6 +121,8 @@ def create_app(
             "outbox": outbox,
             # Node agents' credentials (telemetry ingest), cached for a few seconds.
             "node_authenticator": NodeAuthenticator(sessionmaker, clock),
+            # Billing's GPU-hour prices per organization, for savings in waste analysis.
+            "gpu_prices": gpu_prices,
         }
     )
 
@@ -135,6 +140,7 @@ def create_app(
             asyncio.create_task(budget_loop(sessionmaker, settings, clock, budget_stops)),
             asyncio.create_task(outbox.run(settings.billing_interval_seconds)),
             asyncio.create_task(telemetry_loop(sessionmaker, settings, clock)),
+            asyncio.create_task(insights_loop(sessionmaker, settings, clock, gpu_prices)),
         ]
         if settings.autoscale_enabled:
             background.append(
@@ -176,6 +182,7 @@ def create_app(
             *GATEWAY_ROUTES,
             *METERING_ROUTES,
             *TELEMETRY_ROUTES,
+            *INSIGHTS_ROUTES,
             *BILLING_ROUTES,
             *STRIPE_ROUTES,
             portal_router(),

@@ -7,6 +7,7 @@ from control_plane.db.base import Base
 from control_plane.endpoints import models as _endpoints_models
 from control_plane.http import models as _http_models
 from control_plane.identity import models as _identity_models
+from control_plane.insights import models as _insights_models
 from control_plane.inventory import models as _inventory_models
 from control_plane.metering import models as _metering_models
 from control_plane.pools import models as _pools_models
@@ -24,6 +25,7 @@ _LOADED = (
     _endpoints_models,
     _http_models,
     _identity_models,
+    _insights_models,
     _inventory_models,
     _keys_models,
     _metering_models,

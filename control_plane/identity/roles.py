@@ -47,6 +47,8 @@ class Permission(StrEnum):
     INFERENCE_INVOKE = "inference:invoke"  # call endpoints through the gateway
     MODELS_VALIDATE = "models:validate"  # approve or reject model versions (governance)
     USAGE_READ = "usage:read"  # metered usage (GPU-seconds, tokens) by any dimension
+    INSIGHTS_READ = "insights:read"  # GPU waste, utilization and right-sizing advice
+    INSIGHTS_WRITE = "insights:write"  # apply, dismiss, snooze advice; analyse now
 
 
 class ProviderPermission(StrEnum):
@@ -84,6 +86,7 @@ _READ_ONLY = frozenset(
         Permission.TENANCIES_READ,
         Permission.ENDPOINTS_READ,
         Permission.USAGE_READ,
+        Permission.INSIGHTS_READ,
     }
 )
 
@@ -103,6 +106,8 @@ TENANT_GRANTS: dict[TenantRole, frozenset[Permission]] = {
             Permission.ENDPOINTS_WRITE,
             Permission.INFERENCE_INVOKE,
             Permission.USAGE_READ,
+            Permission.INSIGHTS_READ,
+            Permission.INSIGHTS_WRITE,
         }
     ),
     TenantRole.BILLING: frozenset(
@@ -112,6 +117,7 @@ TENANT_GRANTS: dict[TenantRole, frozenset[Permission]] = {
             Permission.BILLING_READ,
             Permission.BILLING_WRITE,
             Permission.USAGE_READ,
+            Permission.INSIGHTS_READ,
         }
     ),
     TenantRole.AUDITOR: _READ_ONLY,

@@ -10,7 +10,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -36,6 +36,7 @@ _SLICES = (1000, 500, 250)  # shares of a sliceable card offered as alternatives
 PriceKey = tuple[str, str, str]  # org, region, tenancy kind
 
 
+@runtime_checkable
 class GpuPricer(Protocol):
     """Billing's answer to "what does a GPU-hour of each model cost this organization?"."""
 
@@ -121,6 +122,7 @@ def _tenancy(
         gpus=tuple(sorted((g.features for g in gpus), key=lambda f: f.gpu_id)),
         alternatives=_alternatives(t, by_model, catalog, regions.get(t.region, set())),
         resizable=t.kind != "bare_metal",
+        tdp_watts=catalog[t.gpu_model].tdp_watts if t.gpu_model in catalog else 0,
     )  # fmt: skip
 
 

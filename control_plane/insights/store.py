@@ -126,10 +126,10 @@ async def save_waste_days(
         currency, by_model = prices.get((org, region, kind), ("", {}))
         if not currency:
             continue
-        cell = days[(org, day, currency)]
-        cell[0] += hours
-        cell[1] += idle
-        cell[2] += by_model.get(model, Decimal(0)) * Decimal(str(round(idle, 6)))
+        tally = days[(org, day, currency)]
+        tally[0] += hours
+        tally[1] += idle
+        tally[2] += by_model.get(model, Decimal(0)) * Decimal(str(round(idle, 6)))
     stale = delete(WasteDay).where(WasteDay.day >= since.date(), WasteDay.day <= until.date())
     if org_ids is not None:
         stale = stale.where(WasteDay.org_id.in_(list(org_ids)))
