@@ -106,8 +106,10 @@ class Agent:
         return cls(client, {"authorization": f"Bearer {issued['credential']}"},
                    sorted(gpus, key=lambda g: g["index"]))  # fmt: skip
 
-    async def report(self, index: int, start: datetime, end: datetime, util: int, mem_mib: int,
-                     *, procs: int = 1, step: timedelta = timedelta(minutes=10)) -> None:  # fmt: skip
+    async def report(
+        self, index: int, start: datetime, end: datetime, util: int, mem_mib: int,
+        *, procs: int = 1, step: timedelta = timedelta(minutes=10),
+    ) -> None:  # fmt: skip
         """Samples of GPU ``index`` every ``step`` over ``[start, end)``, sent in batches."""
         gpu, at, samples = self.gpus[index], start, []
         while at < end:
