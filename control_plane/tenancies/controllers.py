@@ -36,6 +36,7 @@ from control_plane.tenancies.schemas import (
     TenancySchedule,
     WorkloadProfile,
 )
+from control_plane.tenancies.stranded import RegionStranded, stranded_capacity
 from control_plane.tenancies.wiring import wake_reconciler
 
 OrgId = Annotated[str, Parameter(max_length=40)]
@@ -271,9 +272,23 @@ class QuotaController(Controller):
         return await quotas.set_rule(db, data, clock.now())
 
 
+class StrandedController(Controller):
+    path = "/api/v1/fleet/stranded"
+    tags = ["tenancies"]
+
+    @get(
+        "/",
+        opt=provider(ProviderPermission.INVENTORY_READ),
+        summary="Free GPU share each offered shape cannot use (fragmentation), per region",
+    )
+    async def stranded(self, operator: ProviderScope, db: AsyncSession) -> list[RegionStranded]:
+        return await stranded_capacity(db)
+
+
 ROUTES: list[ControllerRouterHandler] = [
     TenancyController,
     CapacityController,
     ShapeController,
     QuotaController,
+    StrandedController,
 ]
