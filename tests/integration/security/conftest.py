@@ -22,11 +22,13 @@ from control_plane.identity.models import ApiKey, Membership, User
 from control_plane.identity.roles import Permission, ProviderRole, TenantRole
 from control_plane.identity.secrets import split_api_key
 from control_plane.ids import new_id
+from control_plane.insights.models import Recommendation
 from control_plane.inventory.lifecycle import NodeState
 from control_plane.inventory.models import Gpu, Node
 from control_plane.pools.models import Pool, PoolWindow
 from control_plane.seed.demo import seed_catalog
 from control_plane.sovereignty.keys.models import PROVIDER_KEYRING, Secret, SecretKind
+from control_plane.telemetry.models import NodeCredential
 from control_plane.tenancies.models import GpuAllocation, GpuClaim, Shape, Tenancy
 from tests.fixtures.access import AccessWorld, build_access_world
 from tests.fixtures.factories import Account, Tenant, make_api_key, make_org, make_user
@@ -91,6 +93,8 @@ class World:
     draft_invoice_id: str = ""  # a draft invoice of the victim (last month, no usage)
     final_invoice_id: str = ""  # a finalized, unpaid one (100.00 CAD before tax)
     budget_id: str = ""  # a budget of the victim (CAD, no webhook)
+    recommendation_id: str = ""  # open advice on the victim's tenancy (auto-release when idle)
+    agent_credential_id: str = ""  # a node agent credential of node_id
 
 
 async def build_catalog(db: AsyncSession, clock: Clock) -> None:
@@ -235,7 +239,10 @@ async def build_world(db: AsyncSession, clock: Clock, store: Path | None = None)
     draft_invoice_id = await _make_invoice(db, victim.org_id, final=False)
     final_invoice_id = await _make_invoice(db, victim.org_id, final=True)
     budget_id = await _make_budget(db, victim.org_id)
-    markers |= {tenancy_id, endpoint_id, single_id, draft_invoice_id, final_invoice_id, budget_id}
+    recommendation_id = await _make_recommendation(db, victim.org_id, tenancy_id)
+    agent_credential_id = await _make_agent_credential(db, node_id)
+    markers |= {tenancy_id, endpoint_id, single_id, draft_invoice_id, final_invoice_id, budget_id,
+                recommendation_id}  # fmt: skip
     access = await build_access_world(
         db, clock, victim.org_id, {name: account for name, (account, _, _) in operators.items()}
     )
@@ -261,6 +268,8 @@ async def build_world(db: AsyncSession, clock: Clock, store: Path | None = None)
         draft_invoice_id=draft_invoice_id,
         final_invoice_id=final_invoice_id,
         budget_id=budget_id,
+        recommendation_id=recommendation_id,
+        agent_credential_id=agent_credential_id,
     )
 
 
@@ -313,6 +322,35 @@ async def _make_tenancy(db: AsyncSession, org_id: str, node_id: str) -> str:
     )  # fmt: skip
     await db.flush()
     return tenancy.id
+
+
+async def _make_recommendation(db: AsyncSession, org_id: str, tenancy_id: str) -> str:
+    """Open advice to release the victim's tenancy when idle (applying it is harmless)."""
+    now = datetime.now(UTC)
+    rec = Recommendation(
+        id=new_id("rec"), org_id=org_id, rule="night_idle", target_kind="tenancy",
+        target_id=tenancy_id, target_name="iso-tenancy", region=NODE_REGION,
+        title="Idle every night", action={"kind": "schedule",
+        "params": {"idle_release_minutes": 60}, "summary": "release after 60 idle minutes"},
+        monthly_savings=Decimal("100.00"), currency="CAD", energy_kwh_month=Decimal("10.0"),
+        co2e_kg_month=Decimal("0.1"), confidence=0.9, evidence={"nights": 7},
+        wasted_gpu_hours=63.0, state="open", snoozed_until=None, note="", first_seen_at=now,
+        last_seen_at=now, decided_at=None, decided_by=None,
+    )  # fmt: skip
+    db.add(rec)
+    await db.flush()
+    return rec.id
+
+
+async def _make_agent_credential(db: AsyncSession, node_id: str) -> str:
+    """A credential of the node's agent (its secret is not needed here)."""
+    row = NodeCredential(
+        id=new_id("ncr"), node_id=node_id, prefix=f"cpn_{unique():012d}", secret_hash="0" * 64,
+        created_by="isolation", created_at=datetime.now(UTC), revoked_at=None, last_used_at=None,
+    )  # fmt: skip
+    db.add(row)
+    await db.flush()
+    return row.id
 
 
 async def _make_shape(db: AsyncSession) -> str:

@@ -65,7 +65,7 @@ class Outcome(StrEnum):
 class Rule:
     """Who may call an operation, as the access model documents it (docs/security.md)."""
 
-    access: str  # "public", "authenticated", "tenant" or "provider"
+    access: str  # "public", "node-agent", "authenticated", "tenant" or "provider"
     permission: Permission | None = None
     provider_permission: ProviderPermission | None = None
     # Provider routes that act on a place: plain operators only in their home jurisdiction.
@@ -93,6 +93,8 @@ class Rule:
 
 
 PUBLIC = Rule("public")
+# Routes only a node agent's credential opens: no user or API key gets in.
+NODE_AGENT = Rule("node-agent", answer=Outcome.UNAUTHENTICATED)
 AUTHENTICATED = Rule("authenticated")
 SSO_OFF = Rule("public", answer=Outcome.HIDDEN)
 
@@ -410,6 +412,31 @@ EXPECTATIONS: dict[str, tuple[Rule, Build]] = {
             {"to": "draining", "reason": "isolation test"},
         ),
     ),
+    # Node agents and their credentials (telemetry); the fleet's utilization and stranding.
+    "POST /api/v1/telemetry/batches": (
+        NODE_AGENT,
+        lambda w, n: Call("/api/v1/telemetry/batches", {"batch_id": f"iso-{n}", "samples": []}),
+    ),
+    "POST /api/v1/nodes/{node_id}/agent-credentials": (
+        provider(ProviderPermission.NODES_ENROLL),
+        lambda w, n: Call(f"/api/v1/nodes/{w.node_id}/agent-credentials"),
+    ),
+    "GET /api/v1/nodes/{node_id}/agent-credentials": (
+        provider(ProviderPermission.INVENTORY_READ),
+        lambda w, n: Call(f"/api/v1/nodes/{w.node_id}/agent-credentials"),
+    ),
+    "DELETE /api/v1/nodes/{node_id}/agent-credentials/{credential_id}": (
+        provider(ProviderPermission.NODES_ENROLL),
+        lambda w, n: Call(f"/api/v1/nodes/{w.node_id}/agent-credentials/{w.agent_credential_id}"),
+    ),
+    "GET /api/v1/fleet/utilization": (
+        provider(ProviderPermission.INVENTORY_READ),
+        lambda w, n: Call("/api/v1/fleet/utilization"),
+    ),
+    "GET /api/v1/fleet/stranded": (
+        provider(ProviderPermission.INVENTORY_READ),
+        lambda w, n: Call("/api/v1/fleet/stranded"),
+    ),
     "POST /api/v1/nodes/import": (
         provider(ProviderPermission.NODES_ENROLL),
         lambda w, n: Call("/api/v1/nodes/import", {"format": "csv", "content": _import_file(n)}),
@@ -611,6 +638,49 @@ EXPECTATIONS: dict[str, tuple[Rule, Build]] = {
     "POST /api/v1/orgs/{org_id}/tenancies/{tenancy_id}/resize": (
         tenant(Permission.TENANCIES_WRITE, destructive=True),
         lambda w, n: Call(_tenancies(w, f"/{w.tenancy_id}/resize"), {"gpus_per_node": 2}),
+    ),
+    "POST /api/v1/orgs/{org_id}/tenancies/{tenancy_id}/schedule": (
+        tenant(Permission.TENANCIES_WRITE),
+        lambda w, n: Call(_tenancies(w, f"/{w.tenancy_id}/schedule"), {"idle_release_minutes": 90}),
+    ),
+    # Utilization, waste and advice (applying, dismissing, snoozing change the advice's state:
+    # each caller gets a fresh world).
+    "GET /api/v1/orgs/{org_id}/utilization": (
+        tenant(Permission.TENANCIES_READ),
+        lambda w, n: Call(f"/api/v1/orgs/{_org(w)}/utilization"),
+    ),
+    "GET /api/v1/orgs/{org_id}/waste": (
+        tenant(Permission.INSIGHTS_READ),
+        lambda w, n: Call(f"/api/v1/orgs/{_org(w)}/waste"),
+    ),
+    "GET /api/v1/orgs/{org_id}/recommendations": (
+        tenant(Permission.INSIGHTS_READ),
+        lambda w, n: Call(f"/api/v1/orgs/{_org(w)}/recommendations"),
+    ),
+    "GET /api/v1/orgs/{org_id}/recommendations/{rec_id}": (
+        tenant(Permission.INSIGHTS_READ),
+        lambda w, n: Call(f"/api/v1/orgs/{_org(w)}/recommendations/{w.recommendation_id}"),
+    ),
+    "POST /api/v1/orgs/{org_id}/recommendations/analyze": (
+        tenant(Permission.INSIGHTS_WRITE),
+        lambda w, n: Call(f"/api/v1/orgs/{_org(w)}/recommendations/analyze"),
+    ),
+    "POST /api/v1/orgs/{org_id}/recommendations/{rec_id}/apply": (
+        tenant(Permission.INSIGHTS_WRITE, destructive=True),
+        lambda w, n: Call(f"/api/v1/orgs/{_org(w)}/recommendations/{w.recommendation_id}/apply"),
+    ),
+    "POST /api/v1/orgs/{org_id}/recommendations/{rec_id}/dismiss": (
+        tenant(Permission.INSIGHTS_WRITE, destructive=True),
+        lambda w, n: Call(
+            f"/api/v1/orgs/{_org(w)}/recommendations/{w.recommendation_id}/dismiss",
+            {"reason": "isolation"},
+        ),
+    ),
+    "POST /api/v1/orgs/{org_id}/recommendations/{rec_id}/snooze": (
+        tenant(Permission.INSIGHTS_WRITE, destructive=True),
+        lambda w, n: Call(
+            f"/api/v1/orgs/{_org(w)}/recommendations/{w.recommendation_id}/snooze", {"days": 3}
+        ),
     ),
     "POST /api/v1/orgs/{org_id}/tenancies/{tenancy_id}/release": (
         tenant(Permission.TENANCIES_WRITE),
@@ -939,7 +1009,7 @@ CSRF_PROBE = "session-without-csrf"
 
 def expected_outcome(rule: Rule, caller: Caller) -> Outcome:
     """What the access model says ``caller`` gets from an operation governed by ``rule``."""
-    if rule.access == "public":
+    if rule.access in ("public", "node-agent"):
         return rule.answer
     if caller.kind == "anonymous":
         return Outcome.UNAUTHENTICATED
@@ -979,7 +1049,7 @@ def expected_outcome(rule: Rule, caller: Caller) -> Outcome:
 def _callers(method: str, rule: Rule, world: World) -> list[Caller]:
     """The callers of one operation; unsafe non-public ones first get a CSRF-less session."""
     callers = [world.callers[name] for name in CALLER_ORDER]
-    if method in UNSAFE and rule.access != "public":
+    if method in UNSAFE and rule.access not in ("public", "node-agent"):
         strongest = world.callers["operator-admin" if rule.access == "provider" else "victim-owner"]
         callers.insert(
             0,
