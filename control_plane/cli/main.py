@@ -57,11 +57,13 @@ def seed_demo_command() -> None:
     """Add the demo organization, logins, regions and fleet (idempotent)."""
     from control_plane.seed.demo import DEMO_LOGINS
 
-    added, endpoint, billing = asyncio.run(_seed_demo(Settings()))
+    added, endpoint, billing, telemetry = asyncio.run(_seed_demo(Settings()))
     click.echo(
         f"demo data ready (added {added['users']} users, {added['regions']} regions, "
         f"{added['nodes']} nodes, {billing['price_books']} price books, "
-        f"{billing['usage_events']} sample usage events, {billing['invoices']} invoices)"
+        f"{billing['usage_events']} sample usage events, {billing['invoices']} invoices, "
+        f"{telemetry['tenancies']} tenancies with {telemetry['samples']} GPU samples; "
+        f"{telemetry['recommendations']} waste findings)"
     )
     if endpoint.created:
         click.echo(f"inference endpoint demo-chat (ca-qc-1) serves {endpoint.model}")
@@ -71,12 +73,14 @@ def seed_demo_command() -> None:
 
 async def _seed_demo(
     settings: Settings,
-) -> tuple[dict[str, int], DemoEndpoint, dict[str, int]]:
+) -> tuple[dict[str, int], DemoEndpoint, dict[str, int], dict[str, int]]:
+    from billing.prices.gpu_prices import GpuHourPrices
     from billing.seed import seed_billing_demo
     from control_plane.clock import Clock
     from control_plane.db.engine import make_engine, make_sessionmaker
     from control_plane.seed.demo import seed_demo
     from control_plane.seed.demo_endpoint import seed_demo_endpoint
+    from control_plane.seed.demo_telemetry import seed_demo_telemetry
 
     engine = make_engine(settings.database_url)
     try:
@@ -87,7 +91,11 @@ async def _seed_demo(
             await session.commit()
             billing = await seed_billing_demo(session, Clock(), endpoint.id)
             await session.commit()
-            return added, endpoint, billing
+            telemetry = await seed_demo_telemetry(
+                session, Clock(), settings, GpuHourPrices(Clock()), make_sessionmaker(engine)
+            )
+            await session.commit()
+            return added, endpoint, billing, telemetry
     finally:
         await engine.dispose()
 

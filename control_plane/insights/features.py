@@ -26,8 +26,10 @@ class Thresholds:
     min_hours: int = 24  # fewer hours of telemetry than this: no finding at all
     # oversized: peak memory at most this share of the cheaper card (or MIG slice)...
     memory_headroom: float = 0.8
-    # ...and the p95 utilization of its busy hours at most this
+    # ...and the p95 utilization of its busy hours at most this...
     oversized_util_pct: float = 40.0
+    # ...and that load, projected onto the cheaper card's compute (by TDP), at most this
+    compute_fit_pct: float = 80.0
     # underused multi-GPU: a GPU counts as used when busy in at least this share of hours
     gpu_busy_share: float = 0.10
     # night: local hours [night_start, night_end) idle on at least this share of nights,

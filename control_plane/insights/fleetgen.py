@@ -70,25 +70,21 @@ def price_of(model: str, milli: int = 1000) -> Decimal:
 
 
 def alternatives_for(model: str, milli: int = 1000) -> tuple[Alternative, ...]:
-    """Other cards and smaller slices of this one, cheapest first."""
+    """Other cards, and slices of every sliceable card (this one's smaller than held), cheapest
+    first: what the control plane offers in a region that has them all."""
     alts = [
         Alternative(m.name, 1000, m.memory_mib, m.price, m.tdp_watts)
         for m in CATALOG.values()
         if m.name != model
     ]
-    own = CATALOG[model]
-    if own.mig:
-        alts += [
-            Alternative(
-                own.name,
-                s,
-                own.memory_mib * s // 1000,
-                price_of(own.name, s),
-                own.tdp_watts * s // 1000,
-            )
-            for s in SLICES
-            if s < milli
-        ]
+    for card in CATALOG.values():
+        if card.mig:
+            alts += [
+                Alternative(card.name, s, card.memory_mib * s // 1000, price_of(card.name, s),
+                            card.tdp_watts * s // 1000)
+                for s in SLICES
+                if card.name != model or s < milli
+            ]  # fmt: skip
     return tuple(sorted(alts, key=lambda a: (a.hourly_price, -a.memory_mib)))
 
 
@@ -322,13 +318,18 @@ def _mem(rng: random.Random, model: str, lo: float, hi: float) -> int:
     return int(CATALOG[model].memory_mib * rng.uniform(lo, hi))
 
 
+PLANTED_LOAD = (22.0, 34.0)  # busy-hour p95 of the light jobs oversized and look-alikes run
+
+
 def _fit_limit(model: str, th: Thresholds) -> int:
-    """Largest peak memory that some cheaper alternative of ``model`` fits (0: none)."""
-    price = price_of(model)
+    """Largest peak memory that some cheaper alternative of ``model`` fits (0: none), among
+    those whose compute carries the light jobs' highest load (as the rule projects it)."""
+    own = CATALOG[model]
     fits = [
         int(th.memory_headroom * a.memory_mib)
         for a in alternatives_for(model)
-        if a.hourly_price < price
+        if a.hourly_price < own.price
+        and PLANTED_LOAD[1] * own.tdp_watts / a.tdp_watts <= th.compute_fit_pct
     ]
     return max(fits, default=0)
 
@@ -396,14 +397,17 @@ def _light_load(
 
 
 SLICEABLE = ("H100-80GB", "A100-80GB", "L40S")  # cards with a cheaper alternative
+# Cards a light job can leave for a cheaper one that still carries its compute (an L40S job
+# at 30% would need more than an L4 has).
+OVERSIZABLE = ("H100-80GB", "A100-80GB")
 
 
 def plant_oversized(rng: random.Random, cal: _Calendar) -> tuple[_Shape, list[_GpuPlan]]:
     """Busy hours at p95 22-34% and peak memory well inside a cheaper card (or slice)."""
-    model, n = rng.choice(SLICEABLE), rng.choice((1, 2, 4))
+    model, n = rng.choice(OVERSIZABLE), rng.choice((1, 2, 4))
     limit = _fit_limit(model, Thresholds())
     mems = [rng.randint(int(limit * 0.3), int(limit * 0.85)) for _ in range(n)]
-    plans = _light_load(rng, cal, model, mems, 22, 34)
+    plans = _light_load(rng, cal, model, mems, *PLANTED_LOAD)
     return _Shape("oversized_gpu", frozenset({Rule.OVERSIZED_GPU}), model, n), plans
 
 
@@ -412,7 +416,8 @@ def plant_memory_heavy(rng: random.Random, cal: _Calendar) -> tuple[_Shape, list
     model, n = rng.choice(SLICEABLE), rng.choice((1, 2, 4))
     limit, card_mib = _fit_limit(model, Thresholds()), CATALOG[model].memory_mib
     mems = [rng.randint(int(limit * 1.08), int(card_mib * 0.95)) for _ in range(n)]
-    return _Shape("memory_heavy", frozenset(), model, n), _light_load(rng, cal, model, mems, 22, 34)
+    plans = _light_load(rng, cal, model, mems, *PLANTED_LOAD)
+    return _Shape("memory_heavy", frozenset(), model, n), plans
 
 
 def plant_compute_heavy(rng: random.Random, cal: _Calendar) -> tuple[_Shape, list[_GpuPlan]]:

@@ -283,14 +283,26 @@ def underused_multi_gpu(t: TenancyFeatures, th: Thresholds, left: Remaining) -> 
 
 
 def _cheapest_fit(
-    t: TenancyFeatures, th: Thresholds, left: Remaining, peak_mib: int
+    t: TenancyFeatures, th: Thresholds, left: Remaining, peak_mib: int, load: float
 ) -> Alternative | None:
+    """The cheapest other card or slice that holds the peak memory with headroom and whose
+    compute carries the load: compute is taken as proportional to the card's TDP (a proxy
+    that holds within a generation and errs on the safe side across them), so the load
+    projected onto it, ``load x held TDP / its TDP``, must stay within ``compute_fit_pct``.
+    Slices are for one GPU only (a share of a GPU is for a single-GPU tenancy)."""
+    held_tdp = t.tdp_watts * left.gpu_milli / 1000
     for alt in sorted(t.alternatives, key=lambda a: a.hourly_price):
         if alt.hourly_price >= left.price:
             return None
-        same = alt.gpu_model == left.gpu_model and alt.gpu_milli == left.gpu_milli
-        if not same and peak_mib <= th.memory_headroom * alt.memory_mib:
-            return alt
+        if alt.gpu_model == left.gpu_model and alt.gpu_milli == left.gpu_milli:
+            continue
+        if alt.gpu_milli < 1000 and left.count > 1:
+            continue
+        if peak_mib > th.memory_headroom * alt.memory_mib:
+            continue
+        if held_tdp and alt.tdp_watts and load * held_tdp / alt.tdp_watts > th.compute_fit_pct:
+            continue
+        return alt
     return None
 
 
@@ -305,7 +317,7 @@ def oversized_gpu(t: TenancyFeatures, th: Thresholds, left: Remaining) -> Findin
     load = max(g.busy_util_p95_mean if g.busy_hours else g.util_p95_max for g in gpus)
     if load > th.oversized_util_pct:
         return None
-    alt = _cheapest_fit(t, th, left, peak)
+    alt = _cheapest_fit(t, th, left, peak, load)
     if alt is None:
         return None
     held_tdp = t.tdp_watts * t.gpu_milli / 1000  # the draw budget of the share now held

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from control_plane.insights.features import GpuFeatures, Thresholds
+from control_plane.insights.features import Alternative, GpuFeatures, Thresholds
 from control_plane.insights.findings import ActionKind, Finding, Rule
 from control_plane.insights.rules import evaluate, evaluate_endpoint, evaluate_tenancy
 
@@ -133,22 +133,32 @@ class TestUnderusedMultiGpu:
 
 
 class TestOversizedGpu:
-    def test_small_memory_and_light_load_fit_the_cheapest_card(self) -> None:
+    def test_the_cheapest_card_whose_compute_carries_the_load_wins(self) -> None:
+        # An L4 holds 9 GiB but has a tenth of an H100's power budget: 30% of an H100 would
+        # be 290% of it. Half an H100 carries it at 60%.
         light = gpu(mem_max_mib=9318, busy_util_p95_mean=30.0, power_mean_w=200.0)
 
         f = only(evaluate_tenancy(tenancy((light,)), TH), Rule.OVERSIZED_GPU)
 
-        assert f.title == "Peak memory 9.1 GiB of 80 GiB, busy p95 30%: L4 fits"
+        assert f.title == "Peak memory 9.1 GiB of 80 GiB, busy p95 30%: 0.5 H100-80GB fits"
         assert f.action.params == {
-            "gpu_model": "L4",
-            "gpu_milli": 1000,
+            "gpu_model": "H100-80GB",
+            "gpu_milli": 500,
             "gpus_per_node": 1,
             "node_count": 1,
         }
-        assert f.monthly_savings == Decimal("2774.00")  # (4.50 - 0.70) x 730
-        # 200 W x (1 - 72 / 700) x 730 h x 1.2 = 157.18 kWh
-        assert f.energy_kwh_month == Decimal("157.2")
-        assert f.co2e_kg_month == Decimal("4.7")
+        assert f.monthly_savings == Decimal("1642.50")  # (4.50 - 2.25) x 730
+        # 200 W x (1 - 350 / 700) x 730 h x 1.2 = 87.6 kWh
+        assert f.energy_kwh_month == Decimal("87.6")
+        assert f.co2e_kg_month == Decimal("2.6")
+
+    def test_a_light_job_does_not_move_to_a_card_it_would_overrun(self) -> None:
+        light = gpu(mem_max_mib=9318, busy_util_p95_mean=30.0)
+        l4 = Alternative("L4", 1000, 24576, Decimal("0.70"), 72)
+        t = tenancy((light,), gpu_model="L40S", hourly_price=Decimal("1.60"), tdp_watts=350,
+                    alternatives=(l4,))  # fmt: skip
+
+        assert evaluate_tenancy(t, TH) == []
 
     def test_a_slice_when_the_smaller_card_lacks_headroom(self) -> None:
         light = gpu(mem_max_mib=25000, busy_util_p95_mean=30.0)
@@ -182,10 +192,12 @@ class TestOversizedGpu:
 
         assert (shrink.rule, smaller.rule) == (Rule.UNDERUSED_MULTI_GPU, Rule.OVERSIZED_GPU)
         assert shrink.monthly_savings == Decimal("6570.00")  # 2 x 4.50 x 730
-        assert smaller.monthly_savings == Decimal("5548.00")  # 2 x (4.50 - 0.70) x 730
+        # Two GPUs kept: no slices (a share is for one GPU), an L4 lacks the compute.
+        assert smaller.monthly_savings == Decimal("2482.00")  # 2 x (4.50 - 2.80) x 730
         assert smaller.action.params["gpus_per_node"] == 2
-        # together: 4 H100 now, 2 L4 after
-        before, after = 4 * Decimal("4.50") * 730, 2 * Decimal("0.70") * 730
+        assert smaller.action.params["gpu_model"] == "A100-80GB"
+        # together: 4 H100 now, 2 A100 after
+        before, after = 4 * Decimal("4.50") * 730, 2 * Decimal("2.80") * 730
         assert shrink.monthly_savings + smaller.monthly_savings == before - after
 
 
@@ -227,7 +239,7 @@ class TestNightIdle:
         smaller, nights = evaluate_tenancy(tenancy((light,)), TH)
 
         assert (smaller.rule, nights.rule) == (Rule.OVERSIZED_GPU, Rule.NIGHT_IDLE)
-        assert nights.monthly_savings == Decimal("191.62")  # 0.70 x 273.75 = 191.625
+        assert nights.monthly_savings == Decimal("615.94")  # 2.25 (half an H100) x 273.75
 
 
 class TestEndpoints:
