@@ -22,6 +22,7 @@ from control_plane.cli.client.tenancies import money
 from control_plane.insights.schemas import RecommendationRead, WasteReport
 from control_plane.sdk import Client, NotFoundError
 from control_plane.sdk.insights import STATES
+from control_plane.tenancies.schemas import TenancyRead
 
 org_option = click.option("--org", "org", metavar="ORG", help="Id or slug (default: current).")
 REC_FIELDS = (
@@ -176,7 +177,7 @@ def planned_changes(client: Client, org_id: str, rec: RecommendationRead) -> lis
         f"  {rec.target_kind} {rec.target_name or rec.target_id} ({rec.target_id}): "
         f"{rec.action.summary}",
     ]
-    current: Any = None
+    current: TenancyRead | None = None
     if rec.target_kind == "tenancy":
         try:
             current = client.tenancies.get(rec.target_id, org_id=org_id)
@@ -186,10 +187,21 @@ def planned_changes(client: Client, org_id: str, rec: RecommendationRead) -> lis
         state = current.state if current is not None else "?"
         lines.append(f"  state: {state} -> released (its GPUs return to the pool)")
     for key, value in sorted(rec.action.params.items()):
-        was = "" if current is None else f"{_plain(getattr(current, key, None))} -> "
-        lines.append(f"  {key.replace('_', ' ')}: {was}{_plain(value)}")
+        if current is None:
+            lines.append(f"  {key.replace('_', ' ')}: {_plain(value)}")
+            continue
+        before = _setting(current, key)
+        if before != value:
+            lines.append(f"  {key.replace('_', ' ')}: {_plain(before)} -> {_plain(value)}")
     lines.append(f"  saves about {money(rec.monthly_savings)} {rec.currency} a month")
     return lines
+
+
+def _setting(tenancy: TenancyRead, key: str) -> Any:
+    """A tenancy's current value of an advised setting (the GPU share is per allocation)."""
+    if key == "gpu_milli":
+        return tenancy.allocations[0].gpu_milli if tenancy.allocations else None
+    return getattr(tenancy, key, None)
 
 
 def show_waste(report: WasteReport) -> None:
@@ -207,11 +219,9 @@ def show_waste(report: WasteReport) -> None:
             ("SAVINGS/MONTH", lambda c: money(c.open_savings_per_month)),
         ]
         emit_table(report.currencies, cols)
-    click.echo(
-        f"open recommendations: {report.open_recommendations}; applied, they would save "
-        f"{_amount(report.energy_kwh_month)} kWh and {_amount(report.co2e_kg_month)} kg CO2e "
-        "a month"
-    )
+    click.echo(f"open recommendations: {report.open_recommendations}")
+    click.echo(f"if applied, they save {_amount(report.energy_kwh_month)} kWh and "
+               f"{_amount(report.co2e_kg_month)} kg CO2e a month")  # fmt: skip
 
 
 def _share(part: float, whole: float) -> str:

@@ -28,6 +28,7 @@ from control_plane.cli.client.base import (
     node_id_of,
     org_id_of,
 )
+from control_plane.sdk.telemetry import RegionStranded, ShapeFit
 from control_plane.telemetry.schemas import FleetReport, GpuSeries, UtilizationReport
 
 window_options = (
@@ -181,16 +182,20 @@ def fleet_stranded(inv: Invocation) -> None:
     if inv.json:
         emit_json(regions)
         return
-    rows = [(r, s) for r in regions for s in r.shapes]
+    rows: list[tuple[RegionStranded, ShapeFit | None]] = []
+    for region in regions:
+        rows.extend((region, fit) for fit in region.shapes)
+        if not region.shapes:
+            rows.append((region, None))
     cols: list[Column] = [
         ("REGION", lambda row: row[0].region),
         ("FREE GPUS", lambda row: f"{row[0].free_gpus:g}"),
-        ("SHAPE", lambda row: row[1].shape),
-        ("GPU MODEL", lambda row: row[1].gpu_model),
-        ("SIZE", lambda row: _size(row[1].gpus_per_node, row[1].gpu_milli)),
-        ("FITS", lambda row: row[1].fits),
-        ("USABLE GPUS", lambda row: f"{row[1].usable_gpus:g}"),
-        ("STRANDED GPUS", lambda row: f"{row[1].stranded_gpus:g}"),
+        ("SHAPE", lambda row: row[1].shape if row[1] else "(no shape offered)"),
+        ("GPU MODEL", lambda row: row[1] and row[1].gpu_model),
+        ("SIZE", lambda row: row[1] and _size(row[1].gpus_per_node, row[1].gpu_milli)),
+        ("FITS", lambda row: row[1] and row[1].fits),
+        ("USABLE GPUS", lambda row: row[1] and f"{row[1].usable_gpus:g}"),
+        ("STRANDED GPUS", lambda row: row[1] and f"{row[1].stranded_gpus:g}"),
     ]
     emit_list(inv, rows, cols)
 
@@ -234,7 +239,7 @@ def credential_issue(inv: Invocation, node: str, out: Path | None) -> None:
         click.echo(issued.credential)
     click.echo(
         f"credential {issued.id} for {issued.node_id}: shown once. Put it in a file only the "
-        "agent can read, e.g.\n  umask 077; cat > /etc/cpctl-agent/credential\n"
+        "agent can read (mode 0600), e.g.\n  umask 077; cat > /etc/cpctl-agent/credential\n"
         "then run: cpctl agent run --url URL --credential-file /etc/cpctl-agent/credential "
         "(or pass --out FILE next time)",
         err=True,
