@@ -277,3 +277,26 @@ def money_in(table: str) -> Decimal:
 def _write(path: Path, value: Any) -> Path:
     path.write_text(json.dumps(value))
     return path
+
+
+class TestRightSizingBySdkAndCpctl:
+    def test_resize_to_a_share_of_another_model_and_schedule_idle_release(
+        self, base_url: str, world: World, tmp_path: Path
+    ) -> None:
+        profiles(tmp_path, base_url, world)
+        with Client(base_url, world.secret) as customer:
+            created = customer.tenancies.create("infer", "vm", "ca-qc-1", gpu_model="h100",
+                                                gpus_per_node=1)  # fmt: skip
+            customer.tenancies.wait(created.id, "active", TIMEOUT)
+
+            customer.tenancies.resize(created.id, 1, gpu_model="l40s", gpu_milli=500)
+            moved = customer.tenancies.wait(created.id, "active", TIMEOUT)
+            scheduled = ok_json(cpctl(tmp_path, "-o", "json", "tenancies", "schedule",
+                                      created.id, "--idle-release-minutes", "60"))  # fmt: skip
+            off = customer.tenancies.schedule(created.id, None)
+
+        assert moved.gpu_model == "l40s"
+        assert [a.gpu_milli for a in moved.allocations] == [500]
+        assert moved.allocations[0].hostname == "e2e-l40s-00"
+        assert scheduled["idle_release_minutes"] == 60
+        assert off.idle_release_minutes is None
