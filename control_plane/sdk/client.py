@@ -14,6 +14,7 @@ from control_plane.sdk.audit import Audit
 from control_plane.sdk.billing import Billing, Usage
 from control_plane.sdk.endpoints import Endpoints
 from control_plane.sdk.errors import UnexpectedResponseError
+from control_plane.sdk.insights import Insights
 from control_plane.sdk.keys import Keys, ProviderSecrets, Secrets
 from control_plane.sdk.models import MeRead, SessionRead
 from control_plane.sdk.pools import Pools
@@ -27,6 +28,7 @@ from control_plane.sdk.resources import (
     Projects,
     Regions,
 )
+from control_plane.sdk.telemetry import Telemetry
 from control_plane.sdk.tenancies import Quotas, Shapes, Tenancies
 
 
@@ -86,6 +88,8 @@ class Client:
         self.endpoints = Endpoints(self._t)
         self.usage = Usage(self._t)
         self.billing = Billing(self._t)
+        self.insights = Insights(self._t)
+        self.telemetry = Telemetry(self._t)
 
     def __enter__(self) -> Client:
         return self

@@ -1,4 +1,4 @@
-"""Tenancies through the SDK: create, follow, resize and release GPU capacity; shapes,
+"""Tenancies through the SDK: create, follow, resize, schedule and release GPU capacity; shapes,
 shape suggestions and quotas.
 
 Every tenancy call acts on an organization: pass ``org_id=``, or leave it out to use the
@@ -30,6 +30,7 @@ from control_plane.tenancies.schemas import (
     ShapeSuggestion,
     TenancyEventRead,
     TenancyRead,
+    TenancySchedule,
 )
 
 __all__ = [
@@ -155,13 +156,33 @@ class Tenancies(_OrgScoped):
         gpus_per_node: int,
         node_count: int | None = None,
         *,
+        gpu_model: str | None = None,
+        gpu_milli: int | None = None,
         org_id: str | None = None,
     ) -> TenancyRead:
-        """Change the GPUs of an active tenancy; ``pending_resize`` is true until applied."""
-        body = _without_none({"gpus_per_node": gpus_per_node, "node_count": node_count})
+        """Change the GPUs of an active tenancy; ``pending_resize`` is true until applied.
+
+        ``gpu_model`` moves it to another GPU model of its region, ``gpu_milli`` (1 to 1000
+        thousandths) to a share of each GPU: right-sizing re-places the tenancy."""
+        body = _without_none({"gpus_per_node": gpus_per_node, "node_count": node_count,
+                              "gpu_model": gpu_model, "gpu_milli": gpu_milli})  # fmt: skip
         return self._t.call(
             "POST",
             self._path(org_id, f"/{_seg(tenancy_id)}/resize"),
+            TenancyRead,
+            body=body,
+            idempotency_key=True,
+        )
+
+    def schedule(
+        self, tenancy_id: str, idle_release_minutes: int | None, *, org_id: str | None = None
+    ) -> TenancyRead:
+        """Release the tenancy by itself after ``idle_release_minutes`` (5 to 10,080) without
+        a workload; ``None`` turns that off."""
+        body = TenancySchedule(idle_release_minutes=idle_release_minutes)
+        return self._t.call(
+            "POST",
+            self._path(org_id, f"/{_seg(tenancy_id)}/schedule"),
             TenancyRead,
             body=body,
             idempotency_key=True,

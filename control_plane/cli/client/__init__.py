@@ -18,10 +18,12 @@ from control_plane.cli.client.base import OUTPUTS
 from control_plane.cli.client.billing import billing_group, usage_group
 from control_plane.cli.client.catalog import gpu_models_group, regions_group
 from control_plane.cli.client.endpoints import endpoints_group
+from control_plane.cli.client.insights import insights_group
 from control_plane.cli.client.nodes import nodes_group
 from control_plane.cli.client.policy import policy_group
 from control_plane.cli.client.pools import pools_group
 from control_plane.cli.client.secrets import keys_group, provider_secrets_group, secrets_group
+from control_plane.cli.client.telemetry import fleet_group, utilization
 from control_plane.cli.client.tenancies import quotas_group, shapes_group, tenancies_group
 from control_plane.cli.client.tenants import (
     api_keys_group,
@@ -53,8 +55,10 @@ GROUPS = (
     endpoints_group,
     usage_group,
     billing_group,
+    insights_group,
+    fleet_group,
 )
-TOP_LEVEL = (login, logout, whoami)
+TOP_LEVEL = (login, logout, whoami, utilization)
 
 
 def register(cli: click.Group) -> None:

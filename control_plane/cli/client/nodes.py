@@ -20,6 +20,7 @@ from control_plane.cli.client.base import (
     limit_option,
     node_id_of,
 )
+from control_plane.cli.client.telemetry import agent_credential_group
 from control_plane.sdk.models import NodeState
 
 NODE_STATE = click.Choice([s.value for s in NodeState])
@@ -44,6 +45,9 @@ reason_option = click.option("--reason", required=True, help="Why (kept in the n
 @click.group("nodes")
 def nodes_group() -> None:
     """The fleet (provider operators; sign in with cpctl login)."""
+
+
+nodes_group.add_command(agent_credential_group)
 
 
 @api_command(nodes_group, "list")

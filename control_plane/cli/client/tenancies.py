@@ -1,5 +1,5 @@
 """``cpctl tenancies``, ``cpctl shapes`` and ``cpctl quotas``: rent GPU capacity, follow it
-to active, resize and release it; see the shapes on offer and the quotas that bind.
+to active, resize, schedule and release it; see the shapes on offer and the quotas that bind.
 
 ``--wait`` follows a tenancy's timeline on standard error while the result (table or JSON)
 still goes to standard output, so ``-o json`` output stays machine-readable.
@@ -206,6 +206,12 @@ def tenancies_events(inv: Invocation, tenancy_id: str, limit: int | None, org: s
 @click.argument("tenancy_id")
 @click.option("--gpus-per-node", type=click.IntRange(1, 64), required=True)
 @click.option("--nodes", "node_count", type=click.IntRange(1, 64), help="Default: unchanged.")
+@click.option("--gpu-model", help="Move to another GPU model of the region (e.g. l40s).")
+@click.option(
+    "--gpu-milli",
+    type=click.IntRange(1, 1000),
+    help="Thousandths of each GPU (e.g. 500 for half of each); default: unchanged.",
+)
 @click.option("--wait", "wait_", is_flag=True, help="Wait until the new size is applied.")
 @wait_timeout_option
 @org_option
@@ -214,6 +220,8 @@ def tenancies_resize(
     tenancy_id: str,
     gpus_per_node: int,
     node_count: int | None,
+    gpu_model: str | None,
+    gpu_milli: int | None,
     wait_: bool,
     timeout: float,
     org: str | None,
@@ -222,9 +230,36 @@ def tenancies_resize(
     with inv.client() as client:
         org_id = org_id_of(client, org)
         before = _event_ids(client, org_id, tenancy_id) if wait_ else set()
-        tenancy = client.tenancies.resize(tenancy_id, gpus_per_node, node_count, org_id=org_id)
+        tenancy = client.tenancies.resize(
+            tenancy_id, gpus_per_node, node_count, gpu_model=gpu_model, gpu_milli=gpu_milli,
+            org_id=org_id,
+        )  # fmt: skip
         if wait_:
             tenancy = _wait(client, org_id, tenancy_id, "active", timeout, before)
+    show_tenancy(inv, tenancy)
+
+
+@api_command(tenancies_group, "schedule")
+@click.argument("tenancy_id")
+@click.option(
+    "--idle-release-minutes",
+    type=click.IntRange(5, 10_080),
+    help="Release once no workload has run for this long.",
+)
+@click.option("--off", is_flag=True, help="Never release by itself when idle.")
+@org_option
+def tenancies_schedule(
+    inv: Invocation, tenancy_id: str, idle_release_minutes: int | None, off: bool,
+    org: str | None,
+) -> None:  # fmt: skip
+    """Make TENANCY_ID give its GPUs back by itself after --idle-release-minutes without a
+    workload, or never (--off)."""
+    if off == (idle_release_minutes is not None):
+        raise click.UsageError("give either --idle-release-minutes N or --off")
+    with inv.client() as client:
+        tenancy = client.tenancies.schedule(
+            tenancy_id, idle_release_minutes, org_id=org_id_of(client, org)
+        )
     show_tenancy(inv, tenancy)
 
 
