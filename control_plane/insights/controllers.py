@@ -110,6 +110,7 @@ class RecommendationController(Controller):
 class WasteController(Controller):
     path = "/api/v1/orgs/{org_id:str}/waste"
     tags = ["insights"]
+    dependencies = {"pricer": Provide(provide_pricer, sync_to_thread=False)}
 
     @get(
         "/",
@@ -118,10 +119,11 @@ class WasteController(Controller):
     )
     async def waste(
         self, org_id: OrgId, tenant: TenantScope, db: AsyncSession, clock: Clock,
-        days: Annotated[int, Parameter(ge=1, le=400)] = 30,
+        pricer: GpuPricer, days: Annotated[int, Parameter(ge=1, le=400)] = 30,
     ) -> WasteReport:  # fmt: skip
         until = clock.now().astimezone(UTC)
-        return await service.waste_report(db, tenant, org_id, until - timedelta(days=days), until)
+        since = until - timedelta(days=days)
+        return await service.waste_report(db, tenant, org_id, since, until, pricer)
 
 
 ROUTES = [RecommendationController, WasteController]

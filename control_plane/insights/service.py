@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from control_plane.clock import Clock
 from control_plane.endpoints import service as endpoints
 from control_plane.endpoints.schemas import ScaleSet
-from control_plane.errors import Conflict, Forbidden, NotFound
+from control_plane.errors import Conflict, NotFound
 from control_plane.identity.authz import TenantScope
 from control_plane.identity.roles import Permission
 from control_plane.insights.analysis import GpuPricer, analyze, window_of
@@ -37,8 +37,10 @@ from control_plane.insights.store import (
     DISMISSED,
     OPEN,
     SNOOZED,
+    DayWaste,
     save_findings,
     save_waste_days,
+    waste_days,
 )
 from control_plane.settings import Settings
 from control_plane.tenancies import service as tenancies
@@ -214,20 +216,30 @@ async def apply(
 
 
 async def waste_report(
-    db: AsyncSession, scope: TenantScope, org_id: str, since: datetime, until: datetime
+    db: AsyncSession,
+    scope: TenantScope,
+    org_id: str,
+    since: datetime,
+    until: datetime,
+    pricer: GpuPricer,
 ) -> WasteReport:
+    """The organization's idle GPU-hours per day with their cost, and what its open advice
+    would save. A project's API key sees its project's tenancies only (computed from the
+    rollups on the spot; the organization-wide days are kept by each analysis)."""
     scope.require(org_id)
     if scope.project_id:
-        raise Forbidden(detail="The waste report covers the whole organization; use a key "
-                               "that is not limited to one project.")  # fmt: skip
-    days = await db.execute(
-        select(WasteDay).where(
-            scope.org_filter(WasteDay.org_id), WasteDay.org_id == org_id,
-            WasteDay.day >= since.date(), WasteDay.day < until.date() + timedelta(days=1),
-        ).order_by(WasteDay.currency, WasteDay.day)
-    )  # fmt: skip
-    by_currency: dict[str, list[WasteDay]] = defaultdict(list)
-    for day in days.scalars():
+        days = await _project_days(db, scope, org_id, since, until, pricer)
+    else:
+        rows = await db.execute(
+            select(WasteDay).where(
+                scope.org_filter(WasteDay.org_id), WasteDay.org_id == org_id,
+                WasteDay.day >= since.date(), WasteDay.day < until.date() + timedelta(days=1),
+            ).order_by(WasteDay.currency, WasteDay.day)
+        )  # fmt: skip
+        days = [DayWaste(d.org_id, d.day, d.currency, d.gpu_hours, d.idle_gpu_hours, d.wasted)
+                for d in rows.scalars()]  # fmt: skip
+    by_currency: dict[str, list[DayWaste]] = defaultdict(list)
+    for day in days:
         by_currency[day.currency].append(day)
     open_recs = await list_recommendations(db, scope, org_id)
     savings: dict[str, Decimal] = defaultdict(Decimal)
@@ -253,3 +265,19 @@ async def waste_report(
         co2e_kg_month=sum((r.co2e_kg_month for r in open_recs), Decimal(0)),
         currencies=currencies,
     )  # fmt: skip
+
+
+async def _project_days(
+    db: AsyncSession,
+    scope: TenantScope,
+    org_id: str,
+    since: datetime,
+    until: datetime,
+    pricer: GpuPricer,
+) -> list[DayWaste]:
+    assert scope.project_id is not None
+    ids = await tenancy_ids_of_project(db, org_id, scope.project_id)
+    kinds = {t.id: t.kind for t in await live_tenancies(db, [org_id]) if t.id in set(ids)}
+    start = since.replace(hour=0, minute=0, second=0, microsecond=0)
+    end = until.replace(minute=0, second=0, microsecond=0)  # whole hours, as the analysis
+    return await waste_days(db, pricer, kinds, start, end, Thresholds(), [org_id], ids)

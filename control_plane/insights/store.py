@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
@@ -20,7 +21,7 @@ from control_plane.insights.findings import Finding
 from control_plane.insights.models import Recommendation, WasteDay
 from control_plane.telemetry.models import GpuHour
 
-__all__ = ["OPEN", "save_findings", "save_waste_days"]
+__all__ = ["OPEN", "DayWaste", "save_findings", "save_waste_days", "waste_days"]
 
 OPEN, APPLIED, DISMISSED, SNOOZED, RESOLVED = "open", "applied", "dismissed", "snoozed", "resolved"
 _REOPEN_APPLIED_AFTER = timedelta(days=1)  # applied, yet still wasteful a day later: reopen
@@ -90,16 +91,26 @@ def _reopens(row: Recommendation, now: datetime) -> bool:
     return False  # open stays open; dismissed stays dismissed
 
 
-async def save_waste_days(
+@dataclass(frozen=True, slots=True)
+class DayWaste:
+    org_id: str
+    day: date
+    currency: str
+    gpu_hours: float
+    idle_gpu_hours: float
+    wasted: Decimal
+
+
+async def waste_days(
     db: AsyncSession,
     pricer: GpuPricer,
     kinds: dict[str, str],
     since: datetime,
     until: datetime,
     th: Thresholds,
-    now: datetime,
     org_ids: Sequence[str] | None = None,
-) -> int:
+    tenancy_ids: Sequence[str] | None = None,
+) -> list[DayWaste]:
     """Idle GPU-hours per organization and day, priced at the organization's GPU-hour price
     of each model (``kinds`` maps tenancy ids to their kind, for kind-specific rates)."""
     h = GpuHour
@@ -110,6 +121,8 @@ async def save_waste_days(
     )  # fmt: skip
     if org_ids is not None:
         query = query.where(h.org_id.in_(list(org_ids)))
+    if tenancy_ids is not None:
+        query = query.where(h.tenancy_id.in_(list(tenancy_ids)))
     held: dict[tuple[str, Any, str, str, str], list[float]] = defaultdict(lambda: [0.0, 0.0])
     for org, hour, tenancy, region, model, share, peak in await db.execute(query):
         cell = held[(org or "", hour.date(), region, model, kinds.get(tenancy, ""))]
@@ -130,14 +143,33 @@ async def save_waste_days(
         tally[0] += hours
         tally[1] += idle
         tally[2] += by_model.get(model, Decimal(0)) * Decimal(str(round(idle, 6)))
+    return [
+        DayWaste(org, day, currency, round(hours, 3), round(idle, 3),
+                 money.quantize(_CENTS, ROUND_HALF_EVEN))
+        for (org, day, currency), (hours, idle, money) in sorted(days.items())
+    ]  # fmt: skip
+
+
+async def save_waste_days(
+    db: AsyncSession,
+    pricer: GpuPricer,
+    kinds: dict[str, str],
+    since: datetime,
+    until: datetime,
+    th: Thresholds,
+    now: datetime,
+    org_ids: Sequence[str] | None = None,
+) -> int:
+    """Keep :func:`waste_days` for the organizations (the trend the portal draws)."""
+    days = await waste_days(db, pricer, kinds, since, until, th, org_ids)
     stale = delete(WasteDay).where(WasteDay.day >= since.date(), WasteDay.day <= until.date())
     if org_ids is not None:
         stale = stale.where(WasteDay.org_id.in_(list(org_ids)))
     await db.execute(stale)
-    for (org, day, currency), (hours, idle, money) in days.items():
-        db.add(WasteDay(org_id=org, day=day, currency=currency, gpu_hours=round(hours, 3),
-                        idle_gpu_hours=round(idle, 3),
-                        wasted=money.quantize(_CENTS, ROUND_HALF_EVEN),
-                        updated_at=now))  # fmt: skip
+    db.add_all(
+        WasteDay(org_id=d.org_id, day=d.day, currency=d.currency, gpu_hours=d.gpu_hours,
+                 idle_gpu_hours=d.idle_gpu_hours, wasted=d.wasted, updated_at=now)
+        for d in days
+    )  # fmt: skip
     await db.flush()
     return len(days)

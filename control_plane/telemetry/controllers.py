@@ -82,9 +82,11 @@ class AgentCredentialController(Controller):
     )
     async def revoke(
         self, node_id: NodeId, credential_id: Annotated[str, Parameter(max_length=40)],
-        operator: ProviderScope, db: AsyncSession, clock: Clock,
+        operator: ProviderScope, db: AsyncSession, clock: Clock, request: Request[Any, Any, Any],
     ) -> CredentialRead:  # fmt: skip
-        return await credentials.revoke(db, clock, node_id, credential_id)
+        revoked = await credentials.revoke(db, clock, node_id, credential_id)
+        request.app.state.node_authenticator.forget()  # this replica at once; others within seconds
+        return revoked
 
 
 class UtilizationController(Controller):

@@ -14,8 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.audit.models import AuditEntryRow as AuditEntry
 from control_plane.clock import OffsetClock
+from control_plane.identity.roles import TenantRole
 from control_plane.tenancies.reconciler import Reconciler
-from tests.fixtures.factories import Tenant
+from tests.fixtures.factories import Tenant, bearer, make_api_key
 from tests.integration.insights.conftest import Agent, Client, must, roll_up
 
 HOURS = 30
@@ -131,6 +132,40 @@ class TestAdvice:
         assert Decimal(cad["wasted"]) == Decimal(str(cad["idle_gpu_hours"])) * 4
         assert Decimal(cad["open_savings_per_month"]) == Decimal("2920.00")
         assert after["state"] in ("releasing", "cleaning", "released")
+
+    async def test_a_project_key_sees_its_projects_waste_only(
+        self, app: Litestar, client: Client, clock: OffsetClock, reconciler: Reconciler,
+        customer: Tenant, member: dict[str, str], operator: dict[str, str],
+        nodes: dict[str, str], book: Any, db: AsyncSession,
+    ) -> None:  # fmt: skip
+        agent = await Agent.enrol(client, operator, nodes["h100"])
+        key = bearer(await make_api_key(db, customer, TenantRole.MEMBER))
+        await db.commit()
+        url = f"/api/v1/orgs/{customer.org_id}/tenancies"
+        body = {"kind": "slurm", "region": "ca-qc-1", "gpu_model": "h100", "gpus_per_node": 1}
+        mine = await must(client.post(url, json={**body, "name": "p1",
+                                                 "project_id": customer.project_id},
+                                       headers=member), 201)  # fmt: skip
+        other = await must(client.post(url, json={**body, "name": "p2"}, headers=member), 201)
+        await reconciler.converge()
+        clock.advance(HOURS * 3600)
+        end = clock.now()
+        for t in (mine, other):
+            [gpu] = indices(t)
+            await agent.report(gpu, end - timedelta(hours=HOURS - 1), end, util=0, mem_mib=9000)
+        await roll_up(app)
+        await analyse(client, customer, member)
+        waste = f"/api/v1/orgs/{customer.org_id}/waste"
+
+        org_wide = await must(client.get(waste, headers=member))
+        project = await must(client.get(waste, headers=key))
+        advice = await must(client.get(f"/api/v1/orgs/{customer.org_id}/recommendations",
+                                       headers=key))  # fmt: skip
+
+        [org_cad], [project_cad] = org_wide["currencies"], project["currencies"]
+        assert org_cad["idle_gpu_hours"] == 2 * project_cad["idle_gpu_hours"]
+        assert Decimal(org_cad["wasted"]) == 2 * Decimal(project_cad["wasted"])
+        assert [a["target_id"] for a in advice] == [mine["id"]]
 
     async def test_dismissed_advice_stays_dismissed_and_snoozed_advice_comes_back(
         self, app: Litestar, client: Client, clock: OffsetClock, reconciler: Reconciler,
