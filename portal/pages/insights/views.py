@@ -77,7 +77,9 @@ def heatmap(
     """One row per GPU (of a tenancy), one column per hour: mean utilization or null."""
     index = {hour: n for n, hour in enumerate(hours)}
     rows = []
+    counts: dict[str, int] = {}
     for series in report.gpus:
+        counts[series.tenancy_id] = counts.get(series.tenancy_id, 0) + 1
         values: list[float | None] = [None] * len(hours)
         for point in series.points:
             slot = index.get(hour_start(point.hour))
@@ -86,7 +88,7 @@ def heatmap(
         share = "" if series.share_milli >= 1000 else f" ({series.share_milli / 1000:g} GPU)"
         tenancy = tenancy_names.get(series.tenancy_id, series.tenancy_id or "unallocated")
         rows.append({
-            "label": f"{tenancy} · {series.gpu_model.upper()}{share}",
+            "label": f"{tenancy} · {series.gpu_model.upper()} #{counts[series.tenancy_id]}{share}",
             "gpu": series.gpu_id,
             "tenancy": tenancy,
             "values": values,
