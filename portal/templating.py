@@ -117,6 +117,7 @@ def shell_context(
         "is_billing_operator": principal is not None
         and provider_allows(principal.provider_role, ProviderPermission.BILLING_OPERATE),
         "nav_billing": _may_see_billing(principal, current_org_id),
+        "nav_insights": _may(principal, current_org_id, Permission.INSIGHTS_READ),
         "active": active,
         "current_path": request.url.path,
         "page_title": "",
@@ -130,6 +131,11 @@ def _may_see_billing(principal: Principal | None, org_id: str | None) -> bool:
     return role is not None and (
         tenant_allows(role, Permission.USAGE_READ) or tenant_allows(role, Permission.BILLING_READ)
     )
+
+
+def _may(principal: Principal | None, org_id: str | None, permission: Permission) -> bool:
+    role = principal.memberships.get(org_id) if principal and org_id else None
+    return role is not None and tenant_allows(role, permission)
 
 
 def _role_label(principal: Principal | None, org_id: str | None) -> str:

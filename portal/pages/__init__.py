@@ -12,6 +12,7 @@ from portal.pages import (
     billing_ops,
     dashboard,
     endpoints,
+    insights,
     inventory,
     keys,
     pools,
@@ -34,4 +35,5 @@ ROUTES: list[Any] = [
     *audit.ROUTES,
     *billing_ops.ROUTES,
     *billing.ROUTES,
+    *insights.ROUTES,
 ]

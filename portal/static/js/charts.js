@@ -23,29 +23,63 @@
       return;
     }
     var data = JSON.parse(source.textContent);
+    var stacked = data.stacked !== false;
     var datasets = data.series.map(function (series) {
-      return {
+      var colour = token(series.color || "--state-" + series.key, "#64748b");
+      var drawn = {
         label: series.label,
         data: series.values,
-        backgroundColor: token(series.color || "--state-" + series.key, "#64748b"),
+        backgroundColor: colour,
         borderColor: token("--color-surface", "#ffffff"),
         borderWidth: 1,
         borderRadius: 2,
         maxBarThickness: 48,
       };
+      if (series.type === "line") {
+        // A line over the bars (or alone): e.g. money per day, utilization per hour.
+        drawn = {
+          type: "line",
+          label: series.label,
+          data: series.values,
+          borderColor: colour,
+          backgroundColor: colour,
+          borderWidth: 2,
+          pointRadius: series.values.length > 60 ? 0 : 2,
+          tension: 0.2,
+          spanGaps: true,
+          order: -1,
+        };
+      }
+      if (series.axis === "y2") {
+        drawn.yAxisID = "y2";
+      }
+      return drawn;
     });
     var valueAxis = {
-      stacked: true,
+      stacked: stacked,
       beginAtZero: true,
       grid: { color: grid },
-      ticks: { precision: 0 },
+      ticks: { precision: data.precision || 0 },
       title: { display: true, text: data.axis },
     };
     var categoryAxis = {
-      stacked: true,
+      stacked: stacked,
       grid: { display: false },
       ticks: { autoSkip: true, maxRotation: 0 },
     };
+    var scales = data.horizontal
+      ? { x: valueAxis, y: categoryAxis }
+      : { x: categoryAxis, y: valueAxis };
+    if (data.axis2) {
+      // A second value axis on the right, for series in another unit (series.axis "y2").
+      scales.y2 = {
+        position: "right",
+        beginAtZero: true,
+        grid: { drawOnChartArea: false },
+        ticks: { precision: data.precision2 || 0 },
+        title: { display: true, text: data.axis2 },
+      };
+    }
     new Chart(canvas, {
       type: "bar",
       data: { labels: data.labels, datasets: datasets },
@@ -63,9 +97,7 @@
           },
           tooltip: { mode: "index" },
         },
-        scales: data.horizontal
-          ? { x: valueAxis, y: categoryAxis }
-          : { x: categoryAxis, y: valueAxis },
+        scales: scales,
       },
     });
   });
