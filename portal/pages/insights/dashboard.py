@@ -16,6 +16,7 @@ from control_plane.errors import NotFound
 from control_plane.identity.authz import TenantScope, tenant
 from control_plane.identity.roles import Permission
 from control_plane.insights import service
+from control_plane.insights.analysis import GpuPricer
 from control_plane.telemetry.queries import org_utilization
 from control_plane.tenancies import service as tenancies
 from portal.pages.insights import views
@@ -68,11 +69,12 @@ async def _tenancy_names(
 
 
 async def _figures(
-    db: AsyncSession, scope: TenantScope, org_id: str, clock: Clock
+    db: AsyncSession, scope: TenantScope, org_id: str, clock: Clock, pricer: GpuPricer
 ) -> dict[str, Any]:
     """The headline cards, the trend charts (one per currency) and the heatmap."""
     now = clock.now()
-    report = await service.waste_report(db, scope, org_id, now - timedelta(days=DAYS), now)
+    since = now - timedelta(days=DAYS)
+    report = await service.waste_report(db, scope, org_id, since, now, pricer)
     days = views.day_labels((now - timedelta(days=DAYS)).date(), now.date())
     last = views.hour_start(now)
     hours = [last - timedelta(hours=n) for n in range(HEATMAP_HOURS - 1, -1, -1)]
@@ -124,7 +126,8 @@ async def dashboard(
         scope.require(org_id, Permission.INSIGHTS_READ)
         listed = await service.list_recommendations(db, scope, org_id, FILTERS[show][1])
         notice, noticed = await _notice(db, scope, org_id, done, rec_id)
-        context.update(await _figures(db, scope, org_id, clock))
+        pricer: GpuPricer = request.app.state.gpu_prices
+        context.update(await _figures(db, scope, org_id, clock, pricer))
         context.update(
             advice=[views.advice_row(r) for r in listed],
             notice=notice,
