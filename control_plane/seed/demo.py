@@ -20,6 +20,7 @@ from control_plane.inventory.lifecycle import NodeState
 from control_plane.inventory.models import Gpu, GpuModel, Node, NodeEvent, Region, Site
 from control_plane.sovereignty.residency import service as residency
 from control_plane.sovereignty.residency.schemas import PolicyChange
+from control_plane.telemetry.agent.fake_nvml import fake_uuid
 from control_plane.tenancies import quotas, shapes
 from control_plane.tenancies.models import Shape
 from control_plane.tenancies.schemas import QuotaSet, ShapeCreate
@@ -126,6 +127,10 @@ FLEET = (
     ("us-ash-1", "us-a100", "a100", 8, 6),
     ("us-ash-1", "us-l40s", "l40s", 4, 4),
 )
+# Its GPUs carry the UUIDs of `cpctl agent --source fake` (four simulated GPUs), so an
+# agent run without a GPU reports for a real demo node (README quick start).
+AGENT_DEMO_NODE = "qc-l40s-05"
+FAKE_GPUS = 4
 # A few nodes shown in other lifecycle states: (hostname, path of states after enrolling)
 _STATE_PATHS = {
     "qc-h100-09": [NodeState.BURN_IN, NodeState.AVAILABLE, NodeState.DRAINING],
@@ -356,7 +361,11 @@ def _node(
             Gpu(
                 id=new_id("gpu"),
                 node_id=node.id,
-                uuid=f"GPU-{uuid.uuid5(uuid.NAMESPACE_DNS, f'{hostname}/{index}')}",
+                uuid=(
+                    fake_uuid(index)
+                    if hostname == AGENT_DEMO_NODE and index < FAKE_GPUS
+                    else f"GPU-{uuid.uuid5(uuid.NAMESPACE_DNS, f'{hostname}/{index}')}"
+                ),
                 index=index,
                 model_code=model,
                 nvlink_domain=f"{hostname}-nvl" if nvlink else None,

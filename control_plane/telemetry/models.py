@@ -107,6 +107,7 @@ class GpuHour(Base):
     util_p95: Mapped[float] = mapped_column(Float)
     util_max: Mapped[float] = mapped_column(Float)
     mem_mean_mib: Mapped[int] = mapped_column(Integer)
+    mem_p95_mib: Mapped[int] = mapped_column(Integer)
     mem_max_mib: Mapped[int] = mapped_column(Integer)
     mem_total_mib: Mapped[int] = mapped_column(Integer)
     power_mean_w: Mapped[float] = mapped_column(Float)

@@ -52,7 +52,7 @@ async def org_utilization(
     rows = await db.execute(
         select(GpuHour.gpu_id, GpuHour.tenancy_id, GpuHour.gpu_model_code, GpuHour.share_milli,
                GpuHour.hour, GpuHour.util_mean, GpuHour.util_p95, GpuHour.util_max,
-               GpuHour.mem_max_mib, GpuHour.energy_wh)
+               GpuHour.mem_max_mib, GpuHour.energy_wh, GpuHour.mem_p95_mib)
         .where(and_(*where))
         .order_by(GpuHour.gpu_id, GpuHour.tenancy_id, GpuHour.hour)
     )  # fmt: skip
@@ -60,7 +60,7 @@ async def org_utilization(
     series: dict[tuple[str, str], GpuSeries] = {}
     days: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
     weighted = held = idle = energy = 0.0
-    for gpu, tenancy, model, share, hour, mean, p95, peak, mem, wh in rows:
+    for gpu, tenancy, model, share, hour, mean, p95, peak, mem, wh, mem95 in rows:
         part = share / 1000
         day = days[hour.date().isoformat()]
         day[0] += part
@@ -77,7 +77,7 @@ async def org_utilization(
                 continue
             series[key] = GpuSeries(gpu_id=gpu, gpu_model=model, tenancy_id=tenancy,
                                     share_milli=share, points=[])  # fmt: skip
-        series[key].points.append(HourPoint(hour, mean, p95, mem, wh))
+        series[key].points.append(HourPoint(hour, mean, p95, mem, wh, mem95))
     return UtilizationReport(
         org_id=org_id, since=since, until=until, idle_util_pct=idle_pct,
         gpu_hours=round(held, 2), idle_gpu_hours=round(idle, 2),

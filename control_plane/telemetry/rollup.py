@@ -34,6 +34,7 @@ class HourStats:
     util_p95: float
     util_max: float
     mem_mean_mib: int
+    mem_p95_mib: int
     mem_max_mib: int
     mem_total_mib: int
     power_mean_w: float
@@ -61,7 +62,8 @@ def hour_stats(rows: Sequence[tuple[datetime, int, int, int, float, int, int | N
     ecc = [r[6] for r in rows if r[6] is not None]
     return HourStats(
         samples=n, util_mean=round(sum(util) / n, 2), util_p95=_p95(util),
-        util_max=float(max(util)), mem_mean_mib=round(sum(mem) / n), mem_max_mib=max(mem),
+        util_max=float(max(util)), mem_mean_mib=round(sum(mem) / n),
+        mem_p95_mib=int(_p95(mem)), mem_max_mib=max(mem),
         mem_total_mib=max(r[3] for r in rows), power_mean_w=round(power, 2),
         energy_wh=round(power * covered, 3), proc_max=max(r[5] for r in rows),
         ecc_errors=(max(ecc) - min(ecc)) if ecc else 0,
@@ -150,7 +152,8 @@ def _hour_rows(
 def _stats_columns(s: HourStats) -> dict[str, Any]:
     return {
         "samples": s.samples, "util_mean": s.util_mean, "util_p95": s.util_p95,
-        "util_max": s.util_max, "mem_mean_mib": s.mem_mean_mib, "mem_max_mib": s.mem_max_mib,
+        "util_max": s.util_max, "mem_mean_mib": s.mem_mean_mib, "mem_p95_mib": s.mem_p95_mib,
+        "mem_max_mib": s.mem_max_mib,
         "mem_total_mib": s.mem_total_mib, "power_mean_w": s.power_mean_w,
         "proc_max": s.proc_max, "ecc_errors": s.ecc_errors,
     }  # fmt: skip

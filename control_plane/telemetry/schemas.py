@@ -81,13 +81,15 @@ class CredentialCreated(msgspec.Struct):
 
 
 class HourPoint(msgspec.Struct, array_like=True):
-    """[hour, mean utilization %, p95 utilization %, peak memory MiB, energy Wh]"""
+    """[hour, mean utilization %, p95 utilization %, peak memory MiB, energy Wh, p95 memory
+    MiB]"""
 
     hour: datetime
     util_mean: float
     util_p95: float
     mem_max_mib: int
     energy_wh: float
+    mem_p95_mib: int = 0
 
 
 class GpuSeries(msgspec.Struct):

@@ -39,6 +39,7 @@ def upgrade() -> None:
         sa.Column("util_p95", sa.Float(), nullable=False),
         sa.Column("util_max", sa.Float(), nullable=False),
         sa.Column("mem_mean_mib", sa.Integer(), nullable=False),
+        sa.Column("mem_p95_mib", sa.Integer(), nullable=False),
         sa.Column("mem_max_mib", sa.Integer(), nullable=False),
         sa.Column("mem_total_mib", sa.Integer(), nullable=False),
         sa.Column("power_mean_w", sa.Float(), nullable=False),
