@@ -99,9 +99,10 @@ class UtilizationController(Controller):
         self, org_id: OrgId, tenant: TenantScope, db: AsyncSession, clock: Clock,
         since: datetime | None = None, until: datetime | None = None,
         tenancy: Annotated[str | None, Parameter(max_length=40)] = None,
+        endpoint: Annotated[str | None, Parameter(max_length=40)] = None,
     ) -> UtilizationReport:  # fmt: skip
         start, end = _window(clock, since, until)
-        return await queries.org_utilization(db, tenant, org_id, start, end, tenancy)
+        return await queries.org_utilization(db, tenant, org_id, start, end, tenancy, endpoint)
 
 
 class FleetController(Controller):

@@ -37,6 +37,7 @@ async def org_utilization(
     since: datetime,
     until: datetime,
     tenancy_id: str | None = None,
+    endpoint_id: str | None = None,
 ) -> UtilizationReport:
     scope.require(org_id)
     where: list[ColumnElement[bool]] = [
@@ -46,6 +47,8 @@ async def org_utilization(
     ]  # fmt: skip
     if tenancy_id:
         where.append(GpuHour.tenancy_id == tenancy_id)
+    if endpoint_id:  # the GPUs of the endpoint's replicas
+        where.append(GpuHour.endpoint_id == endpoint_id)
     if scope.project_id:
         where.append(GpuHour.tenancy_id.in_(
             await tenancy_ids_of_project(db, org_id, scope.project_id)))  # fmt: skip

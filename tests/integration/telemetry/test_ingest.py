@@ -9,12 +9,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from litestar import Litestar
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.clock import OffsetClock
 from control_plane.telemetry.models import GpuHour, GpuSample
 from control_plane.telemetry.tasks import expire
+from control_plane.tenancies.models import Tenancy
 from tests.fixtures.capacity import make_fleet, make_shape
 from tests.fixtures.factories import Tenant
 from tests.integration.telemetry.conftest import (
@@ -236,3 +237,33 @@ class TestRetention:
         assert (samples, hours) == (10, 0)
         assert await stored(db) == 0
         assert len((await db.execute(select(GpuHour))).scalars().all()) == 1
+
+
+class TestReads:
+    async def test_an_endpoints_replica_gpus_read_as_the_endpoints(
+        self, app: Litestar, client: Client, agent: dict[str, str], gpus: list[dict[str, Any]],
+        clock: OffsetClock, db: AsyncSession, customer: Tenant, member: dict[str, str],
+    ) -> None:  # fmt: skip
+        url = f"/api/v1/orgs/{customer.org_id}"
+        body = {"name": "replica-1", "kind": "slurm", "region": "ca-qc-1", "gpu_model": "h100",
+                "gpus_per_node": 1}  # fmt: skip
+        made = await must(client.post(f"{url}/tenancies", json=body, headers=member), 201)
+        await db.execute(update(Tenancy).where(Tenancy.id == made["id"])
+                         .values(managed_by="endpoint:ep_chat"))  # fmt: skip
+        await db.commit()
+        [index] = made["allocations"][0]["gpu_indices"]
+        clock.advance(3 * 3600)
+        start = hour_start(clock.now()) - timedelta(hours=2)
+        samples = minutes(gpus[index], start, [40] * 30)
+        await must(client.post(BATCHES, headers=agent, json={"batch_id": "ep", "samples": samples}))
+        await roll_up(app)
+
+        mine = await must(client.get(f"{url}/utilization", headers=member,
+                                     params={"endpoint": "ep_chat"}))  # fmt: skip
+        other = await must(client.get(f"{url}/utilization", headers=member,
+                                      params={"endpoint": "ep_other"}))  # fmt: skip
+
+        [series] = mine["gpus"]
+        assert (series["gpu_id"], series["tenancy_id"]) == (gpus[index]["id"], made["id"])
+        assert series["points"][0][1] == 40.0
+        assert other["gpus"] == []
