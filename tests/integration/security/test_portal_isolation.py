@@ -183,6 +183,23 @@ def pages(world: World) -> dict[tuple[str, str], Page]:
         ),
         **_endpoint_pages(world),
         **_billing_pages(world),
+        **_insights_pages(world),
+    }
+
+
+def _insights_pages(world: World) -> dict[tuple[str, str], Page]:
+    """The organization's waste page and the victim's open advice (snoozed, dismissed and
+    applied in turn: later callers get the 409 of decided advice, which is fine)."""
+    rec = f"/insights/{world.recommendation_id}"
+    return {
+        ("GET", "/insights"): Page("GET", "/insights", {}),
+        ("POST", "/insights/analyse"): Page("POST", "/insights/analyse", {}),
+        ("POST", "/insights/{rec_id:str}/snooze"): Page("POST", f"{rec}/snooze", {"days": "7"}),
+        ("POST", "/insights/{rec_id:str}/dismiss"): Page(
+            "POST", f"{rec}/dismiss", {"reason": "isolation"}
+        ),
+        ("POST", "/insights/{rec_id:str}/apply"): Page("POST", f"{rec}/apply", {}),
+        ("GET", "/operator/fleet"): Page("GET", "/operator/fleet", {}),
     }
 
 
@@ -277,6 +294,8 @@ ORG_CONTEXT = (
     "/billing/budgets",
     "/billing/budgets/delete",
     "/billing/profile",
+    "/insights",
+    "/insights/analyse",
 )
 # Operators ask for access from anywhere (the tenant's residency policy decides, not the
 # page), and see only their own requests: build_world's pending one is operator-ca's.
