@@ -10,6 +10,7 @@ import msgspec
 from msgspec import Meta
 
 from billing.bounds import bounded
+from control_plane.http.fields import PRINTABLE, Name
 
 UsageType = Literal["gpu_seconds", "tokens_in", "tokens_out", "cached_tokens"]
 Match = Annotated[str, Meta(max_length=100, description='"" matches any')]
@@ -144,11 +145,14 @@ class CreditRead(msgspec.Struct):
 
 
 class ProfileSet(_In):
-    legal_name: Annotated[str, Meta(min_length=1, max_length=200)]
+    legal_name: Name
     country: Annotated[str, Meta(pattern=r"^[A-Z]{2}$")]
-    email: Annotated[str, Meta(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254)]
+    email: Annotated[
+        str, Meta(pattern=r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+$",
+                  max_length=254)
+    ]  # fmt: skip
     subdivision: Annotated[str, Meta(pattern=r"^([A-Z0-9]{1,3})?$")] = ""
-    tax_id: Annotated[str, Meta(max_length=40)] = ""
+    tax_id: Annotated[str, Meta(max_length=40, pattern=PRINTABLE)] = ""
 
 
 class ProfileRead(msgspec.Struct):

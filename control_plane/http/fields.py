@@ -8,6 +8,7 @@ from msgspec import Meta
 
 # Printable text: no control characters, no lone surrogates (PostgreSQL would refuse them).
 _PRINTABLE = r"^[^\x00-\x1f\x7f\ud800-\udfff]*$"
+PRINTABLE = _PRINTABLE  # for one-off fields: Annotated[str, Meta(max_length=N, pattern=PRINTABLE)]
 _PRINTABLE_MULTILINE = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]*$"
 
 Name = Annotated[

@@ -9,6 +9,8 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import Meta
 
+from control_plane.http.fields import PRINTABLE
+
 __all__ = [
     "AnalysisResult",
     "Dismiss",
@@ -24,7 +26,7 @@ class _In(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class Dismiss(_In):
-    reason: Annotated[str, Meta(max_length=500)] = ""
+    reason: Annotated[str, Meta(max_length=500, pattern=PRINTABLE)] = ""
 
 
 class Snooze(_In):

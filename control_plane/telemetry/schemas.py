@@ -8,6 +8,8 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
+from control_plane.http.fields import PRINTABLE
+
 __all__ = [
     "BatchIn",
     "BatchResult",
@@ -29,13 +31,13 @@ class _In(msgspec.Struct, forbid_unknown_fields=True):
 
 class ProcessIn(_In):
     pid: Annotated[int, Meta(ge=0, le=2**31 - 1)]
-    name: Annotated[str, Meta(max_length=200)] = ""
+    name: Annotated[str, Meta(max_length=200, pattern=PRINTABLE)] = ""
     used_mib: Mib | None = None
 
 
 class SampleIn(_In):
     at: datetime
-    gpu_uuid: Annotated[str, Meta(min_length=1, max_length=64)]
+    gpu_uuid: Annotated[str, Meta(min_length=1, max_length=64, pattern=PRINTABLE)]
     index: Annotated[int, Meta(ge=0, le=255)]
     sm_util_pct: Pct
     mem_util_pct: Pct
@@ -53,7 +55,7 @@ class SampleIn(_In):
 class BatchIn(_In):
     batch_id: Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
     samples: Annotated[list[SampleIn], Meta(max_length=MAX_SAMPLES)]
-    agent_version: Annotated[str, Meta(max_length=40)] = ""
+    agent_version: Annotated[str, Meta(max_length=40, pattern=PRINTABLE)] = ""
 
 
 class BatchResult(msgspec.Struct):

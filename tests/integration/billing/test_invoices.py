@@ -346,3 +346,18 @@ class TestIsolation:
         assert (as_own.status_code, as_theirs.status_code) == (404, 404)
         assert as_member.status_code == 403
         assert await _invoices(client, other, intruder) == []
+
+
+class TestProfileInput:
+    async def test_control_characters_are_refused_with_the_field_named(
+        self, client: Client, customer: Tenant, biller: dict[str, str]
+    ) -> None:
+        url = f"/api/v1/orgs/{customer.org_id}/billing/profile"
+        good = {"legal_name": "Érable Inc.", "country": "CA", "email": "ap@erable.test"}
+        for field, value in (("legal_name", "A\x00B"), ("tax_id", "12\x00"),
+                             ("email", "a\x00@b.ca")):  # fmt: skip
+            response = await client.put(url, json={**good, field: value}, headers=biller)
+
+            assert response.status_code == 400, (field, response.text)
+            assert response.json()["errors"][0]["field"] == f"body.{field}"
+        assert (await client.get(url, headers=biller)).json() is None  # nothing stored
