@@ -257,8 +257,8 @@ _USAGE_COLUMNS = ["key", "org_id", "project_id", "type", "hour", "region", "gpu_
 _HOUR_COLUMNS = [
     "gpu_id", "hour", "tenancy_id", "node_id", "region_code", "gpu_model_code", "local_hour",
     "org_id", "endpoint_id", "share_milli", "samples", "util_mean", "util_p95", "util_max",
-    "mem_mean_mib", "mem_p95_mib", "mem_max_mib", "mem_total_mib", "power_mean_w", "energy_wh", "proc_max",
-    "ecc_errors",
+    "mem_mean_mib", "mem_p95_mib", "mem_max_mib", "mem_total_mib", "power_mean_w", "energy_wh",
+    "proc_max", "ecc_errors",
 ]  # fmt: skip
 
 
@@ -293,8 +293,8 @@ def _hour_records(fleet: Any) -> Iterator[tuple[Any, ...]]:
         org, endpoint, model, milli = owners[r.tenancy_id]
         yield (r.gpu_id, r.hour, r.tenancy_id, "node_x", REGION, model, r.local_hour, org,
                endpoint, milli, r.samples, r.util_mean, r.util_p95, r.util_max,
-               r.mem_mean_mib, r.mem_max_mib, r.mem_max_mib, r.mem_total_mib, r.power_mean_w, r.energy_wh,
-               r.proc_max, 0)  # fmt: skip
+               r.mem_mean_mib, r.mem_max_mib, r.mem_max_mib, r.mem_total_mib, r.power_mean_w,
+               r.energy_wh, r.proc_max, 0)  # fmt: skip
 
 
 def _chunks(records: Iterator[tuple[Any, ...]], size: int) -> Iterator[list[tuple[Any, ...]]]:
