@@ -38,9 +38,12 @@ class RollupKey:
 
     @property
     def digest(self) -> str:
-        text = "\x1f".join((self.org_id, self.project_id, self.type, self.hour.isoformat(),
-                            *self.dims))  # fmt: skip
-        return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+        """MD5 (an identifier, not a secret) of the key's columns joined by U+001F, the hour
+        as ``YYYY-MM-DDTHH:00:00Z``: PostgreSQL computes the same with ``md5()`` when it
+        rolls a batch up by itself (:data:`control_plane.metering.bulk_events.SQL_KEY`)."""
+        text = "\x1f".join((self.org_id, self.project_id, self.type,
+                            self.hour.strftime("%Y-%m-%dT%H:00:00Z"), *self.dims))  # fmt: skip
+        return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
 
 
 @functools.lru_cache(maxsize=4096)

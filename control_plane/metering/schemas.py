@@ -9,11 +9,13 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
+from control_plane.http.fields import PRINTABLE
+
 UsageType = Literal["gpu_seconds", "tokens_in", "tokens_out", "cached_tokens"]
 Dimension = Literal["region", "gpu_model", "tenancy_kind", "tenancy", "endpoint", "model",
                     "project"]  # fmt: skip
-Text = Annotated[str, Meta(min_length=1, max_length=200)]
-Id = Annotated[str, Meta(min_length=1, max_length=40)]
+Text = Annotated[str, Meta(min_length=1, max_length=200, pattern=PRINTABLE)]
+Id = Annotated[str, Meta(min_length=1, max_length=40, pattern=PRINTABLE)]
 
 
 class _In(msgspec.Struct, forbid_unknown_fields=True):
@@ -38,7 +40,11 @@ class UsageEventIn(_In):
     window_end: datetime
     type: UsageType | None = None
     project_id: Id | None = None
-    dimensions: Annotated[dict[str, Annotated[str, Meta(max_length=100)]], Meta(max_length=16)] = {}
+    dimensions: Annotated[
+        dict[Annotated[str, Meta(max_length=40, pattern=PRINTABLE)],
+             Annotated[str, Meta(max_length=100, pattern=PRINTABLE)]],
+        Meta(max_length=16),
+    ] = {}  # fmt: skip
     amends: EventRef | None = None
 
     def __post_init__(self) -> None:
