@@ -12,12 +12,12 @@ from litestar import Litestar
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.clock import OffsetClock
-from control_plane.db.engine import make_engine, make_sessionmaker
 from control_plane.identity.roles import ProviderRole, TenantRole
 from control_plane.settings import Settings
 from control_plane.tenancies.reconciler import Reconciler
 from tests.fixtures.capacity import make_fleet
 from tests.fixtures.factories import Tenant, make_org, make_user, signed_in
+from tests.fixtures.reconciler import app_reconciler
 from tests.integration.telemetry.conftest import BATCHES, Client, must, roll_up
 
 __all__ = ["BATCHES", "Client", "must", "roll_up"]
@@ -77,18 +77,8 @@ async def auditor(client: Client, customer: Tenant) -> dict[str, str]:
 
 @pytest.fixture
 async def reconciler(app: Litestar, clock: OffsetClock) -> AsyncIterator[Reconciler]:
-    engine = make_engine(app.state.settings.database_url)
-
-    async def pause(seconds: float) -> None:
-        clock.advance(seconds + 0.001)
-
-    try:
-        yield Reconciler(
-            sessionmaker=make_sessionmaker(engine), drivers=app.state.drivers, clock=clock,
-            settings=app.state.settings, pause=pause,
-        )  # fmt: skip
-    finally:
-        await engine.dispose()
+    async with app_reconciler(app, clock) as reconciler:
+        yield reconciler
 
 
 class Agent:

@@ -15,7 +15,6 @@ from litestar.testing import AsyncTestClient
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.clock import OffsetClock
-from control_plane.db.engine import make_engine, make_sessionmaker
 from control_plane.identity.roles import TenantRole
 from control_plane.settings import Settings
 from control_plane.sovereignty.residency import service as residency
@@ -23,6 +22,7 @@ from control_plane.sovereignty.residency.schemas import PolicyChange
 from control_plane.tenancies.reconciler import Reconciler
 from tests.fixtures.capacity import make_fleet, make_quota, make_shape
 from tests.fixtures.factories import Tenant, login, make_org
+from tests.fixtures.reconciler import app_reconciler
 
 Client = AsyncTestClient[Litestar]
 HTML = {"Accept": "text/html"}
@@ -89,15 +89,8 @@ async def fleet(db: AsyncSession, clock: OffsetClock) -> list[str]:
 
 @pytest.fixture
 async def reconciler(app: Litestar, clock: OffsetClock) -> AsyncIterator[Reconciler]:
-    """The app's reconciler (drivers, clock, settings) on an engine of this test's loop."""
-    engine = make_engine(app.state.settings.database_url)
-    try:
-        yield Reconciler(
-            sessionmaker=make_sessionmaker(engine), drivers=app.state.drivers, clock=clock,
-            settings=app.state.settings,
-        )  # fmt: skip
-    finally:
-        await engine.dispose()
+    async with app_reconciler(app, clock, time_passes=False) as reconciler:
+        yield reconciler
 
 
 async def sign_in(client: Client, org: Tenant, role: TenantRole = TenantRole.MEMBER) -> str:

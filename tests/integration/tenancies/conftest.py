@@ -12,7 +12,6 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.clock import OffsetClock
-from control_plane.db.engine import make_engine, make_sessionmaker
 from control_plane.identity.roles import TenantRole
 from control_plane.tenancies.drivers.base import TenancyKind
 from control_plane.tenancies.drivers.sim import SimDriver
@@ -20,6 +19,7 @@ from control_plane.tenancies.models import GpuAllocation, GpuClaim
 from control_plane.tenancies.reconciler import Reconciler
 from tests.fixtures.capacity import make_fleet
 from tests.fixtures.factories import Tenant, login, make_org
+from tests.fixtures.reconciler import app_reconciler
 
 Client = AsyncTestClient[Litestar]
 
@@ -46,20 +46,8 @@ async def fleet(db: AsyncSession, clock: OffsetClock) -> list[str]:
 
 @pytest.fixture
 async def reconciler(app: Litestar, clock: OffsetClock) -> AsyncIterator[Reconciler]:
-    """A reconciler like the app's (same drivers, clock and settings) on an engine of the
-    test's own event loop (the test client runs the app in another one)."""
-    engine = make_engine(app.state.settings.database_url)
-
-    async def pause(seconds: float) -> None:  # time passes only on the test's clock
-        clock.advance(seconds + 0.001)
-
-    try:
-        yield Reconciler(
-            sessionmaker=make_sessionmaker(engine), drivers=app.state.drivers, clock=clock,
-            settings=app.state.settings, pause=pause,
-        )  # fmt: skip
-    finally:
-        await engine.dispose()
+    async with app_reconciler(app, clock) as reconciler:
+        yield reconciler
 
 
 def sim_driver(reconciler: Reconciler, region: str = "ca-qc-1") -> SimDriver:
