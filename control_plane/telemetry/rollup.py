@@ -118,10 +118,10 @@ async def _samples(
                GpuSample.ecc_uncorrected)
         .where(GpuSample.gpu_id.in_(gpu_ids), GpuSample.at >= start, GpuSample.at < end)
     )  # fmt: skip
-    for gpu_id, at, *values in rows:
+    for gpu_id, at, util, mem, total, power, procs, ecc in rows:
         key = (gpu_id, at.replace(minute=0, second=0, microsecond=0))
         if key in pairs:
-            result[key].append((at, *values))  # type: ignore[arg-type]
+            result[key].append((at, util, mem, total, power, procs, ecc))
     return result
 
 

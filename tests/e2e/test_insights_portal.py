@@ -91,7 +91,7 @@ async def fleet(
         url = f"/api/v1/orgs/{org_id}/tenancies/{created['id']}"
         tenancy = await active(client, url, member)
         [allocation] = tenancy["allocations"]
-        agent = await Agent.enrol(client, operator, allocation["node_id"])  # type: ignore[arg-type]
+        agent = await Agent.enrol(client, operator, str(allocation["node_id"]))
         clock.advance(HOURS * 3600)
         end = clock.now()
         busy, idle = allocation["gpu_indices"]
@@ -106,13 +106,18 @@ async def fleet(
 
 
 @pytest.fixture
-async def page(browser: Browser, demo_url: str) -> AsyncIterator[Page]:
+def asked() -> list[str]:
+    """What the page's confirmation dialogs asked, in order."""
+    return []
+
+
+@pytest.fixture
+async def page(browser: Browser, demo_url: str, asked: list[str]) -> AsyncIterator[Page]:
     """A fresh profile that accepts confirmations (and remembers what they asked);
     console errors (CSP refusals too) fail the test."""
     context = await browser.new_context(base_url=demo_url, viewport={"width": 1366, "height": 900})
     opened = await context.new_page()
     errors: list[str] = []
-    asked: list[str] = []
 
     def on_console(message: ConsoleMessage) -> None:
         if message.type == "error":
@@ -125,7 +130,6 @@ async def page(browser: Browser, demo_url: str) -> AsyncIterator[Page]:
     opened.on("console", on_console)
     opened.on("pageerror", lambda exc: errors.append(str(exc)))
     opened.on("dialog", accept)
-    opened.asked = asked  # type: ignore[attr-defined]
     yield opened
     await context.close()
     assert errors == [], errors
@@ -141,7 +145,7 @@ async def sign_in(page: Page, who: tuple[str, str]) -> None:
 
 class TestWasteDashboard:
     async def test_member_reads_the_waste_and_applies_the_advice(
-        self, page: Page, fleet: dict[str, Any], artifacts: Path
+        self, page: Page, asked: list[str], fleet: dict[str, Any], artifacts: Path
     ) -> None:
         await sign_in(page, MEMBER)
         nav = page.get_by_role("navigation", name="Main")
@@ -184,7 +188,7 @@ class TestWasteDashboard:
         await advice.locator("summary", has_text="Evidence").click()
         await advice.get_by_role("button", name=re.compile("^Apply")).click()
         await expect(page.get_by_test_id("notice")).to_contain_text("Advice applied.")
-        assert any("train-waste" in asked for asked in page.asked)  # type: ignore[attr-defined]
+        assert any("train-waste" in question for question in asked)
         await expect(page.get_by_text("No open advice.")).to_be_visible()
 
         await page.get_by_test_id("notice").get_by_role("link", name="train-waste").click()
