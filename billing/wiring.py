@@ -3,7 +3,6 @@ control plane (budget stops, invoiced periods), and its background loop."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime
 from typing import Any
 
@@ -21,6 +20,7 @@ from billing.prices.controllers import ROUTES as PRICE_ROUTES
 from billing.prices.gpu_prices import GpuHourPrices
 from billing.prices.token_prices import TokenPrices
 from control_plane.clock import Clock
+from control_plane.periodic import every
 from control_plane.settings import Settings
 
 __all__ = ["ROUTES", "BudgetStops", "GpuHourPrices", "TokenPrices", "budget_loop", "invoiced_until"]
@@ -48,14 +48,13 @@ async def budget_loop(
     stops: BudgetStops,
 ) -> None:
     """Evaluate budgets every ``billing_interval_seconds`` until cancelled."""
-    while True:
-        await asyncio.sleep(settings.billing_interval_seconds)
-        try:
-            async with sessionmaker() as db:
-                raised = await evaluate(db, clock.now(), settings)
-                await db.commit()
-            stops.forget()
-            if raised:
-                log.info("budget alerts raised", alerts=raised)
-        except Exception:  # logged; the next pass tries again
-            log.exception("budget evaluation failed")
+
+    async def tick() -> None:
+        async with sessionmaker() as db:
+            raised = await evaluate(db, clock.now(), settings)
+            await db.commit()
+        stops.forget()
+        if raised:
+            log.info("budget alerts raised", alerts=raised)
+
+    await every(settings.billing_interval_seconds, tick, name="budget evaluation")

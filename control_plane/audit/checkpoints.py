@@ -11,7 +11,6 @@ lets one through at a time; SQLite has a single writer anyway.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import zlib
 from datetime import datetime
@@ -24,6 +23,7 @@ from control_plane.audit.keyfiles import load_keyring
 from control_plane.audit.merkle import Checkpoint, Leaf, build_checkpoint
 from control_plane.audit.models import AuditChainHead, AuditCheckpointRow
 from control_plane.clock import Clock
+from control_plane.periodic import every
 from control_plane.settings import Settings
 
 __all__ = ["checkpoint_loop", "checkpoints_for_chain", "latest_checkpoint", "take_checkpoint"]
@@ -145,12 +145,11 @@ async def checkpoint_loop(
     sessionmaker: async_sessionmaker[AsyncSession], settings: Settings, clock: Clock
 ) -> None:
     """Take a checkpoint every ``audit_checkpoint_seconds`` until cancelled."""
-    while True:
-        await asyncio.sleep(settings.audit_checkpoint_seconds)
-        try:
-            async with sessionmaker() as db, db.begin():
-                taken = await take_checkpoint(db, settings, clock.now())
-            if taken is not None:
-                log.info("audit checkpoint", region=taken.region, number=taken.number)
-        except Exception:
-            log.exception("audit checkpoint failed; retrying at the next tick")
+
+    async def tick() -> None:
+        async with sessionmaker() as db, db.begin():
+            taken = await take_checkpoint(db, settings, clock.now())
+        if taken is not None:
+            log.info("audit checkpoint", region=taken.region, number=taken.number)
+
+    await every(settings.audit_checkpoint_seconds, tick, name="audit checkpoint")

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from control_plane.clock import Clock
 from control_plane.insights.analysis import GpuPricer
 from control_plane.insights.service import run_analysis
+from control_plane.periodic import every
 from control_plane.settings import Settings
 
 __all__ = ["insights_loop"]
@@ -23,13 +22,11 @@ async def insights_loop(
     clock: Clock,
     pricer: GpuPricer,
 ) -> None:
-    while True:
-        await asyncio.sleep(settings.insights_interval_seconds)
-        try:
-            async with sessionmaker() as db:
-                result = await run_analysis(db, pricer, clock, settings)
-                await db.commit()
-            log.info("waste analysis", findings=result.findings, new=result.new,
-                     resolved=result.resolved, tenancies=result.tenancies)  # fmt: skip
-        except Exception:  # logged; the next pass tries again
-            log.exception("waste analysis failed")
+    async def tick() -> None:
+        async with sessionmaker() as db:
+            result = await run_analysis(db, pricer, clock, settings)
+            await db.commit()
+        log.info("waste analysis", findings=result.findings, new=result.new,
+                 resolved=result.resolved, tenancies=result.tenancies)  # fmt: skip
+
+    await every(settings.insights_interval_seconds, tick, name="waste analysis")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime, timedelta
 
 import structlog
@@ -10,6 +9,7 @@ from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from control_plane.clock import Clock
+from control_plane.periodic import every
 from control_plane.settings import Settings
 from control_plane.telemetry.models import GpuHour, GpuSample, TelemetryBatch
 from control_plane.telemetry.rollup import roll_up_dirty
@@ -52,19 +52,19 @@ async def telemetry_loop(
 ) -> None:
     """Roll up every ``telemetry_rollup_seconds``; expire old data once an hour."""
     expired_at: datetime | None = None
-    while True:
-        await asyncio.sleep(settings.telemetry_rollup_seconds)
-        try:
-            rolled = await roll_up_all(sessionmaker)
-            if rolled:
-                log.info("telemetry hours rolled up", hours=rolled)
-            now = clock.now()
-            if expired_at is None or now - expired_at >= _RETENTION_EVERY:
-                async with sessionmaker() as db:
-                    samples, hours = await expire(db, settings, now)
-                    await db.commit()
-                expired_at = now
-                if samples or hours:
-                    log.info("telemetry expired", samples=samples, hours=hours)
-        except Exception:  # logged; the next pass tries again
-            log.exception("telemetry rollup failed")
+
+    async def tick() -> None:
+        nonlocal expired_at
+        rolled = await roll_up_all(sessionmaker)
+        if rolled:
+            log.info("telemetry hours rolled up", hours=rolled)
+        now = clock.now()
+        if expired_at is None or now - expired_at >= _RETENTION_EVERY:
+            async with sessionmaker() as db:
+                samples, hours = await expire(db, settings, now)
+                await db.commit()
+            expired_at = now
+            if samples or hours:
+                log.info("telemetry expired", samples=samples, hours=hours)
+
+    await every(settings.telemetry_rollup_seconds, tick, name="telemetry rollup")
