@@ -11,25 +11,33 @@ Errors are typed: :class:`RetryableError` (the peer is down, a timeout) is retri
 back-off; :class:`PermanentError` (bad image, node refused) fails the tenancy with its
 message as the reason. Anything else is treated as retryable and logged.
 
-Optional abilities are capability protocols (:class:`Resizable`), checked with
-``isinstance``; the lifecycle never branches on the tenancy kind.
+Optional abilities are capability protocols (:class:`Resizable`, :class:`PowerControl`,
+:class:`HasConsole`, :class:`IssuesCredentials`), checked with ``isinstance``; the
+lifecycle never branches on the tenancy kind.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
 __all__ = [
     "AllocatedNode",
     "Allocation",
+    "ConsoleAccess",
+    "Credential",
     "Driver",
     "DriverError",
+    "HasConsole",
     "Health",
+    "IssuesCredentials",
     "Observed",
     "PermanentError",
+    "PowerAction",
+    "PowerControl",
     "Resizable",
     "RetryableError",
     "StepResult",
@@ -56,6 +64,12 @@ class AllocatedNode:
     gpu_indices: tuple[int, ...]
     gpu_milli: int = 1000  # share of each GPU (thousandths); 1000 for whole GPUs
     whole_node: bool = False
+    # Per GPU, in the order of ``gpu_indices``: its PCI address ("0000:3b:00.0") and NUMA
+    # node, when the inventory recorded them (``None`` otherwise).
+    gpu_pci_addresses: tuple[str | None, ...] = ()
+    gpu_numa_nodes: tuple[int | None, ...] = ()
+    # The node's host CPUs per NUMA node, as cpusets ({0: "0-31", 1: "32-63"}), when known.
+    numa_cpus: Mapping[int, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,13 +94,40 @@ class Allocation:
 
 
 @dataclass(frozen=True, slots=True)
+class Credential:
+    """A secret the tenant uses to reach the tenancy (a kubeconfig). The control plane
+    stores it only encrypted and shows it once."""
+
+    kind: str  # "kubeconfig"
+    value: bytes = field(repr=False)
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class StepResult:
     """``done`` ends the step; ``detail`` becomes a tenancy event; ``facts`` are merged into
-    what the tenant sees about the tenancy (account name, addresses), never secrets."""
+    what the tenant sees about the tenancy (account name, addresses), never secrets: a
+    secret goes in ``credential``, which the reconciler stores encrypted."""
 
     done: bool
     detail: str = ""
     facts: Mapping[str, str] = field(default_factory=dict)
+    credential: Credential | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConsoleAccess:
+    """Where a person reaches the machine's console, and until when the link works."""
+
+    url: str = field(repr=False)  # carries a signed token
+    protocol: str  # "vnc", "spice", "serial"
+    expires_at: datetime
+
+
+class PowerAction(StrEnum):
+    START = "start"
+    STOP = "stop"
+    REBOOT = "reboot"
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,3 +190,21 @@ class Driver(Protocol):
 class Resizable(Protocol):
     async def resize(self, allocation: Allocation, previous: Allocation) -> StepResult:
         """Move the tenancy from ``previous`` to ``allocation``; idempotent."""
+
+
+@runtime_checkable
+class PowerControl(Protocol):
+    async def power(self, allocation: Allocation, action: PowerAction) -> StepResult:
+        """Start, stop (graceful, then forced) or reboot the machine; idempotent."""
+
+
+@runtime_checkable
+class HasConsole(Protocol):
+    async def console(self, allocation: Allocation, ttl_seconds: int) -> ConsoleAccess:
+        """A short-lived link to the machine's console; no side effect on the machine."""
+
+
+@runtime_checkable
+class IssuesCredentials(Protocol):
+    async def issue_credentials(self, allocation: Allocation, *, rotate: bool) -> Credential:
+        """A new short-lived credential; ``rotate`` first invalidates every earlier one."""
