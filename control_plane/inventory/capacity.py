@@ -3,7 +3,7 @@ may land on them. Other domains read nodes through this, never through the table
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from sqlalchemy import select
@@ -16,9 +16,11 @@ from control_plane.inventory.models import Gpu, GpuModel, Node, Region
 __all__ = [
     "GpuSlotInfo",
     "NodeCapacity",
+    "NodeHardware",
     "capacity_nodes",
     "gpu_memory_gib",
     "gpu_models_of_class",
+    "node_hardware",
     "region_currencies",
 ]
 
@@ -78,6 +80,40 @@ async def capacity_nodes(
             gpus[node_id] = []
         gpus[node_id].append(GpuSlotInfo(gpu_id, index, nvlink))
     return [replace(node, gpus=tuple(gpus[node.id])) for node in nodes.values()]
+
+
+@dataclass(frozen=True, slots=True)
+class NodeHardware:
+    """Where each GPU of a node sits (PCI address, NUMA node, by GPU index) and which host
+    CPUs belong to each NUMA node: what a VM needs for passthrough and pinning."""
+
+    pci_addresses: Mapping[int, str | None]
+    numa_nodes: Mapping[int, int | None]
+    numa_cpus: Mapping[int, str]
+
+
+async def node_hardware(db: AsyncSession, node_ids: Sequence[str]) -> dict[str, NodeHardware]:
+    """The recorded hardware layout of the given nodes (not on placement's hot path)."""
+    if not node_ids:
+        return {}
+    layout = await db.execute(select(Node.id, Node.numa_cpus).where(Node.id.in_(list(node_ids))))
+    cpus = {node_id: numa_cpus for node_id, numa_cpus in layout}
+    rows = await db.execute(
+        select(Gpu.node_id, Gpu.index, Gpu.pci_address, Gpu.numa_node).where(
+            Gpu.node_id.in_(list(node_ids))
+        )
+    )
+    pci: dict[str, dict[int, str | None]] = {n: {} for n in cpus}
+    numa: dict[str, dict[int, int | None]] = {n: {} for n in cpus}
+    for node_id, index, address, numa_node in rows:
+        pci[node_id][index] = address
+        numa[node_id][index] = numa_node
+    return {
+        node_id: NodeHardware(
+            pci[node_id], numa[node_id], {int(k): v for k, v in (layout or {}).items()}
+        )
+        for node_id, layout in cpus.items()
+    }
 
 
 async def gpu_models_of_class(db: AsyncSession, gpu_class: str) -> tuple[str, ...]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import JSON, ForeignKey, Integer, Numeric, String, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Integer, Numeric, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from control_plane.db.base import Base, UTCDateTime
@@ -63,6 +63,10 @@ class Node(Base):
     driver_version: Mapped[str] = mapped_column(String(64))
     state: Mapped[str] = mapped_column(String(20), index=True)
     state_changed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Host CPUs per NUMA node as cpusets ({"0": "0-31", "1": "32-63"}), when recorded.
+    numa_cpus: Mapped[dict[str, str]] = mapped_column(
+        JSON, default=dict, server_default=text("'{}'")
+    )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
@@ -76,6 +80,9 @@ class Gpu(Base):
     index: Mapped[int] = mapped_column(Integer)
     model_code: Mapped[str] = mapped_column(ForeignKey("gpu_model.code"))
     nvlink_domain: Mapped[str | None] = mapped_column(String(64))
+    # Where the GPU sits on the host, for PCI passthrough and NUMA pinning (VM tenancies).
+    pci_address: Mapped[str | None] = mapped_column(String(16), default=None)
+    numa_node: Mapped[int | None] = mapped_column(Integer, default=None)
 
 
 class NodeEvent(Base):

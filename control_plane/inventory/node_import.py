@@ -2,8 +2,11 @@
 
 CSV columns: hostname, region, site, rack, bmc_endpoint, gpu_model, gpu_count,
 firmware_version, driver_version, gpu_uuids (``;``-separated, one per GPU),
-nvlink_domain (optional, shared by the node's GPUs).
-YAML: a list of mappings with the same keys, or ``gpus: [{uuid, index, nvlink_domain}]``.
+nvlink_domain (optional, shared by the node's GPUs), gpu_pci_addresses (optional,
+``;``-separated in GPU order, e.g. ``0000:3b:00.0``; needed for VM passthrough).
+YAML: a list of mappings with the same keys, or ``gpus: [{uuid, index, nvlink_domain,
+pci_address, numa_node}]``, and optionally ``numa_cpus: {0: "0-31", 1: "32-63"}`` (the
+host CPUs of each NUMA node, for pinning VMs next to their GPUs).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import csv
 import io
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
@@ -30,13 +33,15 @@ REQUIRED = (
     "firmware_version",
     "driver_version",
 )
-OPTIONAL = ("gpu_uuids", "nvlink_domain", "gpus")
+OPTIONAL = ("gpu_uuids", "nvlink_domain", "gpus", "gpu_pci_addresses", "numa_cpus")
 MAX_ROWS = 10_000
 _HOSTNAME = re.compile(
     r"^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$"
 )
 _TOKEN = re.compile(r"^[A-Za-z0-9._:/+-]{1,64}$")
 _UUID = re.compile(r"^GPU-[0-9a-fA-F-]{8,60}$")
+_PCI = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-1][0-9a-f]\.[0-7]$")
+_CPUSET = re.compile(r"^\d{1,4}(-\d{1,4})?(,\d{1,4}(-\d{1,4})?)*$")
 _BMC = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+(?::\d{1,5})?(?:/[^\s]*)?$")
 
 
@@ -45,6 +50,8 @@ class GpuRow:
     uuid: str
     index: int
     nvlink_domain: str | None
+    pci_address: str | None = None
+    numa_node: int | None = None
 
 
 @dataclass(frozen=True)
@@ -59,6 +66,7 @@ class NodeRow:
     firmware_version: str
     driver_version: str
     gpus: tuple[GpuRow, ...]
+    numa_cpus: Mapping[str, str] = field(default_factory=dict)
 
 
 class ImportRejected(Exception):
@@ -173,30 +181,36 @@ def _row(line: int, record: Mapping[str, Any]) -> NodeRow:
         firmware_version=_text(record, "firmware_version", _TOKEN),
         driver_version=_text(record, "driver_version", _TOKEN),
         gpus=_gpus(record, count),
+        numa_cpus=_numa_cpus(record.get("numa_cpus")),
     )
+
+
+def _numa_cpus(value: Any) -> dict[str, str]:
+    """``{0: "0-31", 1: "32-63"}``: NUMA node number -> cpuset of its host CPUs."""
+    if value is None or value == "":
+        return {}
+    if not isinstance(value, dict) or len(value) > 16:
+        raise _RowError("numa_cpus", "expected a mapping of NUMA node to cpuset")
+    out: dict[str, str] = {}
+    for node, cpus in value.items():
+        if not str(node).isdigit() or not _CPUSET.match(str(cpus)):
+            raise _RowError(f"numa_cpus.{node}", "expected a NUMA node number and a cpuset")
+        out[str(int(str(node)))] = str(cpus)
+    return out
+
+
+def _pci(value: Any, field: str) -> str | None:
+    if value is None or str(value).strip() == "":
+        return None
+    text = str(value).strip().lower()
+    if not _PCI.match(text):
+        raise _RowError(field, f"invalid PCI address {text[:20]!r} (e.g. 0000:3b:00.0)")
+    return text
 
 
 def _gpus(record: Mapping[str, Any], count: int) -> tuple[GpuRow, ...]:
     if record.get("gpus") is not None:
-        items = record["gpus"]
-        if not isinstance(items, list) or len(items) != count:
-            raise _RowError("gpus", f"expected a list of {count} GPUs")
-        gpus = []
-        for i, item in enumerate(items):
-            if not isinstance(item, dict):
-                raise _RowError(f"gpus[{i}]", "expected a mapping")
-            try:
-                uuid = _text(item, "uuid", _UUID)
-            except _RowError as exc:
-                raise _RowError(f"gpus[{i}].{exc.field}", exc.reason) from None
-            index = item.get("index", i)
-            if not isinstance(index, int) or not 0 <= index < count:
-                raise _RowError(f"gpus[{i}].index", f"must be 0..{count - 1}")
-            domain = item.get("nvlink_domain")
-            gpus.append(GpuRow(uuid, index, str(domain) if domain else None))
-        if len({g.index for g in gpus}) != count:
-            raise _RowError("gpus", "GPU indexes repeat")
-        return tuple(gpus)
+        return _gpu_list(record["gpus"], count)
     uuids = [u.strip() for u in str(record.get("gpu_uuids") or "").split(";") if u.strip()]
     if len(uuids) != count:
         raise _RowError("gpu_uuids", f"expected {count} GPU UUIDs separated by ';'")
@@ -207,7 +221,40 @@ def _gpus(record: Mapping[str, Any], count: int) -> tuple[GpuRow, ...]:
     domain = str(domain_value).strip() if domain_value else None
     if domain and not _TOKEN.match(domain):
         raise _RowError("nvlink_domain", "invalid value")
-    return tuple(GpuRow(uuid, i, domain) for i, uuid in enumerate(uuids))
+    pcis = [a.strip() for a in str(record.get("gpu_pci_addresses") or "").split(";") if a.strip()]
+    if pcis and len(pcis) != count:
+        raise _RowError("gpu_pci_addresses", f"expected {count} PCI addresses separated by ';'")
+    addresses = [_pci(a, "gpu_pci_addresses") for a in pcis] or [None] * count
+    return tuple(GpuRow(uuid, i, domain, addresses[i]) for i, uuid in enumerate(uuids))
+
+
+def _gpu_list(items: Any, count: int) -> tuple[GpuRow, ...]:
+    """The YAML form: ``gpus: [{uuid, index, nvlink_domain, pci_address, numa_node}]``."""
+    if not isinstance(items, list) or len(items) != count:
+        raise _RowError("gpus", f"expected a list of {count} GPUs")
+    gpus = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise _RowError(f"gpus[{i}]", "expected a mapping")
+        try:
+            uuid = _text(item, "uuid", _UUID)
+        except _RowError as exc:
+            raise _RowError(f"gpus[{i}].{exc.field}", exc.reason) from None
+        index = item.get("index", i)
+        if not isinstance(index, int) or not 0 <= index < count:
+            raise _RowError(f"gpus[{i}].index", f"must be 0..{count - 1}")
+        domain = item.get("nvlink_domain")
+        numa = item.get("numa_node")
+        if numa is not None and (not isinstance(numa, int) or not 0 <= numa < 16):
+            raise _RowError(f"gpus[{i}].numa_node", "must be 0..15")
+        pci = _pci(item.get("pci_address"), f"gpus[{i}].pci_address")
+        gpus.append(GpuRow(uuid, index, str(domain) if domain else None, pci, numa))
+    if len({g.index for g in gpus}) != count:
+        raise _RowError("gpus", "GPU indexes repeat")
+    addresses = [g.pci_address for g in gpus if g.pci_address]
+    if len(set(addresses)) != len(addresses):
+        raise _RowError("gpus", "PCI addresses repeat")
+    return tuple(gpus)
 
 
 def _duplicates(rows: list[NodeRow]) -> list[FieldError]:

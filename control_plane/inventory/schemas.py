@@ -118,6 +118,8 @@ class GpuRead(msgspec.Struct):
     index: int
     model_code: str
     nvlink_domain: str | None
+    pci_address: str | None = None
+    numa_node: int | None = None
 
 
 class NodeRead(msgspec.Struct):

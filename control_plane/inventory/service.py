@@ -100,6 +100,8 @@ def node_read(n: Node, gpus: Sequence[Gpu] | None = None) -> NodeRead:
                 index=g.index,
                 model_code=g.model_code,
                 nvlink_domain=g.nvlink_domain,
+                pci_address=g.pci_address,
+                numa_node=g.numa_node,
             )
             for g in sorted(gpus, key=lambda g: g.index)
         ],
@@ -340,6 +342,7 @@ async def import_nodes(
             gpu_count=len(row.gpus),
             firmware_version=row.firmware_version,
             driver_version=row.driver_version,
+            numa_cpus=dict(row.numa_cpus),
             state=NodeState.ENROLLING,
             state_changed_at=now,
             created_at=now,
@@ -356,6 +359,8 @@ async def import_nodes(
                 index=g.index,
                 model_code=row.gpu_model,
                 nvlink_domain=g.nvlink_domain,
+                pci_address=g.pci_address,
+                numa_node=g.numa_node,
             )
             for g in row.gpus
         )

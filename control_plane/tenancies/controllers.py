@@ -19,11 +19,17 @@ from control_plane.identity.authz import ProviderScope, TenantScope, authenticat
 from control_plane.identity.roles import Permission, ProviderPermission
 from control_plane.settings import Settings
 from control_plane.sovereignty.residency import service as residency
-from control_plane.tenancies import quotas, service, shapes
+from control_plane.tenancies import machine_access, quotas, service, shapes
 from control_plane.tenancies.drivers.registry import Drivers
 from control_plane.tenancies.lifecycle import TenancyState
 from control_plane.tenancies.schemas import (
     ANY_REGION,
+    ConsoleRead,
+    CredentialRead,
+    CredentialReveal,
+    OperatorConsoleRequest,
+    PowerRequest,
+    PowerResult,
     QuotaRead,
     QuotaSet,
     ShapeCreate,
@@ -162,6 +168,95 @@ class TenancyController(Controller):
         return scheduled
 
     @post(
+        "/{tenancy_id:str}/power",
+        opt=tenant(Permission.TENANCIES_WRITE),
+        status_code=HTTP_200_OK,
+        summary="Start, stop or reboot the tenancy's machines (VMs)",
+    )
+    async def power_tenancy(
+        self,
+        org_id: OrgId,
+        tenancy_id: TenancyId,
+        data: PowerRequest,
+        tenant: TenantScope,
+        db: AsyncSession,
+        clock: Clock,
+        drivers: Drivers,
+    ) -> PowerResult:
+        detail = await machine_access.power(
+            db, tenant, org_id, tenancy_id, data.action, drivers=drivers,
+            actor=service.actor_from(tenant), clock=clock,
+        )  # fmt: skip
+        return PowerResult(tenancy_id=tenancy_id, action=data.action, detail=detail)
+
+    @post(
+        "/{tenancy_id:str}/console",
+        opt=tenant(Permission.TENANCIES_WRITE),
+        status_code=HTTP_200_OK,
+        summary="A short-lived link to the machine's console (VMs)",
+    )
+    async def tenancy_console(
+        self,
+        org_id: OrgId,
+        tenancy_id: TenancyId,
+        tenant: TenantScope,
+        db: AsyncSession,
+        drivers: Drivers,
+    ) -> ConsoleRead:
+        return await machine_access.console(db, tenant, org_id, tenancy_id, drivers=drivers)
+
+    @get(
+        "/{tenancy_id:str}/credential",
+        opt=tenant(Permission.TENANCIES_READ),
+        summary="The tenancy's access credential (kubeconfig): when issued, whether shown",
+    )
+    async def credential_status(
+        self, org_id: OrgId, tenancy_id: TenancyId, tenant: TenantScope, db: AsyncSession
+    ) -> CredentialRead:
+        return await machine_access.credential_status(db, tenant, org_id, tenancy_id)
+
+    @post(
+        "/{tenancy_id:str}/credential/reveal",
+        opt=tenant(Permission.TENANCIES_WRITE),
+        status_code=HTTP_200_OK,
+        summary="Show the credential once (it is not kept afterwards)",
+    )
+    async def reveal_credential(
+        self,
+        org_id: OrgId,
+        tenancy_id: TenancyId,
+        tenant: TenantScope,
+        db: AsyncSession,
+        clock: Clock,
+        settings: Settings,
+    ) -> CredentialReveal:
+        return await machine_access.reveal_credential(
+            db, tenant, org_id, tenancy_id, actor=service.actor_from(tenant), clock=clock,
+            settings=settings,
+        )  # fmt: skip
+
+    @post(
+        "/{tenancy_id:str}/credential/rotate",
+        opt=tenant(Permission.TENANCIES_WRITE),
+        status_code=HTTP_200_OK,
+        summary="Invalidate every earlier credential and issue a new one (reveal it once)",
+    )
+    async def rotate_credential(
+        self,
+        org_id: OrgId,
+        tenancy_id: TenancyId,
+        tenant: TenantScope,
+        db: AsyncSession,
+        clock: Clock,
+        settings: Settings,
+        drivers: Drivers,
+    ) -> CredentialRead:
+        return await machine_access.rotate_credential(
+            db, tenant, org_id, tenancy_id, drivers=drivers, actor=service.actor_from(tenant),
+            clock=clock, settings=settings,
+        )  # fmt: skip
+
+    @post(
         "/{tenancy_id:str}/release",
         opt=tenant(Permission.TENANCIES_WRITE),
         status_code=HTTP_200_OK,
@@ -272,6 +367,36 @@ class QuotaController(Controller):
         return await quotas.set_rule(db, data, clock.now())
 
 
+class OperatorConsoleController(Controller):
+    """Provider operators reach a tenant's machine only under an approved access grant."""
+
+    path = "/api/v1/operator/orgs/{org_id:str}/tenancies/{tenancy_id:str}/console"
+    tags = ["tenancies"]
+    dependencies = {"drivers": Provide(provide_drivers, sync_to_thread=False)}
+
+    @post(
+        "/",
+        opt=provider(ProviderPermission.NODES_OPERATE),
+        status_code=HTTP_200_OK,
+        summary="An operator's console link to a tenant's VM (needs an approved access grant)",
+    )
+    async def operator_console(
+        self,
+        org_id: OrgId,
+        tenancy_id: TenancyId,
+        data: OperatorConsoleRequest,
+        operator: ProviderScope,
+        db: AsyncSession,
+        clock: Clock,
+        settings: Settings,
+        drivers: Drivers,
+    ) -> ConsoleRead:
+        return await machine_access.operator_console(
+            db, operator, org_id, tenancy_id, data.purpose, drivers=drivers, clock=clock,
+            settings=settings,
+        )  # fmt: skip
+
+
 class StrandedController(Controller):
     path = "/api/v1/fleet/stranded"
     tags = ["tenancies"]
@@ -291,4 +416,5 @@ ROUTES: list[ControllerRouterHandler] = [
     ShapeController,
     QuotaController,
     StrandedController,
+    OperatorConsoleController,
 ]

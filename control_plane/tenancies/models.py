@@ -180,3 +180,22 @@ class TenancyOrgLock(Base):
 
     org_id: Mapped[str] = mapped_column(String(40), primary_key=True)
     touched_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class TenancyCredential(Base):
+    """The tenancy's current access credential (a kubeconfig): the value sits encrypted in
+    the secret store (``secret_id``) until it is shown once, then it is deleted there."""
+
+    __tablename__ = "tenancy_credential"
+
+    tenancy_id: Mapped[str] = mapped_column(
+        ForeignKey("tenancy.id", ondelete="CASCADE"), primary_key=True
+    )
+    org_id: Mapped[str] = mapped_column(String(40))
+    kind: Mapped[str] = mapped_column(String(20))
+    secret_id: Mapped[str | None] = mapped_column(String(40))
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    revealed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revealed_by: Mapped[str | None] = mapped_column(String(80))
+    rotations: Mapped[int] = mapped_column(Integer)

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from control_plane.inventory.capacity import capacity_nodes
+from control_plane.inventory.capacity import NodeHardware, capacity_nodes, node_hardware
 from control_plane.tenancies import repository
 from control_plane.tenancies.drivers.base import AllocatedNode, Allocation, TenancyKind
 from control_plane.tenancies.models import GpuAllocation, Tenancy
-from control_plane.tenancies.schemas import AllocationRead, TenancyRead
+from control_plane.tenancies.schemas import AllocationRead, TenancyRead, Workspace
 
 
 async def tenancy_read(db: AsyncSession, tenancy: Tenancy) -> TenancyRead:
@@ -38,6 +39,7 @@ async def tenancy_read(db: AsyncSession, tenancy: Tenancy) -> TenancyRead:
         last_error=tenancy.last_error,
         stuck_since=tenancy.stuck_since,
         managed_by=tenancy.managed_by,
+        workspace=_workspace(tenancy),
     )  # fmt: skip
 
 
@@ -49,6 +51,7 @@ async def allocation_of(
     for row in allocations:
         by_node.setdefault(row.node_id, []).append(row)
     nodes = {n.id: n for n in await capacity_nodes(db, node_ids=list(by_node))}
+    hardware = await node_hardware(db, list(by_node)) if _needs_hardware(tenancy) else {}
     whole = tenancy.kind == TenancyKind.BARE_METAL
     return Allocation(
         tenancy_id=tenancy.id,
@@ -62,6 +65,7 @@ async def allocation_of(
                 bmc_endpoint=nodes[node_id].bmc_endpoint, rack=nodes[node_id].rack,
                 gpu_indices=tuple(sorted(r.gpu_index for r in rows)),
                 gpu_milli=rows[0].milli, whole_node=whole,
+                **_layout(hardware.get(node_id), sorted(r.gpu_index for r in rows)),
             )
             for node_id, rows in sorted(by_node.items(), key=lambda kv: nodes[kv[0]].hostname)
         ),
@@ -70,3 +74,25 @@ async def allocation_of(
         labels=dict(tenancy.labels),
         workload=dict(tenancy.workload or {}),
     )  # fmt: skip
+
+
+def _needs_hardware(tenancy: Tenancy) -> bool:
+    """Only VMs pass GPUs through and pin CPUs: other kinds skip the extra query."""
+    return tenancy.kind == TenancyKind.VM
+
+
+def _layout(hardware: NodeHardware | None, indices: list[int]) -> dict[str, Any]:
+    if hardware is None:
+        return {}
+    return {
+        "gpu_pci_addresses": tuple(hardware.pci_addresses.get(i) for i in indices),
+        "gpu_numa_nodes": tuple(hardware.numa_nodes.get(i) for i in indices),
+        "numa_cpus": dict(hardware.numa_cpus),
+    }
+
+
+def _workspace(tenancy: Tenancy) -> Workspace | None:
+    workload = tenancy.workload or {}
+    if tenancy.managed_by is not None or workload.get("preset") != "jupyter":
+        return None
+    return Workspace(preset="jupyter", idle_minutes=int(workload.get("idle_minutes", 60)))

@@ -47,6 +47,7 @@ from control_plane.tenancies.drivers.base import (
 )
 from control_plane.tenancies.drivers.registry import Drivers
 from control_plane.tenancies.lifecycle import WORKING, TenancyState
+from control_plane.tenancies.machine_access import store_credential
 from control_plane.tenancies.models import GpuAllocation, Tenancy, TenancyEvent
 from control_plane.tenancies.pool_drain import announce_drains
 from control_plane.tenancies.reads import allocation_of
@@ -265,6 +266,9 @@ class Reconciler:
         region = self.settings.region
         if result.facts:
             tenancy.facts = {**tenancy.facts, **result.facts}
+        if result.credential is not None:  # kept encrypted until its owner reveals it once
+            await store_credential(db, tenancy, result.credential, actor=ACTOR,
+                                   clock=self.clock, settings=self.settings)  # fmt: skip
         tenancy.attempts = 0
         tenancy.last_error = None
         if not result.done:

@@ -10,7 +10,7 @@ import msgspec
 from msgspec import Meta
 
 from control_plane.http.fields import Code
-from control_plane.tenancies.drivers.base import TenancyKind
+from control_plane.tenancies.drivers.base import PowerAction, TenancyKind
 
 TenancyName = Annotated[
     str,
@@ -45,6 +45,14 @@ ANY_REGION = "any"
 
 class _In(msgspec.Struct, forbid_unknown_fields=True):
     """Request bodies reject fields they do not know."""
+
+
+class Workspace(_In):
+    """A developer workspace on a Kubernetes tenancy: a Jupyter server on the tenancy's GPUs
+    that shuts itself down after ``idle_minutes`` without activity (its GPUs go idle)."""
+
+    preset: Literal["jupyter"] = "jupyter"
+    idle_minutes: Annotated[int, Meta(ge=5, le=1440)] = 60
 
 
 class TenancyCreate(_In):
@@ -82,6 +90,7 @@ class TenancyCreate(_In):
     labels: Annotated[dict[LabelKey, LabelValue], Meta(max_length=32)] = msgspec.field(
         default_factory=dict
     )
+    workspace: Workspace | None = None  # Kubernetes tenancies only
 
 
 class TenancyResize(_In):
@@ -142,6 +151,51 @@ class TenancyRead(msgspec.Struct):
     last_error: str | None
     stuck_since: datetime | None = None  # flagged by the reconciler: an operator should look
     managed_by: str | None = None  # e.g. endpoint:ep_... (change it through its owner)
+    workspace: Workspace | None = None
+
+
+class PowerRequest(_In):
+    action: PowerAction
+
+
+class PowerResult(msgspec.Struct):
+    tenancy_id: str
+    action: PowerAction
+    detail: str
+
+
+class OperatorConsoleRequest(_In):
+    """Why a provider operator opens a tenant's console (goes to the tenant's ledger)."""
+
+    purpose: Annotated[str, Meta(min_length=5, max_length=200)]
+
+
+class ConsoleRead(msgspec.Struct):
+    """A console link carrying a signed token; it stops working at ``expires_at``."""
+
+    url: str
+    protocol: str
+    expires_at: datetime
+
+
+class CredentialRead(msgspec.Struct):
+    """The tenancy's access credential, without its value."""
+
+    kind: str
+    issued_at: datetime
+    expires_at: datetime
+    shown: bool
+    shown_at: datetime | None
+    rotations: int
+
+
+class CredentialReveal(msgspec.Struct):
+    """The credential itself: returned once, then no longer kept."""
+
+    kind: str
+    value: str
+    issued_at: datetime
+    expires_at: datetime
 
 
 class TenancyEventRead(msgspec.Struct):

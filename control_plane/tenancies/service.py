@@ -145,6 +145,7 @@ async def _create(
 ) -> TenancyRead:
     now = clock.now()
     _check_times(data, now)
+    _check_workspace(data)
     wanted = await _wanted_models(db, data)
     regions = await _candidate_regions(db, org_id, data, wanted, actor, clock, settings)
     await quotas.lock_org(db, org_id, now)
@@ -178,7 +179,7 @@ async def _create(
         created_at=now, state_changed_at=now, activated_at=None, release_requested_at=None,
         released_at=None, accrued_until=None, idle_since=None, expiry_warned=False,
         stuck_since=None, managed_by=managed.owner if managed else None,
-        workload=dict(managed.workload) if managed else {},
+        workload=dict(managed.workload) if managed else _workspace_workload(data),
     )  # fmt: skip
     db.add(tenancy)
     await db.flush()  # the allocations refer to it (no ORM relationship orders the inserts)
@@ -195,6 +196,20 @@ async def _create(
                          ledger_region=settings.region)  # fmt: skip
     await db.flush()
     return await tenancy_read(db, tenancy)
+
+
+def _check_workspace(data: TenancyCreate) -> None:
+    if data.workspace is not None and data.kind != TenancyKind.KUBERNETES:
+        raise InvalidInput(
+            detail="A workspace runs on a Kubernetes tenancy; choose kind kubernetes.",
+            errors=[FieldError("body.workspace", f"not available for kind {data.kind.value}")],
+        )
+
+
+def _workspace_workload(data: TenancyCreate) -> dict[str, Any]:
+    if data.workspace is None:
+        return {}
+    return {"preset": data.workspace.preset, "idle_minutes": data.workspace.idle_minutes}
 
 
 def _check_times(data: TenancyCreate, now: datetime) -> None:

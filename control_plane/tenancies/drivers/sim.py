@@ -8,6 +8,11 @@ tests can prove a crash and a retry never repeat one.
 
 A machine takes ``boot_polls`` calls of :meth:`provision` after it is created before it
 reports ready, like a node that is still installing its image.
+
+Like the real drivers of each kind, simulated VMs can be powered on and off and give a
+console link, and a simulated Kubernetes namespace issues a kubeconfig when it comes up
+(and a new one on rotation, which invalidates the earlier ones); for other kinds these
+abilities answer :class:`PermanentError` naming what the kind does not offer.
 """
 
 from __future__ import annotations
@@ -15,15 +20,22 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from control_plane.tenancies.drivers.base import (
     Allocation,
+    ConsoleAccess,
+    Credential,
     Health,
     Observed,
     PermanentError,
+    PowerAction,
     StepResult,
     TenancyKind,
 )
@@ -40,6 +52,7 @@ _ACCESS = {
     TenancyKind.SLURM: "sbatch",
     TenancyKind.INFERENCE: "simulated inference (serves nothing)",
 }
+CREDENTIAL_LIFETIME = timedelta(hours=8)
 
 
 @dataclass
@@ -85,6 +98,33 @@ class SimDriver:
     async def health(self) -> Health:
         return Health(ok=True, detail="simulated data centre")
 
+    async def power(self, allocation: Allocation, action: PowerAction) -> StepResult:
+        self._require(TenancyKind.VM, "power actions")
+        return await asyncio.to_thread(self._power, allocation, action)
+
+    async def console(self, allocation: Allocation, ttl_seconds: int) -> ConsoleAccess:
+        self._require(TenancyKind.VM, "a console")
+        token = secrets.token_urlsafe(24)
+        host = allocation.nodes[0].hostname if allocation.nodes else "none"
+        return ConsoleAccess(
+            url=f"https://console.sim.invalid/{allocation.tenancy_id}?host={host}&token={token}",
+            protocol="vnc",
+            expires_at=datetime.now(UTC) + timedelta(seconds=ttl_seconds),
+        )
+
+    async def issue_credentials(self, allocation: Allocation, *, rotate: bool) -> Credential:
+        self._require(TenancyKind.KUBERNETES, "access credentials")
+        return await asyncio.to_thread(self._issue, allocation, rotate)
+
+    def tokens(self, region: str, tenancy_id: str) -> list[str]:
+        """The kubeconfig tokens the simulated cluster accepts right now (for tests)."""
+        file = self._file(region, tenancy_id)
+        return list(json.loads(file.read_text()).get("tokens", [])) if file.exists() else []
+
+    def _require(self, kind: TenancyKind, what: str) -> None:
+        if self.kind != kind:
+            raise PermanentError(f"a {self.kind.value} tenancy does not offer {what}")
+
     # --- the simulated machine --------------------------------------------------------
 
     def _provision(self, allocation: Allocation) -> StepResult:
@@ -105,8 +145,61 @@ class SimDriver:
                 return StepResult(done=False, detail="simulated machine installing its image")
             state["phase"] = "ready"
             _count(state, "booted")
+            credential = self._credential(allocation, state) if self._issues_access() else None
             self._save(allocation, state)
+            return StepResult(done=True, detail="simulated machine up",
+                              facts=_facts(allocation, state), credential=credential)  # fmt: skip
         return StepResult(done=True, detail="simulated machine up", facts=_facts(allocation, state))
+
+    def _issues_access(self) -> bool:
+        return self.kind == TenancyKind.KUBERNETES
+
+    def _power(self, allocation: Allocation, action: PowerAction) -> StepResult:
+        state = self._load(allocation)
+        if state is None or state["phase"] != "ready":
+            raise PermanentError("the simulated VM is not up")
+        was_on = state.get("power", "on") == "on"
+        if action == PowerAction.STOP and was_on:
+            state["power"] = "off"
+            _count(state, "stopped")
+        elif action == PowerAction.START and not was_on:
+            state["power"] = "on"
+            _count(state, "started")
+        elif action == PowerAction.REBOOT:
+            state["power"] = "on"
+            _count(state, "rebooted")
+        self._save(allocation, state)
+        return StepResult(done=True, detail=f"simulated VM is {state['power']} ({action.value})")
+
+    def _issue(self, allocation: Allocation, rotate: bool) -> Credential:
+        state = self._load(allocation)
+        if state is None or state["phase"] != "ready":
+            raise PermanentError("the simulated namespace is not up")
+        if rotate:
+            state["tokens"] = []  # a new service account: earlier tokens stop working
+            _count(state, "rotated")
+        credential = self._credential(allocation, state)
+        self._save(allocation, state)
+        return credential
+
+    def _credential(self, allocation: Allocation, state: dict[str, Any]) -> Credential:
+        token = secrets.token_urlsafe(32)
+        state.setdefault("tokens", []).append(token)
+        _count(state, "credentials")
+        namespace = allocation.tenancy_id.replace("_", "-")
+        server = f"https://k8s.{allocation.region}.sim.invalid"
+        config = {
+            "apiVersion": "v1", "kind": "Config", "current-context": namespace,
+            "clusters": [{"name": allocation.region, "cluster": {"server": server}}],
+            "users": [{"name": namespace, "user": {"token": token}}],
+            "contexts": [{"name": namespace, "context": {
+                "cluster": allocation.region, "user": namespace, "namespace": namespace}}],
+        }  # fmt: skip
+        return Credential(
+            kind="kubeconfig",
+            value=yaml.safe_dump(config, sort_keys=False).encode(),
+            expires_at=datetime.now(UTC) + CREDENTIAL_LIFETIME,
+        )
 
     def _release(self, allocation: Allocation) -> StepResult:
         state = self._load(allocation)
@@ -114,6 +207,7 @@ class SimDriver:
             return StepResult(done=True, detail="nothing running")
         state["phase"] = "released"
         state["busy"] = False
+        state["tokens"] = []
         _count(state, "released")
         self._save(allocation, state)
         return StepResult(done=True, detail="simulated machine powered off")

@@ -78,7 +78,7 @@ class TestEveryChangeIsRecorded:
         rule, build = EXPECTATIONS[operation]
         method = operation.split(" ", 1)[0]
         await build_catalog(db, clock)
-        world = await build_world(db, clock, settings.model_store_root)
+        world = await build_world(db, clock, settings.model_store_root, settings)
         await db.commit()
         caller = next(
             world.callers[name]
@@ -113,7 +113,7 @@ class TestEveryChangeIsRecorded:
         rule, build = EXPECTATIONS[operation]
         method = operation.split(" ", 1)[0]
         await build_catalog(db, clock)
-        world = await build_world(db, clock, settings.model_store_root)
+        world = await build_world(db, clock, settings.model_store_root, settings)
         await db.commit()
         refused = [
             world.callers[name]

@@ -27,10 +27,18 @@ from control_plane.inventory.lifecycle import NodeState
 from control_plane.inventory.models import Gpu, Node
 from control_plane.pools.models import Pool, PoolWindow
 from control_plane.seed.demo import seed_catalog
+from control_plane.settings import Settings
+from control_plane.sovereignty.access.lifecycle import AccessState, ResourceType
 from control_plane.sovereignty.keys.models import PROVIDER_KEYRING, Secret, SecretKind
 from control_plane.telemetry.models import NodeCredential
+from control_plane.tenancies.drivers.base import TenancyKind
+from control_plane.tenancies.drivers.sim import SimDriver
+from control_plane.tenancies.machine_access import store_credential
 from control_plane.tenancies.models import GpuAllocation, GpuClaim, Shape, Tenancy
-from tests.fixtures.access import AccessWorld, build_access_world
+from control_plane.tenancies.reads import allocation_of
+from control_plane.tenancies.repository import live_allocations
+from control_plane.tenancies.timeline import Actor
+from tests.fixtures.access import AccessWorld, build_access_world, make_access_request
 from tests.fixtures.factories import Account, Tenant, make_api_key, make_org, make_user
 from tests.fixtures.models import fake_model
 
@@ -95,6 +103,8 @@ class World:
     budget_id: str = ""  # a budget of the victim (CAD, no webhook)
     recommendation_id: str = ""  # open advice on the victim's tenancy (auto-release when idle)
     agent_credential_id: str = ""  # a node agent credential of node_id
+    vm_tenancy_id: str = ""  # an active simulated VM of the victim (operators hold grants on it)
+    k8s_tenancy_id: str = ""  # an active simulated namespace with an unshown kubeconfig
 
 
 async def build_catalog(db: AsyncSession, clock: Clock) -> None:
@@ -154,7 +164,9 @@ async def _key_id(db: AsyncSession, secret: str) -> str:
     return key.id
 
 
-async def build_world(db: AsyncSession, clock: Clock, store: Path | None = None) -> World:
+async def build_world(
+    db: AsyncSession, clock: Clock, store: Path | None = None, settings: Settings | None = None
+) -> World:
     """Both tenants, the operators, a node, and one credential per caller (catalog built first)."""
     n = unique()
     victim = await make_org(db, f"victim-{n}-{new_id('x')[-8:]}")
@@ -246,6 +258,18 @@ async def build_world(db: AsyncSession, clock: Clock, store: Path | None = None)
     access = await build_access_world(
         db, clock, victim.org_id, {name: account for name, (account, _, _) in operators.items()}
     )
+    vm_id = k8s_id = ""
+    if settings is not None:
+        vm_id = await _make_machine(db, clock, settings, victim.org_id, node_id, TenancyKind.VM, 1)
+        k8s_id = await _make_machine(
+            db, clock, settings, victim.org_id, node_id, TenancyKind.KUBERNETES, 2
+        )
+        for account, _, _ in operators.values():
+            await make_access_request(
+                db, victim.org_id, account, clock.now(), state=AccessState.APPROVED,
+                resource_type=ResourceType.TENANCY, resource_id=vm_id,
+            )  # fmt: skip
+        markers |= {vm_id, k8s_id}
     return World(
         victim=victim,
         second_member=second,
@@ -258,6 +282,8 @@ async def build_world(db: AsyncSession, clock: Clock, store: Path | None = None)
         victim_secret_id=victim_secret_id,
         access=access,
         tenancy_id=tenancy_id,
+        vm_tenancy_id=vm_id,
+        k8s_tenancy_id=k8s_id,
         shape_name=shape_name,
         provider_secret_id=provider_secret_id,
         pool_id=pool_id,
@@ -295,14 +321,43 @@ async def _make_secret(db: AsyncSession, org_id: str | None) -> str:
     return secret.id
 
 
-async def _make_tenancy(db: AsyncSession, org_id: str, node_id: str) -> str:
-    """An active simulated Slurm tenancy of ``org_id`` holding GPU 0 of ``node_id``, with
-    its claim and allocation (as a create and a reconciler pass leave them)."""
+async def _make_machine(
+    db: AsyncSession,
+    clock: Clock,
+    settings: Settings,
+    org_id: str,
+    node_id: str,
+    kind: TenancyKind,
+    gpu_index: int,
+) -> str:
+    """An active tenancy of ``kind`` whose simulated machine is up (and, for Kubernetes,
+    whose first kubeconfig waits, encrypted, to be shown)."""
+    tenancy_id = await _make_tenancy(db, org_id, node_id, kind=kind.value, gpu_index=gpu_index)
+    tenancy = await db.get(Tenancy, tenancy_id)
+    assert tenancy is not None
+    rows = (await live_allocations(db, [tenancy_id]))[tenancy_id]
+    driver = SimDriver(kind=kind, state_dir=settings.sim_dir)
+    result = await driver.provision(await allocation_of(db, tenancy, rows))
+    if result.credential is not None:
+        actor = Actor.system("isolation")
+        await store_credential(
+            db, tenancy, result.credential, actor=actor, clock=clock, settings=settings
+        )
+    return tenancy_id
+
+
+async def _make_tenancy(
+    db: AsyncSession, org_id: str, node_id: str, *, kind: str = "slurm", gpu_index: int = 0
+) -> str:
+    """An active simulated tenancy (Slurm unless told) of ``org_id`` holding one GPU of
+    ``node_id``, with its claim and allocation (as a create and a reconciler pass leave them)."""
     now = datetime.now(UTC)
-    gpu = (await db.execute(select(Gpu).where(Gpu.node_id == node_id, Gpu.index == 0))).scalar_one()
+    gpu = (
+        await db.execute(select(Gpu).where(Gpu.node_id == node_id, Gpu.index == gpu_index))
+    ).scalar_one()
     tenancy = Tenancy(
         id=new_id("ten"), org_id=org_id, project_id=None, name=f"iso-tenancy-{unique()}",
-        labels={}, kind="slurm", region_code=NODE_REGION, gpu_model_code="h100", shape=None,
+        labels={}, kind=kind, region_code=NODE_REGION, gpu_model_code="h100", shape=None,
         node_count=1, gpus_per_node=1, gpu_milli=1000, image=None, ssh_public_keys=[],
         ends_at=None, idle_release_minutes=None, state="active", failure_reason=None,
         driver="sim", simulated=True, facts={"access": "sbatch", "simulated": "true"},
@@ -317,7 +372,7 @@ async def _make_tenancy(db: AsyncSession, org_id: str, node_id: str) -> str:
     db.add(
         GpuAllocation(
             id=new_id("gal"), tenancy_id=tenancy.id, node_id=node_id, gpu_id=gpu.id,
-            gpu_index=0, milli=1000, allocated_at=now, released_at=None,
+            gpu_index=gpu_index, milli=1000, allocated_at=now, released_at=None,
         )
     )  # fmt: skip
     await db.flush()

@@ -348,7 +348,7 @@ def _provider_expected(access: Access, caller: Caller, page: Page) -> str:
 @pytest.fixture
 async def world(db: AsyncSession, clock: OffsetClock, settings: Settings) -> World:
     await build_catalog(db, clock)
-    built = await build_world(db, clock, settings.model_store_root)
+    built = await build_world(db, clock, settings.model_store_root, settings)
     await db.commit()
     return built
 

@@ -682,6 +682,35 @@ EXPECTATIONS: dict[str, tuple[Rule, Build]] = {
             f"/api/v1/orgs/{_org(w)}/recommendations/{w.recommendation_id}/snooze", {"days": 3}
         ),
     ),
+    # Reaching a running tenancy: the victim's simulated VM and namespace. Showing the
+    # kubeconfig consumes it (each caller gets a new world); operators hold grants on the VM.
+    "POST /api/v1/orgs/{org_id}/tenancies/{tenancy_id}/power": (
+        tenant(Permission.TENANCIES_WRITE),
+        lambda w, n: Call(_tenancies(w, f"/{w.vm_tenancy_id}/power"), {"action": "reboot"}),
+    ),
+    "POST /api/v1/orgs/{org_id}/tenancies/{tenancy_id}/console": (
+        tenant(Permission.TENANCIES_WRITE),
+        lambda w, n: Call(_tenancies(w, f"/{w.vm_tenancy_id}/console")),
+    ),
+    "GET /api/v1/orgs/{org_id}/tenancies/{tenancy_id}/credential": (
+        tenant(Permission.TENANCIES_READ),
+        lambda w, n: Call(_tenancies(w, f"/{w.k8s_tenancy_id}/credential")),
+    ),
+    "POST /api/v1/orgs/{org_id}/tenancies/{tenancy_id}/credential/reveal": (
+        tenant(Permission.TENANCIES_WRITE, destructive=True),
+        lambda w, n: Call(_tenancies(w, f"/{w.k8s_tenancy_id}/credential/reveal")),
+    ),
+    "POST /api/v1/orgs/{org_id}/tenancies/{tenancy_id}/credential/rotate": (
+        tenant(Permission.TENANCIES_WRITE),
+        lambda w, n: Call(_tenancies(w, f"/{w.k8s_tenancy_id}/credential/rotate")),
+    ),
+    "POST /api/v1/operator/orgs/{org_id}/tenancies/{tenancy_id}/console": (
+        provider(ProviderPermission.NODES_OPERATE),
+        lambda w, n: Call(
+            f"/api/v1/operator/orgs/{_org(w)}/tenancies/{w.vm_tenancy_id}/console",
+            {"purpose": f"isolation test {n}"},
+        ),
+    ),
     "POST /api/v1/orgs/{org_id}/tenancies/{tenancy_id}/release": (
         tenant(Permission.TENANCIES_WRITE),
         lambda w, n: Call(_tenancies(w, f"/{w.tenancy_id}/release")),
@@ -1133,7 +1162,7 @@ class TestRouteIsolation:
         method = operation.split(" ", 1)[0]
         await build_catalog(db, clock)
         store = settings.model_store_root
-        world = await build_world(db, clock, store)
+        world = await build_world(db, clock, store, settings)
         await db.commit()
         await _victim_activity(client, world)
         markers = set(world.victim_markers)
@@ -1141,7 +1170,7 @@ class TestRouteIsolation:
         names = [caller.name for caller in _callers(method, rule, world)]
         for index, name in enumerate(names):
             if rule.destructive and index:
-                world = await build_world(db, clock, store)
+                world = await build_world(db, clock, store, settings)
                 await db.commit()
                 markers |= world.victim_markers
             caller = {c.name: c for c in _callers(method, rule, world)}[name]

@@ -153,7 +153,7 @@ async def fuzz_target(
     try:
         async with make_sessionmaker(engine)() as db:
             await build_catalog(db, clock)
-            world = await build_world(db, clock, app_settings.model_store_root)
+            world = await build_world(db, clock, app_settings.model_store_root, app_settings)
             owner_secret = await make_api_key(db, world.victim, TenantRole.OWNER)
             sibling = await make_project(db, world.victim.org_id, "sibling")
             doomed = await make_user(db, f"doomed@{world.victim.slug}.test")
