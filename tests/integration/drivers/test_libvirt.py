@@ -7,8 +7,13 @@ IOMMU, so real PCI passthrough is not exercised here."""
 from __future__ import annotations
 
 import shutil
+import subprocess
+import xml.etree.ElementTree as ET
+from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -18,6 +23,8 @@ from control_plane.tenancies.drivers.base import (
     AllocatedNode,
     Allocation,
     HasConsole,
+    PermanentError,
+    PowerAction,
     PowerControl,
     Resizable,
     TenancyKind,
@@ -196,3 +203,160 @@ class TestLibvirtDriver(DriverContract, ResizableContract):
 
 def _domain_xml(driver: Any, host: str, name: str) -> str:
     return str(_conn(driver, host).lookupByName(name).XMLDesc(0))
+
+
+def _validate_xml(xml: str, tmp_path: Path) -> None:
+    path = tmp_path / "domain.xml"
+    path.write_text(xml)
+    result = subprocess.run(
+        ["virt-xml-validate", str(path), "domain"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+class TestDomainOnTheHypervisor:
+    async def test_defined_xml_passes_the_schema_with_gpus_size_and_pinning(
+        self, driver: Any, tmp_path: Path
+    ) -> None:
+        node = _node("gpu-001", (0, 1), gpu_numa_nodes=(1, 1), numa_cpus={0: "0-31", 1: "32-63"})
+        allocation = _allocation(node)
+        await converge(driver.provision, allocation)
+        xml = _domain_xml(driver, "gpu-001", allocation.tenancy_id)
+        _validate_xml(xml, tmp_path)
+        root = ET.fromstring(xml)
+        addresses = {
+            a.get("bus") for a in root.findall("./devices/hostdev[@type='pci']/source/address")
+        }
+        assert addresses == {"0x3b", "0x3c"}
+        assert root.findtext("vcpu") == "16"  # 8 per GPU x 2
+        assert int(root.findtext("memory") or 0) == 128 * 1024 * 1024  # KiB: 64 GiB x 2
+        pins = root.findall("./cputune/vcpupin")
+        assert len(pins) == 16
+        assert {p.get("cpuset") for p in pins} == {"32-63"}
+        assert root.find("./numatune/memory").get("nodeset") == "1"  # type: ignore[union-attr]
+        assert "org_contract" in xml and "ten_vmcontract" in xml
+
+    async def test_seed_volume_and_disk_are_created_from_the_image(
+        self, driver: Any, allocation: Allocation
+    ) -> None:
+        await converge(driver.provision, allocation)
+        pool = _conn(driver, "gpu-001").storagePoolLookupByName(POOL)
+        disk = pool.storageVolLookupByName("ten_vmcontract.qcow2")
+        assert disk.info()[1] == 50 * 1024**3  # the configured size (image is smaller)
+        assert pool.storageVolLookupByName("ten_vmcontract-seed.iso").info()[1] > 0
+
+    async def test_power_actions_change_the_domain_state(
+        self, driver: Any, allocation: Allocation
+    ) -> None:
+        import libvirt
+
+        await converge(driver.provision, allocation)
+        domain = _conn(driver, "gpu-001").lookupByName(allocation.tenancy_id)
+        assert (await converge(lambda a: driver.power(a, PowerAction.STOP), allocation)).done
+        assert domain.state()[0] == libvirt.VIR_DOMAIN_SHUTOFF
+        assert not (await driver.describe(allocation)).ready
+        await driver.power(allocation, PowerAction.START)
+        assert domain.state()[0] == libvirt.VIR_DOMAIN_RUNNING
+        assert (await driver.power(allocation, PowerAction.REBOOT)).done
+        assert domain.state()[0] == libvirt.VIR_DOMAIN_RUNNING
+        assert (await driver.describe(allocation)).ready
+
+    async def test_release_shuts_down_and_clean_undefines_and_deletes_volumes(
+        self, driver: Any, allocation: Allocation
+    ) -> None:
+        await converge(driver.provision, allocation)
+        await converge(driver.release, allocation)
+        held = _read(driver, allocation)["gpu-001"]
+        assert [state for _, _, state in held["domains"].values()] == [5]  # shut off
+        assert held["volumes"] == ["ten_vmcontract-seed.iso", "ten_vmcontract.qcow2"]
+        await converge(driver.clean, allocation)
+        assert _read(driver, allocation)["gpu-001"] == {"domains": {}, "volumes": []}
+        assert not (await driver.describe(allocation)).exists
+
+    async def test_clean_refuses_when_the_pool_cannot_wipe(
+        self, settings: Settings, allocation: Allocation
+    ) -> None:
+        wiping = Drivers(settings.model_copy(update={"libvirt_wipe_volumes": True}))
+        driver: Any = wiping.for_tenancy(REGION, TenancyKind.VM)
+        await converge(driver.provision, allocation)
+        await converge(driver.release, allocation)
+        with pytest.raises(PermanentError, match="cannot wipe volume"):
+            await driver.clean(allocation)
+
+    async def test_a_guest_that_ignores_shutdown_is_destroyed_after_the_grace(
+        self, driver: Any, allocation: Allocation
+    ) -> None:
+        await converge(driver.provision, allocation)
+        domain = _conn(driver, "gpu-001").lookupByName(allocation.tenancy_id)
+        domain.shutdown = lambda: 0  # a guest without ACPI handling
+        driver._host = _host_with(driver, domain)
+        assert not (await driver.release(allocation)).done
+        driver.clock.advance(31)
+        assert (await driver.release(allocation)).done
+        assert not domain.isActive()
+
+
+def _host_with(driver: Any, domain: Any) -> Any:
+    """The driver's hosts, handing out ``domain`` (patched) for its name."""
+    from control_plane.tenancies.drivers.libvirt.host import Host
+
+    class _Pinned(Host):
+        def domain(self, name: str) -> Any:
+            return domain if name == domain.name() else super().domain(name)
+
+    return lambda plan: _Pinned(driver.connections.get(plan.uri), plan.node.hostname)
+
+
+class TestValidate:
+    async def test_refuses_a_gpu_without_a_pci_address(self, driver: Any) -> None:
+        node = replace(_node("gpu-001", (0, 1)), gpu_pci_addresses=("0000:3b:00.0", None))
+        with pytest.raises(PermanentError, match="GPU 1 has no PCI address"):
+            await driver.validate(_allocation(node))
+
+    async def test_refuses_a_malformed_pci_address(self, driver: Any) -> None:
+        node = replace(_node("gpu-001", (0,)), gpu_pci_addresses=("3b:00.0",))
+        with pytest.raises(PermanentError, match="not a PCI address"):
+            await driver.validate(_allocation(node))
+
+    async def test_refuses_a_gpu_share(self, driver: Any) -> None:
+        node = replace(_node("gpu-001", (0,)), gpu_milli=500)
+        with pytest.raises(PermanentError, match="whole GPUs"):
+            await driver.validate(_allocation(node))
+
+    async def test_refuses_an_unknown_image(self, driver: Any, allocation: Allocation) -> None:
+        with pytest.raises(PermanentError, match="no image 'windows-95'"):
+            await driver.validate(replace(allocation, image="windows-95"))
+
+    async def test_refuses_another_kind(self, driver: Any, allocation: Allocation) -> None:
+        with pytest.raises(PermanentError, match="VM tenancies"):
+            await driver.validate(replace(allocation, kind=TenancyKind.BARE_METAL))
+
+
+class TestConsole:
+    async def test_link_carries_a_token_that_verifies_and_expires(
+        self, driver: Any, allocation: Allocation
+    ) -> None:
+        from control_plane.tenancies.drivers.libvirt import console
+
+        await converge(driver.provision, allocation)
+        before = _read(driver, allocation)
+        access = await driver.console(allocation, ttl_seconds=60)
+        assert _read(driver, allocation) == before  # no side effect
+        assert access.protocol == "vnc"
+        assert access.url.startswith("https://console.ca-qc-1.example/vnc.html")
+        token = parse_qs(urlsplit(access.url).query)["token"][0]
+        key = CONSOLE_KEY.encode()
+        claims = console.verify(token, key, driver.clock.now())
+        assert (claims.domain, claims.host) == ("ten_vmcontract", "gpu-001")
+        assert claims.expires_at == access.expires_at.replace(microsecond=0)
+        with pytest.raises(console.InvalidToken, match="expired"):
+            console.verify(token, key, driver.clock.now() + timedelta(seconds=61))
+        with pytest.raises(console.InvalidToken, match="signature"):
+            console.verify(token, b"another key", driver.clock.now())
+
+    async def test_refuses_a_vm_that_is_not_running(
+        self, driver: Any, allocation: Allocation
+    ) -> None:
+        with pytest.raises(PermanentError, match="not running"):
+            await driver.console(allocation, ttl_seconds=60)

@@ -203,10 +203,18 @@ class Host:
                 domain.undefineFlags(flags & ~libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
 
     def delete(self, volume: Any, *, wipe: bool) -> None:
-        what = f"{self.hostname}: {'wiping' if wipe else 'deleting'} volume {volume.name()}"
-        with translated(what):
-            if wipe:
+        if wipe:
+            try:
                 volume.wipe(0)
+            except libvirt.libvirtError as exc:
+                if exc.get_error_code() == libvirt.VIR_ERR_NO_SUPPORT:
+                    raise PermanentError(
+                        f"{self.hostname}: storage pool cannot wipe volume {volume.name()}; "
+                        "set CP_LIBVIRT_WIPE_VOLUMES=false only if its storage is wiped "
+                        "otherwise"
+                    ) from exc
+                raise driver_error(exc, f"{self.hostname}: wiping {volume.name()}") from exc
+        with translated(f"{self.hostname}: deleting volume {volume.name()}"):
             volume.delete(0)
 
     @staticmethod
