@@ -106,6 +106,40 @@ class Settings(BaseSettings):
     slurm_command_timeout_seconds: float = Field(default=20.0, gt=0)
     slurm_admin_users: list[str] = Field(default_factory=list)
     slurm_regions: dict[str, dict[str, str]] = Field(default_factory=dict)
+
+    # libvirt (driver "libvirt": a VM tenancy is one domain per placed node, GPUs passed
+    # through by PCI address). How to reach a node's libvirt ({hostname}, {node_id},
+    # {region} are filled in); the storage pool holding the region's base images and the
+    # one the tenancies' disks are cloned into (the same pool is fine); the image used when
+    # a tenancy names none; the boot disk's size; a domain's size per GPU (scaled by the
+    # GPU share, with floors); the libvirt network the VMs join; the guest user the
+    # tenant's SSH keys log in as; how long a guest gets to shut down before it is
+    # destroyed; whether a disk is wiped before it is deleted (turn off only for pools whose
+    # storage is wiped otherwise) and whether the cloud-init seed's bytes are uploaded
+    # (off only for libvirt's test driver, which cannot upload); the console proxy's URL
+    # ({token}, {region}, {host}) and the key its tokens are signed with (HMAC-SHA256).
+    # Per-region overrides as JSON, e.g. CP_LIBVIRT_REGIONS='{"ca-qc-1": {"uri_template":
+    # "qemu+tls://{hostname}/system", "image_pool": "golden"}}'.
+    libvirt_uri_template: str = "qemu+ssh://root@{hostname}/system"
+    libvirt_image_pool: str = "images"
+    libvirt_disk_pool: str = "tenancies"
+    libvirt_default_image: str = ""
+    libvirt_disk_gib: int = Field(default=100, ge=1)
+    libvirt_vcpus_per_gpu: int = Field(default=16, ge=1)
+    libvirt_memory_gib_per_gpu: int = Field(default=96, ge=1)
+    libvirt_min_vcpus: int = Field(default=2, ge=1)
+    libvirt_min_memory_gib: int = Field(default=4, ge=1)
+    libvirt_network: str = "default"
+    libvirt_guest_user: str = "tenant"
+    libvirt_shutdown_grace_seconds: float = Field(default=60.0, ge=0)
+    libvirt_wipe_volumes: bool = True
+    libvirt_upload_seed: bool = True
+    libvirt_console_url_template: str = ""
+    libvirt_console_key: SecretStr = SecretStr("")
+    libvirt_regions: dict[str, dict[str, str]] = Field(default_factory=dict)
+    # Host names whose hypervisor the health check asks (besides nothing: the driver has
+    # no fleet list of its own).
+    libvirt_health_hosts: list[str] = Field(default_factory=list)
     # Inference endpoints. Model stores: "<region>" -> the directory (file:// URI or path)
     # under which that region's model repositories live; a model version must come from a
     # store in a region the organization's residency policy allows, e.g.
