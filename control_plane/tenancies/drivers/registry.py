@@ -21,6 +21,7 @@ __all__ = ["BUILT_IN", "DriverContext", "Drivers", "RevealSecret"]
 RevealSecret = Callable[[str, str], Awaitable[bytes]]
 
 BUILT_IN: dict[str, str] = {
+    "kubernetes": "control_plane.tenancies.drivers.kubernetes.driver",
     "redfish": "control_plane.tenancies.drivers.redfish",
     "slurm": "control_plane.tenancies.drivers.slurm",
     "triton-local": "control_plane.endpoints.triton.driver",
