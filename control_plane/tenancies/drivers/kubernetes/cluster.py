@@ -63,6 +63,16 @@ def _reason(exc: ApiException) -> str:
         return str(exc.reason)
 
 
+def _drain(response: object) -> None:
+    """Read an unparsed answer to its end, so its connection goes back to the pool.
+
+    Deletes are not parsed: a namespace DELETE answers with the Namespace, not a Status.
+    """
+    drain = getattr(response, "drain_conn", None)
+    if callable(drain):
+        drain()
+
+
 class Cluster:
     """One region's API server, reached with the driver's own (admin) token."""
 
@@ -171,9 +181,11 @@ class Cluster:
         core = self._apis["core"]
         await self._call(
             f"delete namespace {name}",
-            lambda: core.delete_namespace(
-                name, propagation_policy="Background", _request_timeout=self._timeout,
-                _preload_content=False,
+            lambda: _drain(
+                core.delete_namespace(
+                    name, propagation_policy="Background", _request_timeout=self._timeout,
+                    _preload_content=False,
+                )
             ),
             missing_ok=True,
         )  # fmt: skip
@@ -182,8 +194,10 @@ class Cluster:
         core = self._apis["core"]
         await self._call(
             f"delete pod {namespace}/{name}",
-            lambda: core.delete_namespaced_pod(
-                name, namespace, _request_timeout=self._timeout, _preload_content=False
+            lambda: _drain(
+                core.delete_namespaced_pod(
+                    name, namespace, _request_timeout=self._timeout, _preload_content=False
+                )
             ),
             missing_ok=True,
         )
@@ -192,8 +206,10 @@ class Cluster:
         core = self._apis["core"]
         await self._call(
             f"delete service account {namespace}/{name}",
-            lambda: core.delete_namespaced_service_account(
-                name, namespace, _request_timeout=self._timeout, _preload_content=False
+            lambda: _drain(
+                core.delete_namespaced_service_account(
+                    name, namespace, _request_timeout=self._timeout, _preload_content=False
+                )
             ),
             missing_ok=True,
         )
@@ -207,10 +223,12 @@ class Cluster:
             "spec": {"expirationSeconds": seconds},
         }
         started = datetime.now(UTC)
+        # the generated method ignores ``_content_type`` (its spec declares no body media
+        # type) and would send no Content-Type at all, which the API server refuses (415)
         issued = await self._call(
             f"token for {namespace}/{name}",
             lambda: core.create_namespaced_service_account_token(
-                name, namespace, body, _content_type="application/json",
+                name, namespace, body, _headers={"Content-Type": "application/json"},
                 _request_timeout=self._timeout,
             ),
         )  # fmt: skip
