@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -140,6 +140,24 @@ class Settings(BaseSettings):
     # Host names whose hypervisor the health check asks (besides nothing: the driver has
     # no fleet list of its own).
     libvirt_health_hosts: list[str] = Field(default_factory=list)
+    # Kubernetes (driver "kubernetes": a tenancy is a namespace on the region's GPU cluster
+    # with a GPU quota, network isolation and RBAC for the organization's group). Clusters
+    # per region as JSON, e.g. CP_KUBERNETES_CLUSTERS='{"ca-qc-1": {"server":
+    # "https://k8s.ca-qc-1:6443", "ca_file": "/etc/cp/k8s-ca.pem", "token_secret":
+    # "k8s/ca-qc-1", "version": "1.31"}}'; optional keys per cluster: public_server (the URL
+    # tenants' kubeconfigs carry), gpu_resource, region_label, gpu_label, gpu_products (GPU
+    # model -> the node label's value), gpu_taint, storage_class (docs/kubernetes-tenancies.md).
+    # CPU cores and memory (GiB) a tenancy may request per GPU; the storage it may claim; the
+    # lifetime of the kubeconfig tokens it is issued; a time limit per API call; the image
+    # of the Jupyter workspace preset and the size of its home volume.
+    kubernetes_clusters: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    kubernetes_cpu_per_gpu: int = Field(default=16, ge=1)
+    kubernetes_memory_gib_per_gpu: int = Field(default=128, ge=1)
+    kubernetes_storage_gib: int = Field(default=500, ge=1)
+    kubernetes_token_ttl_seconds: int = Field(default=8 * 3600, ge=600, le=7 * 24 * 3600)
+    kubernetes_request_timeout_seconds: float = Field(default=30.0, gt=0)
+    kubernetes_jupyter_image: str = "quay.io/jupyter/pytorch-notebook:cuda12-latest"
+    kubernetes_workspace_storage_gib: int = Field(default=50, ge=1)
     # Inference endpoints. Model stores: "<region>" -> the directory (file:// URI or path)
     # under which that region's model repositories live; a model version must come from a
     # store in a region the organization's residency policy allows, e.g.

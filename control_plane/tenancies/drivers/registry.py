@@ -22,6 +22,7 @@ RevealSecret = Callable[[str, str], Awaitable[bytes]]
 
 BUILT_IN: dict[str, str] = {
     "libvirt": "control_plane.tenancies.drivers.libvirt.driver",
+    "kubernetes": "control_plane.tenancies.drivers.kubernetes.driver",
     "redfish": "control_plane.tenancies.drivers.redfish",
     "slurm": "control_plane.tenancies.drivers.slurm",
     "triton-local": "control_plane.endpoints.triton.driver",
