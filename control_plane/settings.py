@@ -146,7 +146,7 @@ class Settings(BaseSettings):
     # "https://k8s.ca-qc-1:6443", "ca_file": "/etc/cp/k8s-ca.pem", "token_secret":
     # "k8s/ca-qc-1", "version": "1.31"}}'; optional keys per cluster: public_server (the URL
     # tenants' kubeconfigs carry), gpu_resource, region_label, gpu_label, gpu_products (GPU
-    # model -> the node label's value), gpu_taint, storage_class (docs/kubernetes-tenancies.md).
+    # model -> the node label's value), gpu_taint, storage_class (docs/drivers/kubernetes.md).
     # CPU cores and memory (GiB) a tenancy may request per GPU; the storage it may claim; the
     # lifetime of the kubeconfig tokens it is issued; a time limit per API call; the image
     # of the Jupyter workspace preset and the size of its home volume.

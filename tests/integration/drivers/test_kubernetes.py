@@ -4,7 +4,7 @@ here), or against a real cluster when ``CP_TEST_KUBECONFIG`` names a kubeconfig.
 With the fake, every request the driver makes is checked (verb, path, bearer token, the
 server-side apply's content type, field manager and force flag, JSON TokenRequest) and a
 test fails on any violation. Against a real cluster the assertions that read the fake's
-memory are skipped; see docs/kubernetes-tenancies.md for running it on kind.
+memory are skipped; see docs/drivers/kubernetes.md for running it on kind.
 """
 
 from __future__ import annotations

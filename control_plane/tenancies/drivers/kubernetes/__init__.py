@@ -2,5 +2,5 @@
 
 ``manifests`` and ``workspace`` build the objects (pure data, no client import), ``config``
 reads the cluster settings, ``kubeconfig`` writes the tenant's file, ``cluster`` wraps the
-official client and ``driver`` holds the lifecycle. See docs/kubernetes-tenancies.md.
+official client and ``driver`` holds the lifecycle. See docs/drivers/kubernetes.md.
 """

@@ -5,7 +5,7 @@ JSON ``{"v": 1, "ten": tenancy id, "dom": domain name, "host": node host name, "
 unix seconds}``, the signature HMAC-SHA256 over the payload's base64url text with
 ``CP_LIBVIRT_CONSOLE_KEY``. The proxy, holding the same key, recomputes the signature
 (constant-time compare), refuses an expired token, and connects to the domain's VNC
-display on that host (``virsh -c <uri> domdisplay <dom>``); see docs/vm-tenancies.md.
+display on that host (``virsh -c <uri> domdisplay <dom>``); see docs/drivers/libvirt.md.
 Nothing secret is inside the payload: the signature is what makes it a credential.
 """
 
