@@ -353,6 +353,7 @@ def _node(
         state=(path[-1] if path else NodeState.ENROLLING),
         state_changed_at=enrolled + timedelta(hours=len(path) * 6),
         created_at=enrolled,
+        numa_cpus={"0": "0-47", "1": "48-95"},  # a two-socket GPU server
     )
     children: list[Gpu | NodeEvent] = []
     nvlink = model in {"h100", "h200", "a100"}
@@ -369,6 +370,9 @@ def _node(
                 index=index,
                 model_code=model,
                 nvlink_domain=f"{hostname}-nvl" if nvlink else None,
+                # first half of the GPUs on socket 0, the rest on socket 1
+                pci_address=f"0000:{0x18 + 0x10 * index:02x}:00.0",
+                numa_node=index * 2 // per_node,
             )
         )
     previous: NodeState | None = None

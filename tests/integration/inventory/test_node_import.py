@@ -181,6 +181,50 @@ class TestImportAccepted:
         events = (await client.get(f"/api/v1/nodes/{node_id}/events")).json()["items"]
         assert [e["to_state"] for e in events] == ["enrolling"]
 
+    async def test_pci_addresses_numa_nodes_and_cpus_are_recorded_for_vm_passthrough(
+        self, client: Client, db: AsyncSession, as_admin: dict[str, str]
+    ) -> None:
+        node = {
+            "hostname": "gpu-p1", "region": "se-north-1", "site": "se-lla-1", "rack": "r02",
+            "bmc_endpoint": "https://bmc-gpu-p1.internal", "gpu_model": "h100", "gpu_count": 2,
+            "firmware_version": "96.00.1", "driver_version": "550.127",
+            "numa_cpus": {0: "0-31", 1: "32-63"},
+            "gpus": [
+                {"uuid": "GPU-22222222-0000", "pci_address": "0000:3B:00.0", "numa_node": 0},
+                {"uuid": "GPU-22222222-0001", "pci_address": "0000:86:00.0", "numa_node": 1},
+            ],
+        }  # fmt: skip
+
+        response = await send(client, as_admin, "yaml", yaml.safe_dump({"nodes": [node]}))
+
+        assert response.status_code == 200, response.text
+        read = (await client.get(f"/api/v1/nodes/{response.json()['node_ids'][0]}")).json()
+        assert [(g["pci_address"], g["numa_node"]) for g in read["gpus"]] == [
+            ("0000:3b:00.0", 0),
+            ("0000:86:00.0", 1),
+        ]
+
+    async def test_a_malformed_or_repeated_pci_address_names_the_field(
+        self, client: Client, db: AsyncSession, as_admin: dict[str, str]
+    ) -> None:
+        node = {
+            "hostname": "gpu-p2", "region": "se-north-1", "site": "se-lla-1", "rack": "r02",
+            "bmc_endpoint": "https://bmc-gpu-p2.internal", "gpu_model": "h100", "gpu_count": 2,
+            "firmware_version": "96.00.1", "driver_version": "550.127",
+            "gpus": [
+                {"uuid": "GPU-33333333-0000", "pci_address": "3b:00"},
+                {"uuid": "GPU-33333333-0001", "pci_address": "0000:86:00.0"},
+            ],
+        }  # fmt: skip
+        bad = await send(client, as_admin, "yaml", yaml.safe_dump({"nodes": [node]}))
+        assert bad.status_code == 422, bad.text
+        assert bad.json()["errors"][0]["field"] == "row 1: gpus[0].pci_address"
+
+        node["gpus"][0]["pci_address"] = "0000:86:00.0"  # type: ignore[index]
+        twice = await send(client, as_admin, "yaml", yaml.safe_dump({"nodes": [node]}))
+        assert twice.status_code == 422, twice.text
+        assert "PCI addresses repeat" in twice.text
+
     async def test_a_dry_run_checks_but_imports_nothing(
         self, client: Client, db: AsyncSession, as_admin: dict[str, str]
     ) -> None:
