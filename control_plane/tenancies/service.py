@@ -159,6 +159,12 @@ async def _create(
                                                         who)  # fmt: skip
     ends_at = _capped(data.ends_at, pool_end)
     spec = spec_by_region[placement.region]
+    if len(placement.slots) > spec.gpus_per_node * spec.node_count:
+        # A bare-metal tenancy holds whole nodes: the quota counts every GPU it gets (the
+        # claim rolls back with this transaction when they do not fit).
+        await quotas.check(db, org_id=org_id, region=placement.region,
+                           gpu_model=placement.gpu_model,
+                           milli=len(placement.slots) * spec.gpu_milli)  # fmt: skip
     if data.region == ANY_REGION:  # the explicit region was checked (and recorded) up front
         await residency.check_placement(
             db, org_id=org_id, region_code=placement.region, actor_kind=actor.kind,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -83,8 +84,33 @@ class TestWhenCapacityFrees:
         assert any("being released now" in s for s in response.json()["suggestions"])
 
 
+KINDS = ("bare_metal", "vm", "kubernetes", "slurm")
+
+
 class TestQuota:
+    @pytest.mark.parametrize("kind", ["vm", "kubernetes", "slurm"])
     async def test_the_default_quota_binds(
+        self,
+        client: Client,
+        org: Tenant,
+        auth: dict[str, str],
+        fleet: list[str],
+        db: AsyncSession,
+        clock: OffsetClock,
+        kind: str,
+    ) -> None:
+        await make_quota(db, clock, max_gpus=4)
+        await db.commit()
+        first = await create(client, org, auth, name="a", gpus_per_node=3, kind=kind)
+        assert first.status_code == 201, first.text
+        response = await create(client, org, auth, name="b", gpus_per_node=2, kind=kind)
+        assert response.status_code == 409
+        problem = response.json()
+        assert problem["type"].endswith("/quota-exceeded")
+        assert (problem["limit"], problem["in_use"], problem["requested"]) == (4, 3, 2)
+        assert await used_milli(db) == 3000
+
+    async def test_a_bare_metal_tenancy_counts_the_whole_node(
         self,
         client: Client,
         org: Tenant,
@@ -95,13 +121,10 @@ class TestQuota:
     ) -> None:
         await make_quota(db, clock, max_gpus=4)
         await db.commit()
-        assert (await create(client, org, auth, name="a", gpus_per_node=3)).status_code == 201
-        response = await create(client, org, auth, name="b", gpus_per_node=2)
+        response = await create(client, org, auth, gpus_per_node=3, kind="bare_metal")
         assert response.status_code == 409
-        problem = response.json()
-        assert problem["type"].endswith("/quota-exceeded")
-        assert (problem["limit"], problem["in_use"], problem["requested"]) == (4, 3, 2)
-        assert await used_milli(db) == 3000
+        assert (response.json()["limit"], response.json()["requested"]) == (4, 8)
+        assert await used_milli(db) == 0  # the node claimed during placement is given back
 
     async def test_an_org_override_replaces_the_default(
         self,
@@ -138,6 +161,7 @@ class TestQuota:
 
 
 class TestResidency:
+    @pytest.mark.parametrize("kind", KINDS)
     async def test_a_region_outside_the_policy_is_refused_naming_the_rule(
         self,
         client: Client,
@@ -145,13 +169,15 @@ class TestResidency:
         auth: dict[str, str],
         db: AsyncSession,
         clock: OffsetClock,
+        kind: str,
     ) -> None:
         await make_fleet(db, clock, region="us-east-1", model="a100", nodes=1, prefix="us")
         await residency.seed_policy(
             db, clock, org.org_id, PolicyChange(template="canada-sovereign")
         )
         await db.commit()
-        response = await create(client, org, auth, region="us-east-1", gpu_model="a100")
+        response = await create(client, org, auth, region="us-east-1", gpu_model="a100",
+                                kind=kind)  # fmt: skip
         assert response.status_code == 403
         problem = response.json()
         assert problem["type"].endswith("/residency-denied")
