@@ -1,8 +1,9 @@
 """Operator access approval through the SDK.
 
 Operators (signed in with ``client.login``) ask for access, follow their own requests,
-break the glass and read support data under a grant. Tenants approve, deny, revoke and
-review, and auditors read the access report, per organization: ``client.access.org(id)``.
+break the glass, and under a grant read support data or open a tenant VM's console. Tenants
+approve, deny, revoke and review, and auditors read the access report, per organization:
+``client.access.org(id)``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from control_plane.sovereignty.access.schemas import (
     AccessRequestRead,
     SupportSnapshot,
 )
+from control_plane.tenancies.schemas import ConsoleRead, OperatorConsoleRequest
 
 __all__ = ["Access", "OrgAccess"]
 
@@ -83,6 +85,17 @@ class Access(_Resource):
             f"{API}/operator/orgs/{_seg(org_id)}/support-data",
             SupportSnapshot,
             params={"purpose": purpose},
+        )
+
+    def console(self, org_id: str, tenancy_id: str, purpose: str) -> ConsoleRead:
+        """A console link to a tenant's VM, only under an approved (or break-glass) grant
+        for that tenancy; without one a :class:`~control_plane.sdk.PermissionDeniedError`.
+        ``purpose`` (5 to 200 characters) goes to the organization's ledger, refusals too."""
+        return self._t.call(
+            "POST",
+            f"{API}/operator/orgs/{_seg(org_id)}/tenancies/{_seg(tenancy_id)}/console",
+            ConsoleRead,
+            body=OperatorConsoleRequest(purpose=purpose),
         )
 
     def org(self, org_id: str) -> OrgAccess:

@@ -28,10 +28,20 @@ from control_plane.inventory.schemas import (
     SiteRead,
     StateCount,
 )
+from control_plane.tenancies.drivers.base import PowerAction
+from control_plane.tenancies.schemas import (
+    ConsoleRead,
+    CredentialRead,
+    PowerResult,
+    TenancyRead,
+    Workspace,
+)
 
 __all__ = [
     "ApiKeyCreated",
     "ApiKeyRead",
+    "ConsoleRead",
+    "CredentialRead",
     "GpuModelRead",
     "GpuRead",
     "InventorySummary",
@@ -45,6 +55,8 @@ __all__ = [
     "OrgRead",
     "Page",
     "Permission",
+    "PowerAction",
+    "PowerResult",
     "ProjectRead",
     "ProviderRole",
     "RegionRead",
@@ -52,6 +64,8 @@ __all__ = [
     "SessionRead",
     "SiteRead",
     "StateCount",
+    "TenancyRead",
     "TenantRole",
     "UserRead",
+    "Workspace",
 ]

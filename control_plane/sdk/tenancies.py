@@ -1,5 +1,6 @@
-"""Tenancies through the SDK: create, follow, resize, schedule and release GPU capacity; shapes,
-shape suggestions and quotas.
+"""Tenancies through the SDK: create, follow, resize, schedule and release GPU capacity; reach
+a running one (VM power and console, a Kubernetes tenancy's kubeconfig); shapes, shape
+suggestions and quotas.
 
 Every tenancy call acts on an organization: pass ``org_id=``, or leave it out to use the
 credential's current organization (an API key's own, a session's selected one)::
@@ -9,6 +10,12 @@ credential's current organization (an API key's own, a session's selected one)::
         client.tenancies.wait(tenancy.id, "active", timeout=600)
         client.tenancies.release(tenancy.id)
         client.tenancies.wait(tenancy.id, "released")
+
+A Kubernetes tenancy's kubeconfig is shown once; rotate it to get another::
+
+    kubeconfig = client.tenancies.reveal_credential(tenancy.id)
+    client.tenancies.rotate_credential(tenancy.id)  # the first one stops working
+    kubeconfig = client.tenancies.reveal_credential(tenancy.id)
 """
 
 from __future__ import annotations
@@ -22,7 +29,13 @@ from typing import Any, Literal
 from control_plane.sdk.errors import SdkError
 from control_plane.sdk.pagination import PageIterator
 from control_plane.sdk.resources import API, _OrgScoped, _Resource, _seg, _without_none
+from control_plane.tenancies.drivers.base import PowerAction
 from control_plane.tenancies.schemas import (
+    ConsoleRead,
+    CredentialRead,
+    CredentialReveal,
+    PowerRequest,
+    PowerResult,
     QuotaRead,
     QuotaSet,
     ShapeCreate,
@@ -31,6 +44,7 @@ from control_plane.tenancies.schemas import (
     TenancyEventRead,
     TenancyRead,
     TenancySchedule,
+    Workspace,
 )
 
 __all__ = [
@@ -48,6 +62,7 @@ _ORDER = ("requested", "placing", "provisioning", "active", "releasing", "cleani
 
 _ShapeList = list[ShapeRead]
 _QuotaList = list[QuotaRead]
+_Power = Literal["start", "stop", "reboot"]
 Progress = Callable[[TenancyRead, Sequence[TenancyEventRead]], None]
 
 
@@ -94,6 +109,7 @@ class Tenancies(_OrgScoped):
         ssh_public_keys: Sequence[str] = (),
         labels: Mapping[str, str] | None = None,
         project_id: str | None = None,
+        workspace: Workspace | None = None,
         org_id: str | None = None,
     ) -> TenancyRead:
         """Ask for GPUs: a ``shape``, or a ``gpu_model`` (or a ``gpu_class``, a generation
@@ -102,6 +118,9 @@ class Tenancies(_OrgScoped):
         allows that has room. Residency, quota and placement are checked at once: a refusal
         is a :class:`~control_plane.sdk.ConflictError` (capacity, quota) or
         :class:`~control_plane.sdk.PermissionDeniedError` (residency) whose ``body`` says why.
+
+        ``workspace=Workspace(idle_minutes=30)`` (Kubernetes only) also runs a Jupyter server
+        on the GPUs that shuts itself down after that long without activity.
         """
         body: dict[str, Any] = _without_none(
             {
@@ -117,6 +136,7 @@ class Tenancies(_OrgScoped):
                 "idle_release_minutes": idle_release_minutes,
                 "image": image,
                 "project_id": project_id,
+                "workspace": workspace,
             }
         )
         if ssh_public_keys:
@@ -195,6 +215,72 @@ class Tenancies(_OrgScoped):
             "POST",
             self._path(org_id, f"/{_seg(tenancy_id)}/release"),
             TenancyRead,
+            idempotency_key=True,
+        )
+
+    # ------------------------------------------------ reaching a running tenancy
+
+    def power(
+        self, tenancy_id: str, action: PowerAction | _Power, *, org_id: str | None = None
+    ) -> PowerResult:
+        """Start, stop or reboot an active VM tenancy's machines; the step lands on its
+        timeline. Another kind (or driver) without power control is a
+        :class:`~control_plane.sdk.ConflictError` naming what it cannot do."""
+        return self._t.call(
+            "POST",
+            self._path(org_id, f"/{_seg(tenancy_id)}/power"),
+            PowerResult,
+            body=PowerRequest(action=PowerAction(action)),
+            idempotency_key=True,  # a retried reboot must not reboot twice
+        )
+
+    def start(self, tenancy_id: str, *, org_id: str | None = None) -> PowerResult:
+        """Power the VM on (``power(tenancy_id, "start")``)."""
+        return self.power(tenancy_id, PowerAction.START, org_id=org_id)
+
+    def stop(self, tenancy_id: str, *, org_id: str | None = None) -> PowerResult:
+        """Power the VM off; it keeps its GPUs (and is still billed) until released."""
+        return self.power(tenancy_id, PowerAction.STOP, org_id=org_id)
+
+    def reboot(self, tenancy_id: str, *, org_id: str | None = None) -> PowerResult:
+        return self.power(tenancy_id, PowerAction.REBOOT, org_id=org_id)
+
+    def console(self, tenancy_id: str, *, org_id: str | None = None) -> ConsoleRead:
+        """A short-lived link to an active VM's console; it stops working at ``expires_at``.
+
+        Sent without an ``Idempotency-Key`` on purpose: the server keeps keyed answers for
+        replay, and this one carries a signed token."""
+        return self._t.call("POST", self._path(org_id, f"/{_seg(tenancy_id)}/console"), ConsoleRead)
+
+    def credential(self, tenancy_id: str, *, org_id: str | None = None) -> CredentialRead:
+        """The tenancy's access credential (a Kubernetes tenancy's kubeconfig) without its
+        value: when it was issued and expires, whether it was shown, how often rotated.
+        :class:`~control_plane.sdk.ConflictError` when it has none (yet)."""
+        return self._t.call(
+            "GET", self._path(org_id, f"/{_seg(tenancy_id)}/credential"), CredentialRead
+        )
+
+    def reveal_credential(self, tenancy_id: str, *, org_id: str | None = None) -> str:
+        """The credential's text (the kubeconfig), shown ONCE: the server deletes its copy.
+
+        Asking again is a :class:`~control_plane.sdk.ConflictError` telling you to rotate
+        (:meth:`rotate_credential`), then reveal the new one. The call carries no
+        ``Idempotency-Key`` (a kept answer would keep the secret) and so is not retried once
+        sent: if the answer is lost, rotate."""
+        revealed = self._t.call(
+            "POST",
+            self._path(org_id, f"/{_seg(tenancy_id)}/credential/reveal"),
+            CredentialReveal,
+        )
+        return revealed.value
+
+    def rotate_credential(self, tenancy_id: str, *, org_id: str | None = None) -> CredentialRead:
+        """Invalidate every earlier credential and issue a new one, to reveal once with
+        :meth:`reveal_credential`."""
+        return self._t.call(
+            "POST",
+            self._path(org_id, f"/{_seg(tenancy_id)}/credential/rotate"),
+            CredentialRead,
             idempotency_key=True,
         )
 

@@ -11,6 +11,8 @@ from typing import Any
 
 import click
 
+# Imported for its commands: power, console and kubeconfig join the tenancies group.
+from control_plane.cli.client import machine_access as _machine_access  # noqa: F401
 from control_plane.cli.client.access import access_group
 from control_plane.cli.client.account import login, logout, profile_group, whoami
 from control_plane.cli.client.audit import audit_group

@@ -1,9 +1,10 @@
 """``cpctl access``: operator access approval.
 
 Operators (``cpctl login``) ask for access, list and withdraw their own requests, break the
-glass and read support data. Tenant admins approve, deny, revoke and review; auditors read
-the report. Tenant commands act on ``--org`` (id or slug), else on your current
-organization; ``list`` and ``show`` without one show an operator's own requests.
+glass, and under a grant read support data or open a tenant VM's console. Tenant admins
+approve, deny, revoke and review; auditors read the report. Tenant commands act on
+``--org`` (id or slug), else on your current organization; ``list`` and ``show`` without
+one show an operator's own requests.
 """
 
 from __future__ import annotations
@@ -277,3 +278,19 @@ def access_support_data(inv: Invocation, org_id: str, purpose: str | None) -> No
         return
     emit_one(inv, snapshot, ("org_id", "slug", "name", "member_count", "grant_expires_at"))
     emit_table(snapshot.projects, columns("id", "slug", "name"))
+
+
+@api_command(access_group, "console")
+@click.argument("org_id")
+@click.argument("tenancy_id")
+@click.option(
+    "--purpose",
+    required=True,
+    help="Why you open it, 5 to 200 characters (recorded in the organization's ledger).",
+)
+def access_console(inv: Invocation, org_id: str, tenancy_id: str, purpose: str) -> None:
+    """A console link to VM TENANCY_ID of ORG_ID, under an approved grant for that tenancy
+    (cpctl access request --resource tenancy --resource-id TENANCY_ID); refused otherwise."""
+    with inv.client() as client:
+        link = client.access.console(org_id, tenancy_id, purpose)
+    emit_one(inv, link, ("url", "protocol", "expires_at"))

@@ -7,11 +7,14 @@ problem's detail and field errors; the exit status is 2 for refused input, 1 oth
 from __future__ import annotations
 
 import functools
+import os
+import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from enum import Enum
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -25,6 +28,7 @@ Column = tuple[str, Callable[[Any], Any]]
 OUTPUTS = ("table", "json")
 EXIT_INVALID = 2
 EXIT_FAILED = 1
+SECRET_MODE = 0o600
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,8 @@ def _report(exc: Exception) -> None:
             err("  hint: check the profile's API key, or sign in again with: cpctl login")
     else:
         err(f"error: {exc}")
+    for note in getattr(exc, "__notes__", ()):  # a command's hint: exc.add_note("hint: ...")
+        err(f"  {note}")
 
 
 # ---------------------------------------------------------------- output
@@ -159,6 +165,26 @@ def _attr(name: str) -> Callable[[Any], Any]:
 
 def columns(*names: str) -> list[Column]:
     return [(n.upper().replace("_", " "), _attr(n)) for n in names]
+
+
+def write_secret(path: Path, text: str, *, replace: bool = False) -> None:
+    """Write ``text`` to ``path`` with mode 0600 from the start (never readable by others,
+    even briefly). An existing file is refused, or with ``replace`` swapped atomically for
+    the new one (which keeps 0600 whatever mode the old file had)."""
+    if not replace:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, SECRET_MODE)
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            file.write(text)
+        os.chmod(path, SECRET_MODE)  # exactly 0600, whatever the umask took away
+        return
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # created 0600
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            file.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 limit_option = click.option(

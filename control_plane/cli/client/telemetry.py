@@ -8,7 +8,6 @@ Not to be confused with ``cpctl agent``, the node agent itself.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,6 +26,7 @@ from control_plane.cli.client.base import (
     emit_table,
     node_id_of,
     org_id_of,
+    write_secret,
 )
 from control_plane.sdk.telemetry import RegionStranded, ShapeFit
 from control_plane.telemetry.schemas import FleetReport, GpuSeries, UtilizationReport
@@ -37,7 +37,6 @@ window_options = (
     ),
     click.option("--until", type=click.DateTime(), help="UTC end (default: now)."),
 )
-CREDENTIAL_MODE = 0o600
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -226,7 +225,7 @@ def credential_issue(inv: Invocation, node: str, out: Path | None) -> None:
     with inv.client() as client:
         issued = client.telemetry.agent_credentials.issue(node_id_of(client, node))
     if out is not None:
-        write_secret(out, issued.credential)
+        write_secret(out, issued.credential + "\n")
         click.echo(f"credential {issued.id} ({issued.prefix}...) for {issued.node_id} "
                    f"written to {out} (mode 0600)", err=True)  # fmt: skip
         if inv.json:
@@ -244,15 +243,6 @@ def credential_issue(inv: Invocation, node: str, out: Path | None) -> None:
         "(or pass --out FILE next time)",
         err=True,
     )
-
-
-def write_secret(path: Path, secret: str) -> None:
-    """Create ``path`` with mode 0600 from the start (never readable by others, even
-    briefly) and write ``secret`` to it; refuse to overwrite an existing file."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, CREDENTIAL_MODE)
-    with os.fdopen(fd, "w", encoding="utf-8") as file:
-        file.write(secret + "\n")
-    os.chmod(path, CREDENTIAL_MODE)  # exactly 0600, whatever the umask took away
 
 
 @api_command(agent_credential_group, "list")

@@ -29,7 +29,7 @@ from control_plane.cli.client.base import (
 from control_plane.sdk import Client
 from control_plane.tenancies.drivers.base import TenancyKind
 from control_plane.tenancies.lifecycle import TenancyState
-from control_plane.tenancies.schemas import ShapeRead, TenancyEventRead, TenancyRead
+from control_plane.tenancies.schemas import ShapeRead, TenancyEventRead, TenancyRead, Workspace
 
 KIND = click.Choice([k.value for k in TenancyKind])
 STATE = click.Choice([s.value for s in TenancyState])
@@ -102,6 +102,17 @@ def tenancies_group() -> None:
 )
 @click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", help="Repeatable.")
 @click.option("--project", help="Project id the tenancy belongs to.")
+@click.option(
+    "--workspace",
+    type=click.Choice(["jupyter"]),
+    help="Kubernetes only: also run a Jupyter server on the GPUs.",
+)
+@click.option(
+    "--idle-minutes",
+    "workspace_idle",
+    type=click.IntRange(5, 1440),
+    help="With --workspace: stop it after this long without activity (default 60).",
+)
 @click.option("--wait", "wait_", is_flag=True, help="Wait until it is active, showing progress.")
 @wait_timeout_option
 @org_option
@@ -121,6 +132,8 @@ def tenancies_create(
     ssh_key_files: Sequence[Path],
     labels: Sequence[str],
     project: str | None,
+    workspace: str | None,
+    workspace_idle: int | None,
     wait_: bool,
     timeout: float,
     org: str | None,
@@ -129,6 +142,8 @@ def tenancies_create(
     --gpus-per-node."""
     if shape is None and ((gpu_model is None and gpu_class is None) or gpus_per_node is None):
         raise click.UsageError("give --shape, or --gpu-model (or --gpu-class) and --gpus-per-node")
+    if workspace_idle is not None and workspace is None:
+        raise click.UsageError("--idle-minutes goes with --workspace jupyter")
     with inv.client() as client:
         org_id = org_id_of(client, org)
         tenancy = client.tenancies.create(
@@ -146,6 +161,7 @@ def tenancies_create(
             ssh_public_keys=_ssh_keys(ssh_key_files),
             labels=_labels(labels),
             project_id=project,
+            workspace=_workspace(workspace, workspace_idle),
             org_id=org_id,
         )
         if wait_:
@@ -306,6 +322,9 @@ def show_tenancy(inv: Invocation, tenancy: TenancyRead) -> None:
     width = max(map(len, TENANCY_FIELDS))
     for key, value in sorted(tenancy.labels.items()):
         click.echo(f"{'label':<{width}}  {key}={value}")
+    if tenancy.workspace is not None:
+        click.echo(f"{'workspace':<{width}}  {tenancy.workspace.preset}, stops after "
+                   f"{tenancy.workspace.idle_minutes} idle minutes")  # fmt: skip
     for key, value in sorted(tenancy.facts.items()):
         click.echo(f"{'fact':<{width}}  {key}: {value}")
     for node in tenancy.allocations:
@@ -364,6 +383,14 @@ def _when(value: str | None) -> datetime | None:
             "give a time zone, e.g. a trailing Z for UTC", param_hint="--ends-at"
         )
     return when
+
+
+def _workspace(preset: str | None, idle_minutes: int | None) -> Workspace | None:
+    if preset is None:
+        return None
+    if idle_minutes is None:
+        return Workspace(preset="jupyter")
+    return Workspace(preset="jupyter", idle_minutes=idle_minutes)
 
 
 def _labels(pairs: Sequence[str]) -> dict[str, str]:
