@@ -6,7 +6,11 @@ retry could change are forgotten, so the retry runs again: 5xx, 401, 403, 409, 4
 Every other answer (success, 400, 404, 422 ...) is replayed as first sent.
 
 Sign-in, sign-up and sign-out are never stored: their answers carry fresh credentials
-(session cookie, CSRF token) that must not be handed out again.
+(session cookie, CSRF token) that must not be handed out again. Nor is any answer sent with
+``Cache-Control: no-store`` (a new API key's secret, a kubeconfig shown once, a console
+link): the record keeps only that the request succeeded, and a retry with the same key is
+a 409 saying the answer carried a secret and is not kept, so the action never runs twice
+and the secret never sits in the table.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from litestar.datastructures import CacheControlHeader
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Receive, Scope, Send
 from sqlalchemy import delete, select, update
@@ -49,6 +54,9 @@ _VALID_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 _NOT_STORED = frozenset({401, 403, 409, 423, 429})
 MAX_BODY = 10_000_000
 _NEVER_STORED_PREFIX = "/api/v1/auth/"
+_WITHHELD = "x-cp-answer-withheld"  # marks a record whose secret-bearing answer is not kept
+# For handlers whose answer carries a secret: no cache keeps it, nor the idempotency table.
+SECRET_ANSWER = CacheControlHeader(no_store=True)
 
 
 def digest_key(key_dir: Path) -> bytes:
@@ -120,11 +128,15 @@ class IdempotencyMiddleware:
         async def capture_send(message: Any) -> None:
             if message["type"] == "http.response.start":
                 captured["status"] = message["status"]
+                headers = message.get("headers", [])
                 captured["headers"] = {
                     k.decode("latin-1"): v.decode("latin-1")
-                    for k, v in message.get("headers", [])
+                    for k, v in headers
                     if k.lower() in (b"content-type", b"location")
                 }
+                captured["no_store"] = any(
+                    k.lower() == b"cache-control" and b"no-store" in v.lower() for k, v in headers
+                )
             elif message["type"] == "http.response.body":
                 captured["body"].extend(message.get("body", b""))
             await send(message)
@@ -183,6 +195,13 @@ class IdempotencyMiddleware:
                 detail="A request with this Idempotency-Key is still in progress.",
                 headers={"Retry-After": "1"},
             )
+        if (record.response_headers or {}).get(_WITHHELD):
+            raise Conflict(
+                detail=(
+                    "A request with this Idempotency-Key already succeeded; its answer carried "
+                    "a secret and is not kept, so it is not replayed (nor run again)."
+                )
+            )
         headers = [(k.encode(), v.encode()) for k, v in (record.response_headers or {}).items()]
         headers.append((b"idempotent-replayed", b"true"))
         await _send_raw(send, record.status_code, headers, record.response_body or b"")
@@ -192,6 +211,13 @@ class IdempotencyMiddleware:
         async with self._sessionmaker()() as db:
             if status is None or status >= 500 or status in _NOT_STORED:
                 await db.execute(delete(IdempotencyRecord).where(IdempotencyRecord.id == record_id))
+            elif captured.get("no_store"):
+                await db.execute(
+                    update(IdempotencyRecord)
+                    .where(IdempotencyRecord.id == record_id)
+                    .values(status_code=status, response_body=b"",
+                            response_headers={_WITHHELD: "true"})
+                )  # fmt: skip
             else:
                 await db.execute(
                     update(IdempotencyRecord)

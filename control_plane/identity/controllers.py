@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.clock import Clock
 from control_plane.errors import TooManyRequests
+from control_plane.http.idempotency import SECRET_ANSWER
 from control_plane.http.pagination import Page, PageRequest
 from control_plane.http.problems import problem_responses
 from control_plane.identity import accounts, api_keys, org_deletion, organizations, projects
@@ -360,6 +361,7 @@ class ProjectController(Controller):
         "/{project_id:str}/api-keys",
         opt=tenant(Permission.API_KEYS_WRITE),
         summary="Create an API key (the secret is returned once)",
+        cache_control=SECRET_ANSWER,
     )
     async def create_api_key(
         self,

@@ -248,8 +248,9 @@ class Tenancies(_OrgScoped):
     def console(self, tenancy_id: str, *, org_id: str | None = None) -> ConsoleRead:
         """A short-lived link to an active VM's console; it stops working at ``expires_at``.
 
-        Sent without an ``Idempotency-Key`` on purpose: the server keeps keyed answers for
-        replay, and this one carries a signed token."""
+        Sent without an ``Idempotency-Key``: the answer carries a signed token, which the
+        server never keeps for replay (a keyed retry would only get a 409), so a lost answer
+        is simply asked for again."""
         return self._t.call("POST", self._path(org_id, f"/{_seg(tenancy_id)}/console"), ConsoleRead)
 
     def credential(self, tenancy_id: str, *, org_id: str | None = None) -> CredentialRead:
@@ -265,8 +266,8 @@ class Tenancies(_OrgScoped):
 
         Asking again is a :class:`~control_plane.sdk.ConflictError` telling you to rotate
         (:meth:`rotate_credential`), then reveal the new one. The call carries no
-        ``Idempotency-Key`` (a kept answer would keep the secret) and so is not retried once
-        sent: if the answer is lost, rotate."""
+        ``Idempotency-Key`` and is not retried once sent: the server never keeps the answer
+        for replay, so if it is lost, rotate."""
         revealed = self._t.call(
             "POST",
             self._path(org_id, f"/{_seg(tenancy_id)}/credential/reveal"),

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.clock import Clock
 from control_plane.errors import FieldError, InvalidInput
+from control_plane.http.idempotency import SECRET_ANSWER
 from control_plane.identity.authz import ProviderScope, TenantScope, node_agent, provider, tenant
 from control_plane.identity.roles import Permission, ProviderPermission
 from control_plane.settings import Settings
@@ -61,7 +62,7 @@ class AgentCredentialController(Controller):
     path = "/api/v1/nodes/{node_id:str}/agent-credentials"
     tags = ["telemetry"]
 
-    @post("/", opt=provider(ProviderPermission.NODES_ENROLL),
+    @post("/", opt=provider(ProviderPermission.NODES_ENROLL), cache_control=SECRET_ANSWER,
           summary="Issue a node agent credential (shown once)")  # fmt: skip
     async def issue(
         self, node_id: NodeId, operator: ProviderScope, db: AsyncSession, clock: Clock

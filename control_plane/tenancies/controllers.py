@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.budget_port import require_budget
 from control_plane.clock import Clock
+from control_plane.http.idempotency import SECRET_ANSWER
 from control_plane.http.pagination import Page, PageRequest
 from control_plane.identity.authz import ProviderScope, TenantScope, authenticated, provider, tenant
 from control_plane.identity.roles import Permission, ProviderPermission
@@ -194,6 +195,7 @@ class TenancyController(Controller):
         opt=tenant(Permission.TENANCIES_WRITE),
         status_code=HTTP_200_OK,
         summary="A short-lived link to the machine's console (VMs)",
+        cache_control=SECRET_ANSWER,
     )
     async def tenancy_console(
         self,
@@ -220,6 +222,7 @@ class TenancyController(Controller):
         opt=tenant(Permission.TENANCIES_WRITE),
         status_code=HTTP_200_OK,
         summary="Show the credential once (it is not kept afterwards)",
+        cache_control=SECRET_ANSWER,
     )
     async def reveal_credential(
         self,
@@ -379,6 +382,7 @@ class OperatorConsoleController(Controller):
         opt=provider(ProviderPermission.NODES_OPERATE),
         status_code=HTTP_200_OK,
         summary="An operator's console link to a tenant's VM (needs an approved access grant)",
+        cache_control=SECRET_ANSWER,
     )
     async def operator_console(
         self,

@@ -157,7 +157,7 @@ class TestSdk:
         assert after.shown_at is not None
         assert (rotated.shown, rotated.rotations) == (False, 1)
         assert token_of(second) != token_of(first)
-        # The SDK sends reveals without an Idempotency-Key: a kept answer would keep the secret.
+        # The SDK sends reveals without an Idempotency-Key (the answer is never kept to replay).
         await db.rollback()
         paths = (await db.execute(select(IdempotencyRecord.path))).scalars().all()
         assert not [p for p in paths if p.endswith("/credential/reveal")]

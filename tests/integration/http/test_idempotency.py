@@ -76,6 +76,29 @@ class TestReplay:
         assert retry.headers["content-type"] == first.headers["content-type"]
         assert await projects_named(db, org.org_id, "alpha") == 1
 
+    async def test_an_answer_carrying_a_secret_is_not_kept_and_not_replayed(
+        self, client: Client, db: AsyncSession, org: Tenant, auth: dict[str, str]
+    ) -> None:
+        project = await make_project(db, org.org_id, "keys")
+        await db.commit()
+        url = f"{PROJECTS}/{project}/api-keys"
+        headers = {**auth, "Idempotency-Key": "mint-ci-key-1"}
+
+        first = await client.post(url, json={"name": "ci"}, headers=headers)
+        retry = await client.post(url, json={"name": "ci"}, headers=headers)
+
+        assert first.status_code == 201, first.text
+        assert first.headers["cache-control"] == "no-store"
+        assert retry.status_code == 409
+        assert "carried a secret and is not kept" in retry.json()["detail"]
+        keys = await client.get(url, headers=auth)
+        assert [k["name"] for k in keys.json()["items"]] == ["ci"]  # not minted twice
+        await db.rollback()
+        stored = (await db.execute(select(IdempotencyRecord.response_body))).scalars().all()
+        secret = first.json()["secret"].encode()
+        assert stored
+        assert all(secret not in (body or b"") for body in stored)
+
     async def test_the_same_key_with_another_body_is_a_422(
         self, client: Client, db: AsyncSession, org: Tenant, auth: dict[str, str]
     ) -> None:
