@@ -55,7 +55,7 @@ NOTICES = {
     "for this tenancy until you release it.",
     "rebooted": "Rebooted: the virtual machine restarted.",
     "rotated": "Kubeconfig rotated: every earlier one has stopped working. "
-    "Show the new one (once) in the Access panel.",
+    "Show the new one (once) under Cluster access.",
 }
 # Facts a driver reports about the developer workspace (its address and the like).
 WORKSPACE_FACT_PREFIXES = ("workspace", "jupyter")

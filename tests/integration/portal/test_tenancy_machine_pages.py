@@ -227,6 +227,7 @@ class TestKubernetesAccess:
         assert token not in page.text
         assert "Shown Yes" in text_of(section(page.text, "access-title"))
         assert "Show kubeconfig (once)" not in page.text
+        assert "kubeconfig shown (not kept)" in text_of(page.text)  # on the timeline
 
     async def test_rotate_invalidates_earlier_kubeconfigs_and_a_new_one_can_be_shown(
         self, client: Client, org: Tenant, fleet: list[str], reconciler: Reconciler
