@@ -152,6 +152,7 @@ async def credential_reveal(
         ))  # fmt: skip
     except _Refused as refused:
         return await _refused(request, db, tenant, tenancy_id, refused)
+    await db.flush()  # the timeline on this answer shows the reveal it just recorded
     return await render_tenancy(
         request, db, tenant, tenancy_id, shown={"revealed": revealed}, headers=NO_STORE
     )

@@ -220,6 +220,7 @@ class TestKubernetesAccess:
         assert token in sim(reconciler, TenancyKind.KUBERNETES).tokens("ca-qc-1", tenancy_id)
         assert "readonly" in first.text
         assert "KUBECONFIG=" in text_of(first.text)
+        assert "kubeconfig shown (not kept)" in text_of(first.text)  # on the timeline
         assert "Show kubeconfig (once)" not in first.text  # already shown, on this answer too
         assert second.status_code == 409
         assert "rotate it to get a new one" in error_notice(second.text)
