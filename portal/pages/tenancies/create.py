@@ -1,5 +1,6 @@
 """The create form: a shape picker over the regions the residency policy allows, a custom
-size, lease and access options, the shape suggestion, and refusals explained."""
+size, lease and access options, a developer workspace on Kubernetes, the shape suggestion,
+and refusals explained."""
 
 from __future__ import annotations
 
@@ -57,6 +58,7 @@ _HINTS = {
     "image": "Use lower-case letters, digits and . _ : - (e.g. ubuntu-24.04).",
     "ssh_public_keys": "Paste OpenSSH public keys, one per line (ssh-ed25519 AAAA…).",
     "labels": "Write one key=value per line; letters, digits and . _ - only.",
+    "workspace_idle_minutes": "Give a whole number of minutes from 5 to 1440 (a day).",
 }
 CREATE_FIELDS = (
     "name",
@@ -71,7 +73,10 @@ CREATE_FIELDS = (
     "image",
     "ssh_public_keys",
     "labels",
+    "workspace",
+    "workspace_idle_minutes",
 )
+DEFAULT_WORKSPACE_IDLE = "60"
 SUGGEST_FIELDS = ("gpu_memory_gib", "gpu_count", "interconnect")
 
 
@@ -115,7 +120,14 @@ async def tenancy_new_page(
     interconnect: Annotated[str | None, Parameter(max_length=10)] = None,
     region: Filter = None,
 ) -> Template:
-    form = FormState(values={"kind": "slurm", "region": region or ANY_REGION, "node_count": "1"})
+    form = FormState(
+        values={
+            "kind": "slurm",
+            "region": region or ANY_REGION,
+            "node_count": "1",
+            "workspace_idle_minutes": DEFAULT_WORKSPACE_IDLE,
+        }
+    )
     ask = FormState(
         values={
             "gpu_memory_gib": (gpu_memory_gib or "").strip(),
@@ -213,9 +225,16 @@ def _create_data(form: FormState) -> TenancyCreate | None:
             break
         labels[key.strip()] = value.strip()
     data["labels"] = labels
+    if v["workspace"]:
+        idle = v["workspace_idle_minutes"] or DEFAULT_WORKSPACE_IDLE
+        data["workspace"] = {"preset": "jupyter", "idle_minutes": idle}
     if form.errors:
         return None
-    return convert(form, TenancyCreate, data, _HINTS)
+    created = convert(form, TenancyCreate, data, _HINTS)
+    if "workspace" in form.errors:  # the only field of it the form sets is the idle time
+        form.errors.pop("workspace")
+        form.errors["workspace_idle_minutes"] = _HINTS["workspace_idle_minutes"]
+    return created
 
 
 def _utc(value: str) -> datetime | None:

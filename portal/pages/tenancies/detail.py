@@ -1,8 +1,11 @@
 """One tenancy: its progress through the lifecycle, access facts, allocations and timeline
-(a live part the page polls while the tenancy moves), resize and release."""
+(a live part the page polls while the tenancy moves), resize and release; what its machine
+offers (power and console for a VM, the kubeconfig's status for Kubernetes) is shown here
+and acted on in :mod:`portal.pages.tenancies.machine`."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from litestar import Request, Response, get, post
@@ -11,14 +14,14 @@ from litestar.status_codes import HTTP_303_SEE_OTHER
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.clock import Clock
-from control_plane.errors import NotFound, ProblemError
+from control_plane.errors import Conflict, NotFound, ProblemError
 from control_plane.identity.authz import TenantScope, tenant
 from control_plane.identity.roles import Permission
 from control_plane.settings import Settings
-from control_plane.tenancies import service
+from control_plane.tenancies import machine_access, service
 from control_plane.tenancies.drivers.base import TenancyKind
 from control_plane.tenancies.lifecycle import FINAL, WORKING, TenancyState
-from control_plane.tenancies.schemas import TenancyRead, TenancyResize
+from control_plane.tenancies.schemas import CredentialRead, TenancyRead, TenancyResize
 from control_plane.tenancies.wiring import wake_reconciler
 from portal.forms import FormState, convert, discard, read_form
 from portal.pages.tenancies.common import (
@@ -47,7 +50,15 @@ NOTICES = {
     "resized": "Resize requested: the new GPUs are reserved and being applied.",
     "releasing": "Release requested: workloads stop, the machines are cleaned, "
     "then the GPUs go back to the pool.",
+    "started": "Started: the virtual machine is powered on.",
+    "stopped": "Stopped: the virtual machine is powered off. Its GPUs stay reserved "
+    "for this tenancy until you release it.",
+    "rebooted": "Rebooted: the virtual machine restarted.",
+    "rotated": "Kubeconfig rotated: every earlier one has stopped working. "
+    "Show the new one (once) under Cluster access.",
 }
+# Facts a driver reports about the developer workspace (its address and the like).
+WORKSPACE_FACT_PREFIXES = ("workspace", "jupyter")
 _RESIZE_HINTS = {
     "gpus_per_node": "Give a whole number from 1 to 64.",
     "node_count": "Give a whole number from 1 to 64.",
@@ -62,7 +73,7 @@ async def tenancy_page(
     db: AsyncSession,
     done: Done = None,
 ) -> Template:
-    return await _detail(request, db, tenant, tenancy_id, notice=NOTICES.get(done or "", ""))
+    return await render_tenancy(request, db, tenant, tenancy_id, notice=NOTICES.get(done or "", ""))
 
 
 @get(
@@ -87,7 +98,7 @@ async def tenancy_live(
     )
 
 
-async def _detail(
+async def render_tenancy(
     request: Request[Any, Any, Any],
     db: AsyncSession,
     scope: TenantScope,
@@ -96,15 +107,21 @@ async def _detail(
     notice: str = "",
     form: FormState | None = None,
     status_code: int = 200,
+    shown: Mapping[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Template:
+    """The tenancy page; ``shown`` carries what is shown on this answer only (a console
+    link, a kubeconfig), never in a URL."""
     org_id = org_of(scope)
     if org_id is None:
         raise NotFound(detail="No such tenancy.")
     context = await _detail_context(db, scope, org_id, tenancy_id, form or FormState())
     context.update(page_title=f"Tenancy {context['tenancy'].name}", notice=notice)
+    context.update({"console": None, "revealed": None, **(shown or {})})
     return await render(
-        request, db, "tenancies/detail.html", context, active="tenancies", status_code=status_code
-    )
+        request, db, "tenancies/detail.html", context, active="tenancies",
+        status_code=status_code, headers=headers,
+    )  # fmt: skip
 
 
 async def _detail_context(
@@ -137,7 +154,33 @@ async def _detail_context(
             TenancyState.CLEANING,
         },
         "form": form,
+        **await machine_context(db, scope, org_id, tenancy, can_write=can_write),
         **LABELS,
+    }
+
+
+async def machine_context(
+    db: AsyncSession, scope: TenantScope, org_id: str, tenancy: TenancyRead, *, can_write: bool
+) -> dict[str, Any]:
+    """What the Machine, Access and Workspace panels show: power and console for an active
+    VM, the kubeconfig's status for an active Kubernetes namespace (buttons need write)."""
+    active = TenancyState(tenancy.state) is TenancyState.ACTIVE
+    credential: CredentialRead | None = None
+    if active and tenancy.kind is TenancyKind.KUBERNETES:
+        try:
+            credential = await machine_access.credential_status(db, scope, org_id, tenancy.id)
+        except Conflict:  # not issued yet: the panel says so
+            credential = None
+    return {
+        "is_vm": active and tenancy.kind is TenancyKind.VM,
+        "is_kubernetes": active and tenancy.kind is TenancyKind.KUBERNETES,
+        "can_operate": can_write and active,
+        "credential": credential,
+        "workspace_facts": {
+            key: value
+            for key, value in sorted(tenancy.facts.items())
+            if key.startswith(WORKSPACE_FACT_PREFIXES)
+        },
     }
 
 
@@ -208,7 +251,7 @@ async def tenancy_resize(
                 path=f"/tenancies/{tenancy_id}?done=resized", status_code=HTTP_303_SEE_OTHER
             )
     form.message = form.message or "The tenancy was not resized; check the highlighted fields."
-    return await _detail(request, db, tenant, tenancy_id, form=form, status_code=status)
+    return await render_tenancy(request, db, tenant, tenancy_id, form=form, status_code=status)
 
 
 @post(

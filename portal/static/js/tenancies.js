@@ -1,6 +1,6 @@
 // Tenancy pages, progressively enhanced (each works without this file):
-// - the create form shows only the shapes of the chosen region, and the custom-size and
-//   image fields only when they apply;
+// - the create form shows only the shapes of the chosen region, and the custom-size,
+//   image and workspace fields only when they apply;
 // - a tenancy page that is still moving (provisioning, releasing, cleaning, resizing)
 //   follows it: the live part is fetched again every few seconds and swapped in, until
 //   the tenancy settles.
@@ -27,6 +27,9 @@
     var custom = document.getElementById("custom-size");
     var customRadio = document.getElementById("t-shape-custom");
     var image = createForm.querySelector(".field--image");
+    var workspace = createForm.querySelector(".field--workspace");
+    var workspaceOn = document.getElementById("t-workspace-on");
+    var workspaceFields = document.getElementById("workspace-fields");
     var rows = createForm.querySelectorAll(".shape-picker__row");
 
     var sync = function () {
@@ -47,6 +50,14 @@
       }
       if (image && kind) {
         image.hidden = kind.value !== "bare_metal";
+      }
+      if (workspace && kind) {
+        // A workspace runs on Kubernetes only; one ticked under another kind is kept
+        // visible so the refusal next to it can be read.
+        workspace.hidden = kind.value !== "kubernetes" && !(workspaceOn && workspaceOn.checked);
+      }
+      if (workspaceFields && workspaceOn) {
+        workspaceFields.hidden = !workspaceOn.checked;
       }
     };
     createForm.addEventListener("change", sync);

@@ -181,9 +181,28 @@ def pages(world: World) -> dict[tuple[str, str], Page]:
         ("POST", "/tenancies/{tenancy_id:str}/release"): Page(
             "POST", f"/tenancies/{tenancy}/release", {}
         ),
+        **_machine_pages(world),
         **_endpoint_pages(world),
         **_billing_pages(world),
         **_insights_pages(world),
+    }
+
+
+def _machine_pages(world: World) -> dict[tuple[str, str], Page]:
+    """The victim's VM (power, console) and namespace (kubeconfig shown once, then rotated:
+    later callers get the 409 of a kubeconfig already shown, which is fine)."""
+    vm, k8s = f"/tenancies/{world.vm_tenancy_id}", f"/tenancies/{world.k8s_tenancy_id}"
+    return {
+        ("POST", "/tenancies/{tenancy_id:str}/power"): Page(
+            "POST", f"{vm}/power", {"action": "reboot"}
+        ),
+        ("POST", "/tenancies/{tenancy_id:str}/console"): Page("POST", f"{vm}/console", {}),
+        ("POST", "/tenancies/{tenancy_id:str}/credential/reveal"): Page(
+            "POST", f"{k8s}/credential/reveal", {}
+        ),
+        ("POST", "/tenancies/{tenancy_id:str}/credential/rotate"): Page(
+            "POST", f"{k8s}/credential/rotate", {}
+        ),
     }
 
 
