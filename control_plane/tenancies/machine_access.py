@@ -82,6 +82,8 @@ async def power(
     if not isinstance(driver, PowerControl):
         raise _cannot(tenancy, "power actions")
     result = await _call(driver.power(allocation, action))
+    if result.facts:  # e.g. power: off, shown with the tenancy's other facts
+        tenancy.facts = {**tenancy.facts, **result.facts}
     note(db, tenancy, "step", result.detail or f"{action.value} done", actor, clock.now())
     return result.detail or f"{action.value} done"
 

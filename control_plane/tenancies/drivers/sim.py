@@ -169,7 +169,8 @@ class SimDriver:
             state["power"] = "on"
             _count(state, "rebooted")
         self._save(allocation, state)
-        return StepResult(done=True, detail=f"simulated VM is {state['power']} ({action.value})")
+        return StepResult(done=True, detail=f"simulated VM is {state['power']} ({action.value})",
+                          facts={"power": state["power"]})  # fmt: skip
 
     def _issue(self, allocation: Allocation, rotate: bool) -> Credential:
         state = self._load(allocation)

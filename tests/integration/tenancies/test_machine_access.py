@@ -57,6 +57,10 @@ class TestVmPowerAndConsole:
         assert (effects["stopped"], effects["started"], effects["rebooted"]) == (1, 1, 1)
         events = (await client.get(url(org, vm, "events"), headers=auth)).json()["items"]
         assert any("off (stop)" in e["detail"] for e in events)
+        stopped = await client.post(url(org, vm, "power"), json={"action": "stop"}, headers=auth)
+        assert stopped.status_code == 200
+        facts = (await client.get(f"{tenancies_url(org)}/{vm['id']}", headers=auth)).json()
+        assert facts["facts"]["power"] == "off"
 
     async def test_an_unknown_action_is_a_clear_422(
         self, client: Client, org: Tenant, auth: dict[str, str], fleet: list[str],

@@ -144,6 +144,7 @@ class TestVmEndToEnd:
         stop = await client.post(f"{url}/power", json={"action": "stop"}, headers=auth)
         assert stop.status_code == 200, stop.text
         assert next(iter(_domains(reconciler).values()))[1] != libvirt.VIR_DOMAIN_RUNNING
+        assert (await client.get(url, headers=auth)).json()["facts"]["power"] == "off"
         start = await client.post(f"{url}/power", json={"action": "start"}, headers=auth)
         assert start.status_code == 200, start.text
         assert next(iter(_domains(reconciler).values()))[1] == libvirt.VIR_DOMAIN_RUNNING

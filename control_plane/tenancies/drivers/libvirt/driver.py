@@ -149,7 +149,9 @@ class LibvirtDriver:
         done = await self._each(allocation, lambda plan: self._power(plan, action))
         if not all(done):
             return StepResult(done=False, detail="waiting for the guests to shut down")
-        return StepResult(done=True, detail=f"power {action.value} on {_hosts(allocation)}")
+        state = "off" if action is PowerAction.STOP else "on"
+        return StepResult(done=True, detail=f"power {action.value} on {_hosts(allocation)}",
+                          facts={"power": state})  # fmt: skip
 
     async def console(self, allocation: Allocation, ttl_seconds: int) -> ConsoleAccess:
         """A link to the first node's VNC console through the proxy; nothing changes on the
@@ -315,6 +317,7 @@ class LibvirtDriver:
             "domains": ",".join(f"{name}@{node.hostname}" for node in allocation.nodes),
             "guest_hostnames": ",".join(guest_hostname(allocation, n) for n in allocation.nodes),
             "gpus": str(allocation.gpu_count),
+            "power": "on",  # reported by provision and describe only while every VM runs
         }
 
 
