@@ -6,7 +6,6 @@ IOMMU, so real PCI passthrough is not exercised here."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import xml.etree.ElementTree as ET
 from dataclasses import replace
@@ -31,53 +30,21 @@ from control_plane.tenancies.drivers.base import (
 )
 from control_plane.tenancies.drivers.registry import Drivers
 from tests.conftest import need_peer
+from tests.fixtures.libvirt_hosts import IMAGE, POOL, libvirt_missing, write_hypervisors
 from tests.integration.drivers.contract import DriverContract, ResizableContract, converge
 
 pytestmark = pytest.mark.peer_libvirt
 
 REGION = "ca-qc-1"
-POOL = "tenancies"
-IMAGE = "ubuntu-24.04"
 HOSTS = ("gpu-001", "gpu-002")
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDv2 alice@laptop"
 CONSOLE_KEY = "console-signing-key-for-tests"
 
 
-def _libvirt_missing() -> str | None:
-    try:
-        import libvirt  # noqa: F401
-    except ImportError:
-        return "libvirt-python is not installed (make peers)"
-    if shutil.which("virt-xml-validate") is None:
-        return "virt-xml-validate is missing (apt-get install libvirt-clients)"
-    return None
-
-
-def _node_xml() -> str:
-    """A fake hypervisor with one active pool holding the base image (the test driver
-    clones only within a pool, so images and disks share it here)."""
-    return f"""<node>
-  <pool type='dir'>
-    <name>{POOL}</name>
-    <uuid>35bb2ad9-388a-cdfe-461a-b8907f6e53fe</uuid>
-    <capacity>10995116277760</capacity><allocation>0</allocation>
-    <available>10995116277760</available>
-    <target><path>/var/lib/libvirt/images</path></target>
-    <volume type='file'>
-      <name>{IMAGE}.qcow2</name>
-      <capacity>2361393152</capacity><allocation>0</allocation>
-      <target><path>/var/lib/libvirt/images/{IMAGE}.qcow2</path><format type='qcow2'/></target>
-    </volume>
-  </pool>
-</node>
-"""
-
-
 @pytest.fixture
 def state_dir(tmp_path: Path) -> Path:
-    need_peer(_libvirt_missing())
-    for host in HOSTS:
-        (tmp_path / f"{host}.xml").write_text(_node_xml())
+    need_peer(libvirt_missing())
+    write_hypervisors(tmp_path, HOSTS)
     return tmp_path
 
 

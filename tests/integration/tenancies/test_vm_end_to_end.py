@@ -23,57 +23,27 @@ from control_plane.tenancies.reconciler import Reconciler
 from tests.conftest import need_peer
 from tests.fixtures.capacity import make_fleet
 from tests.fixtures.factories import Tenant
+from tests.fixtures.libvirt_hosts import IMAGE, POOL, libvirt_missing, write_hypervisors
 from tests.fixtures.reconciler import app_reconciler
 from tests.integration.tenancies.conftest import Client, create, tenancies_url, used_milli
 
 pytestmark = pytest.mark.peer_libvirt
 
 HOSTS = ("qc-vm-00", "qc-vm-01")
-POOL = "tenancies"
-IMAGE = "ubuntu-24.04"
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDv2 alice@laptop"
-
-
-def _libvirt_missing() -> str | None:
-    try:
-        import libvirt  # noqa: F401
-    except ImportError:
-        return "libvirt-python is not installed (make peers)"
-    return None
-
-
-def _hypervisor_xml() -> str:
-    return f"""<node>
-  <pool type='dir'>
-    <name>{POOL}</name>
-    <uuid>35bb2ad9-388a-cdfe-461a-b8907f6e53fe</uuid>
-    <capacity>10995116277760</capacity><allocation>0</allocation>
-    <available>10995116277760</available>
-    <target><path>/var/lib/libvirt/images</path></target>
-    <volume type='file'>
-      <name>{IMAGE}.qcow2</name>
-      <capacity>2361393152</capacity><allocation>0</allocation>
-      <target><path>/var/lib/libvirt/images/{IMAGE}.qcow2</path><format type='qcow2'/></target>
-    </volume>
-  </pool>
-</node>
-"""
 
 
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
-    need_peer(_libvirt_missing())
-    hypervisors = tmp_path / "hypervisors"
-    hypervisors.mkdir()
-    for host in HOSTS:
-        (hypervisors / f"{host}.xml").write_text(_hypervisor_xml())
+    need_peer(libvirt_missing())
+    uri_template = write_hypervisors(tmp_path / "hypervisors", HOSTS)
     return Settings(
         database_url=database_url, key_dir=tmp_path / "keys", sim_dir=tmp_path / "sim",
         model_store_root=tmp_path / "models", triton_dir=tmp_path / "triton",
         reconciler_enabled=False, autoscale_enabled=False, environment="test",
         cookie_secure=False, login_rate_per_minute=1000,
         drivers={"ca-qc-1/vm": "libvirt"},
-        libvirt_uri_template=f"test://{hypervisors}/{{hostname}}.xml",
+        libvirt_uri_template=uri_template,
         libvirt_image_pool=POOL, libvirt_disk_pool=POOL, libvirt_disk_gib=50,
         libvirt_vcpus_per_gpu=8, libvirt_memory_gib_per_gpu=64,
         libvirt_shutdown_grace_seconds=0,
