@@ -14,7 +14,7 @@ round-robin over the replicas send, for a fixed time, a mix of:
 - inference requests through the gateway (``/v1/completions``, 16 output tokens).
 
 Reported per replica count (JSON key ``replicas``: ``"1"|"2"|"3"`` -> ``rps`` (all
-requests), ``p99_ms`` (the API calls'), ``errors`` (non-2xx answers and failed
+requests), ``p50_ms`` and ``p99_ms`` (the API calls'), ``errors`` (non-2xx answers and failed
 connections), plus per-class detail). Goal (issue 9): zero errors, API p99 < 100 ms at the
 highest sustained rate. On a 2-vCPU machine the replicas share the same two cores with
 Triton and the load generator, so more replicas cannot add throughput here; the figures
@@ -208,6 +208,7 @@ async def _level(bases: Sequence[str], world: World, plan: Plan) -> dict[str, An
     api = tally.latencies.get("api", [])
     return {
         "rps": round(sum(sent) / wall, 1),
+        "p50_ms": round(percentile(api, 50), 1) if api else None,
         "p99_ms": round(percentile(api, 99), 1) if api else None,
         "errors": tally.errors,
         "requests": sum(sent),
