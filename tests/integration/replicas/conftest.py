@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -148,3 +149,14 @@ async def wait_for_states(
             lagging = {k: v for k, v in now.items() if v != wanted}
             raise AssertionError(f"not {wanted} after {within}s: {lagging}")
         await asyncio.sleep(0.25)
+
+
+async def sign_in(client: httpx.AsyncClient, url: str, tenant: Tenant) -> dict[str, str]:
+    """Session headers (cookie + CSRF) for the organization's owner; sessions live in the
+    database, so any replica accepts them."""
+    account = tenant.accounts[TenantRole.OWNER]
+    body = {"email": account.email, "password": account.password}
+    response = await client.post(f"{url}/api/v1/auth/login", json=body)
+    assert response.status_code == 200, response.text
+    token = response.cookies["cp_session"]
+    return {"X-CSRF-Token": response.json()["csrf_token"], "Cookie": f"cp_session={token}"}

@@ -17,23 +17,12 @@ from control_plane.audit.models import AuditChainHead, AuditEntryRow
 from control_plane.audit.store import entries
 from control_plane.identity.roles import TenantRole
 from tests.fixtures.factories import Tenant, make_org
-from tests.integration.replicas.conftest import REGION, StartCluster
+from tests.integration.replicas.conftest import REGION, StartCluster, sign_in
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 ORGS = 3
 CREATES = 24  # per organization, of which every fourth is refused (its slug is taken)
-
-
-async def sign_in(client: httpx.AsyncClient, url: str, tenant: Tenant) -> dict[str, str]:
-    """Session headers (cookie + CSRF) for the organization's owner; sessions live in the
-    database, so any replica accepts them."""
-    account = tenant.accounts[TenantRole.OWNER]
-    body = {"email": account.email, "password": account.password}
-    response = await client.post(f"{url}/api/v1/auth/login", json=body)
-    assert response.status_code == 200, response.text
-    token = response.cookies["cp_session"]
-    return {"X-CSRF-Token": response.json()["csrf_token"], "Cookie": f"cp_session={token}"}
 
 
 class TestConcurrentWriters:
