@@ -19,6 +19,7 @@ from datetime import datetime
 from pathlib import Path
 
 from control_plane.audit.signing import Keyring, PublicKeyRecord, SigningKey
+from control_plane.create_once import create_once
 
 __all__ = ["load_keyring", "rotate_signing_key"]
 
@@ -51,6 +52,18 @@ def _write_private(directory: Path, key: SigningKey) -> None:
         handle.write(key.private_bytes())
 
 
+def _create_first_key(directory: Path, region: str, now: datetime) -> None:
+    """The region's first signing key; replicas starting together on an empty shared
+    directory end up with one key (the first keyring file linked in wins; the others
+    remove the private key they made)."""
+    key = SigningKey.generate()
+    _write_private(directory, key)
+    record = PublicKeyRecord(key.key_id, region, key.public_key_b64, now)
+    mine = (json.dumps({"keys": [record.to_dict()]}, indent=2) + "\n").encode()
+    if create_once(directory / _KEYRING, mine, mode=0o644) != mine:
+        (directory / f"{key.key_id}.ed25519").unlink(missing_ok=True)
+
+
 def load_keyring(key_dir: Path, region: str, now: datetime) -> Keyring:
     """The region's keyring: every public record plus the active private key.
 
@@ -59,9 +72,7 @@ def load_keyring(key_dir: Path, region: str, now: datetime) -> Keyring:
     directory = _region_dir(key_dir, region)
     records = _read_records(directory)
     if not records:
-        key = SigningKey.generate()
-        _write_private(directory, key)
-        _write_records(directory, [PublicKeyRecord(key.key_id, region, key.public_key_b64, now)])
+        _create_first_key(directory, region, now)
         records = _read_records(directory)
     active = records[-1]
     private = SigningKey.from_private_bytes((directory / f"{active.key_id}.ed25519").read_bytes())

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import re
 import secrets
 from collections.abc import Callable
@@ -34,6 +33,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from control_plane.clock import Clock
+from control_plane.create_once import create_once
 from control_plane.errors import (
     PROBLEM_JSON,
     Conflict,
@@ -64,12 +64,10 @@ def digest_key(key_dir: Path) -> bytes:
     mode 0600). Stored digests are HMACs under it, so a leaked table does not let anyone
     confirm a guess of a request body (a secret's value) offline."""
     file = key_dir / "idempotency.key"
-    if not file.exists():
-        key_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as out:
-            out.write(secrets.token_bytes(32))
-    return file.read_bytes()
+    if file.exists():
+        return file.read_bytes()
+    key_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return create_once(file, secrets.token_bytes(32))  # replicas starting together agree
 
 
 class IdempotencyMiddleware:
