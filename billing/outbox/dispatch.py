@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from billing.outbox.models import OutboxMessage
 from control_plane.clock import Clock
+from control_plane.periodic import every
 
 __all__ = ["Claimed", "Dispatcher", "PermanentError", "Sender", "WriteBack"]
 
@@ -159,14 +160,14 @@ class Dispatcher:
                 total[outcome] = total.get(outcome, 0) + count
         return total
 
-    async def run(self, every: float) -> None:
-        """Deliver what is due every ``every`` seconds until cancelled."""
-        while True:
-            await asyncio.sleep(every)
-            try:
-                await self.drain()
-            except Exception:  # the database away: logged, tried again next time
-                log.exception("outbox dispatch failed; will retry")
+    async def run(self, seconds: float) -> None:
+        """Deliver what is due every ``seconds`` until cancelled (a delivery in flight is
+        settled first); a failed pass is logged and tried again at the next tick."""
+
+        async def tick() -> None:
+            await self.drain()
+
+        await every(seconds, tick, name="outbox dispatch")
 
     async def _settle(
         self, message: Claimed, write_back: WriteBack | None, error: Exception | None

@@ -4,7 +4,6 @@ endpoint scaled to zero a replica as soon as a request waits for it."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 
@@ -18,6 +17,7 @@ from control_plane.endpoints.models import Endpoint
 from control_plane.endpoints.observe import record_io
 from control_plane.endpoints.scaling import Signals, desired_replicas
 from control_plane.endpoints.service import Deps, converge_now, note
+from control_plane.periodic import every
 from control_plane.tenancies.timeline import Actor
 
 __all__ = ["Autoscaler"]
@@ -102,12 +102,13 @@ class Autoscaler:
             self._kick()
         return changed
 
-    async def run(self, every: float) -> None:
-        while True:
-            await asyncio.sleep(every)
-            try:
-                await self.tick()
-                if self._routes is not None:
-                    await record_io(self._sessionmaker, self._routes)
-            except Exception:  # a bad tick must not stop scaling; logged
-                log.exception("autoscale tick failed")
+    async def run(self, seconds: float) -> None:
+        """Scale every ``seconds`` until cancelled; a bad tick is logged and the next one
+        runs, and a tick in flight (a replica starting) finishes before the loop stops."""
+
+        async def tick() -> None:
+            await self.tick()
+            if self._routes is not None:
+                await record_io(self._sessionmaker, self._routes)
+
+        await every(seconds, tick, name="autoscale")

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from control_plane.clock import Clock
 from control_plane.metering.service import NewUsage, record_usage
+from control_plane.periodic import every
 
 __all__ = ["UsageKey", "UsageMeter"]
 
@@ -144,11 +145,11 @@ class UsageMeter:
                 )
         return events
 
-    async def run(self, every: float) -> None:
-        """Flush every ``every`` seconds until cancelled; a failed flush is retried."""
-        while True:
-            await asyncio.sleep(every)
-            try:
-                await self.flush()
-            except Exception:  # the batch stays; logged and retried next time
-                log.exception("usage flush failed; will retry")
+    async def run(self, seconds: float) -> None:
+        """Flush every ``seconds`` until cancelled; a failed flush (its batch stays) is
+        retried at the next tick, and a flush in flight finishes before the loop stops."""
+
+        async def tick() -> None:
+            await self.flush()
+
+        await every(seconds, tick, name="gateway usage flush")
