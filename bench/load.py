@@ -16,11 +16,12 @@ the reconciler workers). Requests, spread round-robin over the replicas, are a m
 For each replica count: first ``CLIENTS`` closed-loop clients for a fixed time (the
 saturation throughput), then an open loop offering fixed rates at fractions of it (arrivals
 do not wait for answers, so queueing shows in the latency). The highest offered rate that
-was served in full (>= 95 %) with no error and an API p99 under 100 ms is the *highest
-sustained rate*. JSON key ``replicas``: ``"1"|"2"|"3"`` -> ``rps`` (that rate, served),
-``p50_ms`` and ``p99_ms`` (the API calls' at that rate), ``errors`` (non-2xx answers and
-failed or timed-out requests at that rate; ``errors_all_steps`` counts the overloaded steps
-too), ``within_goal``, ``saturation`` and ``sweep`` (every
+was served in full (>= 95 %) with no error is the *highest sustained rate*. JSON key
+``replicas``: ``"1"|"2"|"3"`` -> ``rps`` (that rate, served), ``p50_ms`` and ``p99_ms``
+(the API calls' at that rate), ``errors`` (non-2xx answers and failed or timed-out requests
+at that rate; ``errors_all_steps`` counts the overloaded steps too), ``within_goal`` (zero
+errors and API p99 < 100 ms there), ``rps_within_p99_goal`` (the highest rate whose API
+p99 stayed under 100 ms), ``saturation`` and ``sweep`` (every
 step, per request class). Goal (issue 9): zero errors, API p99 < 100 ms at the highest
 sustained rate. On a 2-vCPU machine the replicas share the same two cores with
 Triton and the load generator, so more replicas cannot add throughput here; the figures
@@ -245,19 +246,41 @@ def _class(values: list[float]) -> dict[str, Any]:
     }
 
 
-def _sustained(step: dict[str, Any]) -> bool:
-    """Kept up with (95 % of the target rate), no error, API p99 within the goal."""
-    return (
-        step["rps"] >= 0.95 * step["target_rps"]
-        and step["errors"] == 0
-        and step["p99_ms"] is not None
-        and step["p99_ms"] < GOALS["api_p99_ms_max"]
-    )
+def _served(step: dict[str, Any]) -> bool:
+    """Kept up with: 95 % of the offered rate served, and no error."""
+    return step["rps"] >= 0.95 * step["target_rps"] and step["errors"] == 0
+
+
+def _within_p99(step: dict[str, Any]) -> bool:
+    return step["p99_ms"] is not None and step["p99_ms"] < GOALS["api_p99_ms_max"]
+
+
+def choose(saturation: dict[str, Any], sweep: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The level's figures: those of the highest offered rate served in full with no error
+    (the highest sustained rate), judged against the goal (API p99 < 100 ms there); and,
+    apart, the highest rate that also kept the API p99 under 100 ms."""
+    served = [step for step in sweep if _served(step)]
+    best = served[-1] if served else sweep[0]
+    calm = [step for step in served if _within_p99(step)]
+    return {
+        "rps": best["rps"],
+        "p50_ms": best["p50_ms"],
+        "p99_ms": best["p99_ms"],
+        "errors": best["errors"],
+        "within_goal": _served(best) and _within_p99(best),
+        "rps_within_p99_goal": calm[-1]["rps"] if calm else None,
+        "p99_ms_at_that_rate": calm[-1]["p99_ms"] if calm else None,
+        # Beyond saturation an open loop queues until the client's timeout: counted
+        # here, apart from the goal.
+        "errors_all_steps": sum(step["errors"] for step in sweep) + saturation["errors"],
+        "saturation": saturation,
+        "sweep": list(sweep),
+    }
 
 
 async def _level(bases: Sequence[str], world: World, plan: Plan) -> dict[str, Any]:
-    """The saturation throughput (closed loop), then an open-loop sweep at fractions of it;
-    the figures are those of the highest rate sustained within the goal."""
+    """The saturation throughput (closed loop), then an open-loop sweep at fractions of it
+    (see :func:`choose` for the figures reported)."""
     saturation = await _saturation(bases, world, plan)
     sweep = []
     for fraction in plan.fractions:
@@ -267,20 +290,7 @@ async def _level(bases: Sequence[str], world: World, plan: Plan) -> dict[str, An
             f"{sweep[-1]['p99_ms']} ms, errors {sweep[-1]['errors']}")  # fmt: skip
         if sweep[-1]["rps"] < 0.95 * sweep[-1]["target_rps"]:
             break  # overloaded: higher rates only queue longer
-    kept = [step for step in sweep if _sustained(step)]
-    best = kept[-1] if kept else sweep[0]
-    return {
-        "rps": best["rps"],
-        "p50_ms": best["p50_ms"],
-        "p99_ms": best["p99_ms"],
-        "errors": best["errors"],  # at the highest sustained rate (the goal's)
-        # Beyond saturation an open loop queues until the client's timeout: counted
-        # here, apart from the goal.
-        "errors_all_steps": sum(step["errors"] for step in sweep) + saturation["errors"],
-        "within_goal": bool(kept),
-        "saturation": saturation,
-        "sweep": sweep,
-    }
+    return choose(saturation, sweep)
 
 
 async def _saturation(bases: Sequence[str], world: World, plan: Plan) -> dict[str, Any]:
@@ -326,8 +336,9 @@ def run(url: str, plan: Plan) -> dict[str, Any]:
                 levels[str(count)] = asyncio.run(_level(bases, world, plan))
                 level = levels[str(count)]
                 log(
-                    f"  highest sustained: {level['rps']} req/s, API p99 {level['p99_ms']} ms "
-                    f"(within goal: {level['within_goal']}); errors {level['errors']}"
+                    f"  highest sustained: {level['rps']} req/s, API p99 {level['p99_ms']} ms, "
+                    f"errors {level['errors']}; p99 < 100 ms up to "
+                    f"{level['rps_within_p99_goal']} req/s"
                 )
     finally:
         stop_all(root / "triton")
