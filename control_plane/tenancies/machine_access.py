@@ -77,11 +77,13 @@ async def power(
 ) -> str:
     """Start, stop or reboot the tenancy's machines; the step lands on its timeline."""
     scope.require(org_id, Permission.TENANCIES_WRITE)
-    tenancy = await repository.tenant_tenancy(db, scope, org_id, tenancy_id, for_update=True)
+    tenancy = await repository.tenant_tenancy(db, scope, org_id, tenancy_id)
     driver, allocation = await _active(db, tenancy, drivers)
     if not isinstance(driver, PowerControl):
         raise _cannot(tenancy, "power actions")
+    await db.rollback()  # nothing written yet: no transaction open while the host works
     result = await _call(driver.power(allocation, action))
+    tenancy = await repository.tenant_tenancy(db, scope, org_id, tenancy_id, for_update=True)
     if result.facts:  # e.g. power: off, shown with the tenancy's other facts
         tenancy.facts = {**tenancy.facts, **result.facts}
     note(db, tenancy, "step", result.detail or f"{action.value} done", actor, clock.now())
@@ -94,12 +96,19 @@ async def console(
     """A short-lived console link for the tenant (its own machine, no approval needed)."""
     scope.require(org_id, Permission.TENANCIES_WRITE)
     tenancy = await repository.tenant_tenancy(db, scope, org_id, tenancy_id)
-    return await tenancy_console(db, tenancy, drivers=drivers)
+    driver, allocation = await _active(db, tenancy, drivers)
+    await db.rollback()  # a read only: no transaction open while the host answers
+    return await _console(tenancy, driver, allocation)
 
 
 async def tenancy_console(db: AsyncSession, tenancy: Tenancy, *, drivers: Drivers) -> ConsoleRead:
-    """The console link of a tenancy already authorised (tenant, or operator with a grant)."""
+    """The console link of a tenancy already authorised (an operator under a grant: the
+    grant's use is written in this transaction, so the link is asked for within it)."""
     driver, allocation = await _active(db, tenancy, drivers)
+    return await _console(tenancy, driver, allocation)
+
+
+async def _console(tenancy: Tenancy, driver: Driver, allocation: Allocation) -> ConsoleRead:
     if not isinstance(driver, HasConsole):
         raise _cannot(tenancy, "a console")
     access: ConsoleAccess = await _call(driver.console(allocation, CONSOLE_SECONDS))
@@ -191,11 +200,13 @@ async def rotate_credential(
 ) -> CredentialRead:
     """Invalidate every earlier credential and issue a new one, to be revealed once."""
     scope.require(org_id, Permission.TENANCIES_WRITE)
-    tenancy = await repository.tenant_tenancy(db, scope, org_id, tenancy_id, for_update=True)
+    tenancy = await repository.tenant_tenancy(db, scope, org_id, tenancy_id)
     driver, allocation = await _active(db, tenancy, drivers)
     if not isinstance(driver, IssuesCredentials):
         raise _cannot(tenancy, "access credentials")
+    await db.rollback()  # nothing written yet: no transaction open while the cluster works
     credential: Credential = await _call(driver.issue_credentials(allocation, rotate=True))
+    tenancy = await repository.tenant_tenancy(db, scope, org_id, tenancy_id, for_update=True)
     row = await store_credential(
         db, tenancy, credential, actor=actor, clock=clock, settings=settings
     )
