@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export CP_DATABASE_URL ?= sqlite:///var/control-plane.db
 export CP_TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/test
 
-.PHONY: run test test-sqlite test-postgres peers lint bench install clean
+.PHONY: run test test-sqlite test-postgres coverage peers lint bench install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ test-sqlite: $(STAMP)
 
 test-postgres: $(STAMP)
 	$(BIN)/python -m pytest -p no:cacheprovider --db=postgres
+
+# Branch coverage of the SQLite run (reported, not gated; about twice the run's time).
+coverage: $(STAMP)
+	$(BIN)/python -m pytest -p no:cacheprovider --db=sqlite --cov --cov-report=term:skip-covered
 
 # Real test peers: Debian Chromium (portal e2e), the OpenID provider (SSO), the sushy-tools
 # Redfish emulator and Slurm from Debian packages (tenancy drivers), llama-cpp-python and
