@@ -56,7 +56,6 @@ __all__ = [
     "reveal_credential",
     "rotate_credential",
     "store_credential",
-    "tenancy_console",
 ]
 
 DRIVER_SECONDS = 30.0
@@ -101,13 +100,6 @@ async def console(
     return await _console(tenancy, driver, allocation)
 
 
-async def tenancy_console(db: AsyncSession, tenancy: Tenancy, *, drivers: Drivers) -> ConsoleRead:
-    """The console link of a tenancy already authorised (an operator under a grant: the
-    grant's use is written in this transaction, so the link is asked for within it)."""
-    driver, allocation = await _active(db, tenancy, drivers)
-    return await _console(tenancy, driver, allocation)
-
-
 async def _console(tenancy: Tenancy, driver: Driver, allocation: Allocation) -> ConsoleRead:
     if not isinstance(driver, HasConsole):
         raise _cannot(tenancy, "a console")
@@ -135,7 +127,11 @@ async def operator_console(
         db, operator=operator, org_id=org_id, resource_type=ResourceType.TENANCY,
         resource_id=tenancy.id, purpose=f"console: {purpose}", clock=clock, settings=settings,
     )  # fmt: skip
-    return await tenancy_console(db, tenancy, drivers=drivers)
+    driver, allocation = await _active(db, tenancy, drivers)
+    # The grant's use is committed (and the organization's ledger chain released) before
+    # the host is asked: an access exercised stays recorded whatever the host answers.
+    await db.commit()
+    return await _console(tenancy, driver, allocation)
 
 
 async def credential_status(

@@ -11,8 +11,6 @@ from typing import Any
 
 import click
 
-# Imported for its commands: power, console and kubeconfig join the tenancies group.
-from control_plane.cli.client import machine_access as _machine_access  # noqa: F401
 from control_plane.cli.client.access import access_group
 from control_plane.cli.client.account import login, logout, profile_group, whoami
 from control_plane.cli.client.audit import audit_group
@@ -21,6 +19,7 @@ from control_plane.cli.client.billing import billing_group, usage_group
 from control_plane.cli.client.catalog import gpu_models_group, regions_group
 from control_plane.cli.client.endpoints import endpoints_group
 from control_plane.cli.client.insights import insights_group
+from control_plane.cli.client.machine_access import TENANCY_COMMANDS
 from control_plane.cli.client.nodes import nodes_group
 from control_plane.cli.client.policy import policy_group
 from control_plane.cli.client.pools import pools_group
@@ -66,6 +65,8 @@ TOP_LEVEL = (login, logout, whoami, utilization)
 def register(cli: click.Group) -> None:
     """Add the client commands and the global --profile/--output options to ``cli``."""
     _add_global_options(cli)
+    for command in TENANCY_COMMANDS:  # power, console, kubeconfig: defined on their own
+        tenancies_group.add_command(command)
     for command in (*GROUPS, *TOP_LEVEL):
         cli.add_command(command)
 

@@ -20,7 +20,7 @@ from control_plane.cli.client.base import (
     org_id_of,
     write_secret,
 )
-from control_plane.cli.client.tenancies import org_option, tenancies_group
+from control_plane.cli.client.tenancies import org_option
 from control_plane.sdk import Client, ConflictError
 from control_plane.tenancies.drivers.base import PowerAction
 
@@ -28,7 +28,7 @@ CONSOLE_FIELDS = ("url", "protocol", "expires_at")
 CREDENTIAL_FIELDS = ("kind", "issued_at", "expires_at", "shown", "shown_at", "rotations")
 
 
-@api_command(tenancies_group, "power")
+@api_command(None, "power")
 @click.argument("tenancy_id")
 @click.argument("action", type=click.Choice([a.value for a in PowerAction]))
 @org_option
@@ -43,7 +43,7 @@ def tenancies_power(inv: Invocation, tenancy_id: str, action: str, org: str | No
     emit_one(inv, result, ("tenancy_id", "action", "detail"))
 
 
-@api_command(tenancies_group, "console")
+@api_command(None, "console")
 @click.argument("tenancy_id")
 @org_option
 def tenancies_console(inv: Invocation, tenancy_id: str, org: str | None) -> None:
@@ -53,7 +53,7 @@ def tenancies_console(inv: Invocation, tenancy_id: str, org: str | None) -> None
     emit_one(inv, link, CONSOLE_FIELDS)
 
 
-@api_command(tenancies_group, "kubeconfig")
+@api_command(None, "kubeconfig")
 @click.argument("tenancy_id")
 @click.option(
     "--out",
@@ -146,3 +146,7 @@ def _write(out: Path, kubeconfig: str, force: bool, tenancy_id: str) -> None:
             f"the kubeconfig was revealed but could not be written to {out} ({exc.strerror}); "
             f"get a new one with: cpctl tenancies kubeconfig {tenancy_id} --rotate --out FILE"
         ) from exc
+
+
+# Joined to ``cpctl tenancies`` by :func:`control_plane.cli.client.register`.
+TENANCY_COMMANDS = (tenancies_power, tenancies_console, tenancies_kubeconfig)

@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection
 from billing.registry import metadata
 from control_plane.db.engine import make_engine
 from control_plane.db.migrate import current_heads, downgrade, upgrade
+from tests.fixtures.throwaway_db import throwaway_postgres
 
 
 @pytest.fixture
@@ -28,28 +29,8 @@ def fresh_url(db_kind: str, database_url: str, tmp_path: Path) -> Iterator[str]:
     if db_kind == "sqlite":
         yield f"sqlite:///{tmp_path / 'migrations.db'}"
         return
-    server, _, name = database_url.rpartition("/")
-    throwaway = f"{name.split('?')[0]}_mig"
-    _admin(database_url, f'DROP DATABASE IF EXISTS "{throwaway}"', f'CREATE DATABASE "{throwaway}"')
-    try:
-        yield f"{server}/{throwaway}"
-    finally:
-        _admin(database_url, f'DROP DATABASE IF EXISTS "{throwaway}"')
-
-
-def _admin(url: str, *statements: str) -> None:
-    """Run statements outside a transaction (CREATE/DROP DATABASE refuse to run inside one)."""
-
-    async def run() -> None:
-        engine = make_engine(url, isolation_level="AUTOCOMMIT")
-        try:
-            async with engine.connect() as conn:
-                for statement in statements:
-                    await conn.execute(text(statement))
-        finally:
-            await engine.dispose()
-
-    asyncio.run(run())
+    with throwaway_postgres(database_url, "mig") as url:
+        yield url
 
 
 def _inspect(url: str) -> tuple[list[Any], set[str]]:

@@ -12,11 +12,12 @@ from typing import Any
 
 import pytest
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect, text
+from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 
 from control_plane.db.engine import make_engine
 from control_plane.db.migrate import alembic_config, upgrade
+from tests.fixtures.throwaway_db import throwaway_postgres
 
 pytestmark = [pytest.mark.postgres]
 
@@ -29,26 +30,8 @@ Shape = dict[str, dict[str, tuple[str, bool, bool]]]
 
 @pytest.fixture
 def fresh_url(database_url: str) -> Iterator[str]:
-    server, _, name = database_url.rpartition("/")
-    throwaway = f"{name.split('?')[0]}_expand"
-    _admin(database_url, f'DROP DATABASE IF EXISTS "{throwaway}"', f'CREATE DATABASE "{throwaway}"')
-    try:
-        yield f"{server}/{throwaway}"
-    finally:
-        _admin(database_url, f'DROP DATABASE IF EXISTS "{throwaway}"')
-
-
-def _admin(url: str, *statements: str) -> None:
-    async def run() -> None:
-        engine = make_engine(url, isolation_level="AUTOCOMMIT")
-        try:
-            async with engine.connect() as conn:
-                for statement in statements:
-                    await conn.execute(text(statement))
-        finally:
-            await engine.dispose()
-
-    asyncio.run(run())
+    with throwaway_postgres(database_url, "expand") as url:
+        yield url
 
 
 def _shape(url: str) -> Shape:

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import yaml
-from sqlalchemy import select
+from litestar import Litestar
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.audit.models import AuditEntryRow
 from control_plane.identity.roles import ProviderRole, TenantRole
 from control_plane.sovereignty.keys.models import Secret
-from control_plane.tenancies.drivers.base import TenancyKind
+from control_plane.tenancies.drivers.base import RetryableError, TenancyKind
 from control_plane.tenancies.drivers.sim import SimDriver
 from control_plane.tenancies.models import GpuAllocation, Tenancy
 from control_plane.tenancies.reads import allocation_of
@@ -170,6 +172,55 @@ class TestOperatorConsole:
             .all()
         )
         assert sorted(outcomes) == ["allowed", "denied"]
+
+    async def test_the_use_is_committed_before_the_host_is_asked(
+        self, client: Client, org: Tenant, auth: dict[str, str], fleet: list[str],
+        reconciler: Reconciler, db: AsyncSession, monkeypatch: pytest.MonkeyPatch, app: Litestar,
+    ) -> None:  # fmt: skip
+        """The host may take its time (or fail): the organization's ledger is not held
+        meanwhile, and the use stays recorded whatever the host answers."""
+        vm = await active(client, org, auth, reconciler, kind="vm")
+        operator = await make_user(db, provider_role=ProviderRole.OPERATOR, home_country="CA")
+        await db.commit()
+        op = await signed_in(client, operator)
+        ask = {
+            "org_id": org.org_id, "resource_type": "tenancy", "resource_id": vm["id"],
+            "reason_code": "customer_initiated_support", "justification": "Ticket 90",
+            "duration_minutes": 30,
+        }  # fmt: skip
+        request = await client.post("/api/v1/access-requests", json=ask, headers=op)
+        admin = await signed_in(client, org.accounts[TenantRole.OWNER])
+        approve = await client.post(
+            f"/api/v1/orgs/{org.org_id}/access-requests/{request.json()['id']}/approve",
+            headers=admin,
+        )
+        assert approve.status_code == 200, approve.text
+        seen_by_others: list[int] = []
+
+        async def host_down(_self: SimDriver, _allocation: Any, _ttl: int) -> Any:
+            async with app.state.sessionmaker() as other:  # sees only what is committed
+                uses = await other.execute(
+                    select(AuditEntryRow.seq).where(
+                        AuditEntryRow.org_id == org.org_id,
+                        AuditEntryRow.action == "access.use",
+                        AuditEntryRow.outcome == "allowed",
+                    )
+                )
+                seen_by_others.extend(uses.scalars())
+            raise RetryableError("the hypervisor does not answer")
+
+        monkeypatch.setattr(SimDriver, "console", host_down)
+        console = f"/api/v1/operator/orgs/{org.org_id}/tenancies/{vm['id']}/console"
+        failed = await client.post(console, json={"purpose": "ticket 90"}, headers=op)
+        assert failed.status_code == 503, failed.text
+        assert len(seen_by_others) == 1
+        await db.rollback()
+        kept = await db.scalar(
+            select(func.count()).where(
+                AuditEntryRow.org_id == org.org_id, AuditEntryRow.action == "access.use"
+            )
+        )
+        assert kept == 1
 
 
 class TestKubeconfig:
