@@ -16,6 +16,7 @@ from billing.budgets.service import evaluate
 from billing.costs.controllers import ROUTES as COST_ROUTES
 from billing.invoices.controllers import ROUTES as INVOICE_ROUTES
 from billing.invoices.models import Invoice
+from billing.outbox.controllers import ROUTES as OUTBOX_ROUTES
 from billing.prices.controllers import ROUTES as PRICE_ROUTES
 from billing.prices.gpu_prices import GpuHourPrices
 from billing.prices.token_prices import TokenPrices
@@ -26,7 +27,7 @@ from control_plane.settings import Settings
 __all__ = ["ROUTES", "BudgetStops", "GpuHourPrices", "TokenPrices", "budget_loop", "invoiced_until"]
 
 log = structlog.get_logger("billing")
-ROUTES: list[Any] = [*PRICE_ROUTES, *INVOICE_ROUTES, *BUDGET_ROUTES, *COST_ROUTES]
+ROUTES: list[Any] = [*PRICE_ROUTES, *INVOICE_ROUTES, *BUDGET_ROUTES, *COST_ROUTES, *OUTBOX_ROUTES]
 
 
 async def invoiced_until(db: AsyncSession, org_ids: set[str]) -> dict[str, datetime]:

@@ -27,6 +27,7 @@ from billing.invoices.schemas import (
     InvoiceRunResult,
     VoidRequest,
 )
+from billing.outbox.schemas import DeliveryCounts, DeliveryRead, DeliveryState
 from billing.prices.schemas import (
     CommitmentCreate,
     CommitmentRead,
@@ -57,6 +58,7 @@ _Budgets = list[BudgetRead]
 _Books = list[PriceBookRead]
 _Credits = list[CreditRead]
 _Sources = list[SourceStatRead]
+_Deliveries = list[DeliveryRead]
 
 
 class Usage(_OrgScoped):
@@ -195,3 +197,18 @@ class Billing(_OrgScoped):
         body = CreditNoteCreate(amount=Decimal(amount), reason=reason)
         path = f"{API}/billing/invoices/{_seg(invoice_id)}/credit-notes"
         return self._t.call("POST", path, InvoiceRead, body=body, idempotency_key=True)
+
+    def deliveries(
+        self, state: DeliveryState = "dead", *, topic: str | None = None, limit: int = 100
+    ) -> _Deliveries:
+        """Outbox deliveries (webhooks, e-mail, Stripe) in ``state``, newest first."""
+        params = _without_none({"state": state, "topic": topic, "limit": limit})
+        return self._t.call("GET", f"{API}/billing/outbox", _Deliveries, params=params)
+
+    def delivery_counts(self) -> DeliveryCounts:
+        return self._t.call("GET", f"{API}/billing/outbox/counts", DeliveryCounts)
+
+    def retry_delivery(self, message_id: str) -> DeliveryRead:
+        """Send a dead delivery again (same idempotency key for the receiver)."""
+        path = f"{API}/billing/outbox/{_seg(message_id)}/retry"
+        return self._t.call("POST", path, DeliveryRead)

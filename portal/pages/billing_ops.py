@@ -1,5 +1,6 @@
 """The operator's billing page: each region's price book versions (and publishing the
-next one), invoice runs for a month, and the month's invoices to finalize or mark paid."""
+next one), invoice runs for a month, the month's invoices to finalize or mark paid, and
+outbox deliveries given up on (sent again from here)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from litestar.status_codes import HTTP_303_SEE_OTHER
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.invoices import service as invoices
+from billing.outbox import admin as outbox
 from billing.prices import service as prices
 from billing.prices.schemas import PriceBookCreate
 from control_plane.clock import Clock
@@ -116,6 +118,22 @@ async def invoice_action(
     return _back(form.values["region"], form.values["month"], action)
 
 
+@post(
+    "/operator/billing/deliveries/{message_id:str}/retry",
+    opt=OPERATE,
+    name="portal:op-delivery-retry",
+)
+async def retry_delivery(
+    request: Request[Any, Any, Any],
+    message_id: InvoiceId,
+    db: AsyncSession,
+    clock: Clock,
+) -> Response[Any]:
+    form = await read_form(request, ["region", "month"])
+    await outbox.retry(db, message_id, clock.now())
+    return _back(form.values["region"], form.values["month"], "retried")
+
+
 def _month(value: str) -> str:
     if len(value) != 7 or value[4] != "-" or not (value[:4] + value[5:]).isdigit():
         raise InvalidInput(
@@ -134,6 +152,7 @@ NOTICES = {
     "rated": "Invoice run done: drafts rated, finalized invoices kept.",
     "finalize": "Invoice finalized.",
     "paid": "Invoice marked paid.",
+    "retried": "Delivery queued again: the dispatcher sends it within its next round.",
 }
 
 
@@ -165,6 +184,10 @@ async def _page(
         "month": month,
         "books": list(reversed(books)),
         "invoices": await invoices.period_invoices(db, start, end),
+        "deliveries": {
+            "counts": await outbox.counts(db),
+            "dead": await outbox.list_deliveries(db, "dead", limit=50),
+        },
         "form": form,
         "empty_form": FormState(),
         "notice": NOTICES.get(notice, ""),
@@ -193,4 +216,4 @@ def _next_book(books: list[Any], now: Any) -> str:
     return json.dumps(body, indent=2)
 
 
-ROUTES: list[Any] = [billing_page, publish_book, run_month, invoice_action]
+ROUTES: list[Any] = [billing_page, publish_book, run_month, invoice_action, retry_delivery]

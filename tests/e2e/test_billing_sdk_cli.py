@@ -16,12 +16,16 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 from litestar import Litestar
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from billing.outbox.dispatch import Dispatcher
+from billing.outbox.models import OutboxMessage
+from billing.outbox.service import enqueue
 from control_plane.cli.main import cli
 from control_plane.clock import OffsetClock
 from control_plane.identity.roles import ProviderRole, TenantRole
-from control_plane.sdk import Client
+from control_plane.sdk import Client, PermissionDeniedError
 from control_plane.seed.demo import seed_catalog
 from control_plane.settings import Settings
 from tests.e2e.server import serve_app
@@ -193,3 +197,57 @@ class TestBillingCliAndSdk:
         with Client(base_url, secret) as client:
             html = client.billing.document(draft.id, "html").decode()
         assert final["number"] in html
+
+
+@pytest.fixture
+async def dead_stripe_push(
+    db: AsyncSession, world: tuple[Tenant, str, str], clock: OffsetClock
+) -> str:
+    """A Stripe customer push queued while Stripe was not configured: the dispatcher has no
+    sender for it, so it is dead at once."""
+    org = world[0]
+    await enqueue(db, key=f"stripe.customer:{org.org_id}:1", topic="stripe.customer",
+                  org_id=org.org_id, payload={"org_id": org.org_id}, now=clock.now())  # fmt: skip
+    await db.commit()
+    sessions = async_sessionmaker(db.bind, expire_on_commit=False)
+    assert await Dispatcher(sessions, clock, {}).drain() == {"dead": 1}
+    message_id = await db.scalar(
+        select(OutboxMessage.id).where(OutboxMessage.topic == "stripe.customer")
+    )
+    assert message_id is not None
+    return message_id
+
+
+class TestDeliveriesCli:
+    def test_an_operator_lists_dead_deliveries_and_retries_one(
+        self, base_url: str, world: tuple[Tenant, str, str], dead_stripe_push: str,
+        tmp_path: Path,
+    ) -> None:  # fmt: skip
+        _, _, ops_email = world
+        assert cpctl(tmp_path, "profile", "add", "ops", "--url", base_url).exit_code == 0
+        login = cpctl(tmp_path, "login", "--email", ops_email, "--password-stdin", input=PASSWORD)
+        assert login.exit_code == 0, login.stderr
+
+        table = cpctl(tmp_path, "billing", "deliveries")
+        assert table.exit_code == 0, table.output
+        assert dead_stripe_push in table.stdout
+        assert "no sender for topic 'stripe.customer'" in table.stdout
+        assert "pending 0, dead 1, done 0" in table.stderr
+
+        retried = ok_json(
+            cpctl(tmp_path, "-o", "json", "billing", "retry-delivery", dead_stripe_push)
+        )
+        assert (retried["state"], retried["attempts"]) == ("pending", 0)
+        pending = ok_json(cpctl(tmp_path, "-o", "json", "billing", "deliveries", "--state",
+                                "pending"))  # fmt: skip
+        assert [d["id"] for d in pending] == [dead_stripe_push]
+        twice = cpctl(tmp_path, "billing", "retry-delivery", dead_stripe_push)
+        assert twice.exit_code != 0
+        assert "only dead ones are retried" in twice.stderr
+
+    def test_a_customer_key_cannot_see_deliveries(
+        self, base_url: str, world: tuple[Tenant, str, str], dead_stripe_push: str
+    ) -> None:
+        _, secret, _ = world
+        with Client(base_url, secret) as client, pytest.raises(PermissionDeniedError):
+            client.billing.deliveries()

@@ -476,6 +476,36 @@ def billing_credit_note(inv: Invocation, invoice_id: str, amount: Decimal, reaso
         _show_invoice(inv, client.billing.credit_note(invoice_id, amount, reason))
 
 
+DELIVERY_COLUMNS = columns("id", "topic", "org_id", "state", "attempts", "created_at", "last_error")
+
+
+@api_command(billing_group, "deliveries")
+@click.option(
+    "--state", type=click.Choice(["dead", "pending", "done"]), default="dead", show_default=True
+)
+@click.option("--topic", help="webhook, email, stripe.customer, stripe.invoice ...")
+@click.option("--limit", type=click.IntRange(1, 500), default=100, show_default=True)
+def billing_deliveries(inv: Invocation, state: str, topic: str | None, limit: int) -> None:
+    """Outbox deliveries (webhooks, e-mail, Stripe) in a state, newest first; with the
+    pending/dead/done counts."""
+    with inv.client() as client:
+        rows = client.billing.deliveries(cast(Any, state), topic=topic, limit=limit)
+        totals = client.billing.delivery_counts()
+    emit_list(inv, rows, DELIVERY_COLUMNS)
+    if not inv.json:
+        click.echo(f"pending {totals.pending}, dead {totals.dead}, done {totals.done}", err=True)
+
+
+@api_command(billing_group, "retry-delivery")
+@click.argument("message_id")
+def billing_retry_delivery(inv: Invocation, message_id: str) -> None:
+    """Send dead delivery MESSAGE_ID again once its cause is fixed (the receiver sees the
+    same idempotency key, so nothing lands twice)."""
+    with inv.client() as client:
+        retried = client.billing.retry_delivery(message_id)
+    emit_one(inv, retried, ("id", "topic", "state", "attempts", "next_attempt_at"))
+
+
 def _cell(name: str) -> Callable[[dict[str, Any]], Any]:
     return lambda row: row.get(name, "")
 

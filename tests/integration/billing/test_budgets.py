@@ -4,8 +4,9 @@ and a hard stop at 100 % refuses new tenancies and inference with a clear proble
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from litestar import Litestar
 from sqlalchemy import select
@@ -21,6 +22,20 @@ from control_plane.settings import Settings
 from control_plane.sovereignty.keys.models import Secret
 from tests.fixtures.factories import Tenant, signed_in
 from tests.integration.billing.conftest import Client, gpu_usage, hour_start, must, store
+
+TORONTO = ZoneInfo("America/Toronto")  # the book's time zone (conftest.book)
+NIGHT_END_HOUR = 6
+
+
+def _daytime_hour_this_month(clock: OffsetClock) -> datetime:
+    """The latest hour started by now, in this UTC month, outside the book's night (00:00-
+    06:00 in Toronto, where the night rate would halve the spend)."""
+    now = hour_start(clock.now())
+    for back in range(24):
+        at = now - timedelta(hours=back)
+        if at.month == now.month and at.astimezone(TORONTO).hour >= NIGHT_END_HOUR:
+            return at
+    raise AssertionError(f"no daytime hour in Toronto this month by {now}")
 
 
 def budgets_url(org: Tenant) -> str:
@@ -39,10 +54,8 @@ async def _budget(client: Client, org: Tenant, auth: dict[str, str], **body: Any
 
 
 async def _spend(db: AsyncSession, org: Tenant, clock: OffsetClock, hours: int, tag: str) -> None:
-    """``hours`` H100-hours at 4.00 CAD, this month (the budget's month)."""
-    at = hour_start(clock.now()) - timedelta(hours=1)
-    if at.day == 1 and at.hour == 0:  # keep it inside the current month
-        at = hour_start(clock.now())
+    """``hours`` H100-hours at 4.00 CAD (the day rate), this month (the budget's month)."""
+    at = _daytime_hour_this_month(clock)
     await store(db, [gpu_usage(org, f"{tag}", at, 3600 * hours, tenancy=f"ten_{tag}")], clock.now())
 
 

@@ -8,8 +8,10 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from billing.outbox.dispatch import Dispatcher
+from billing.outbox.service import enqueue
 from control_plane.clock import OffsetClock
 from control_plane.identity.roles import ProviderRole, TenantRole
 from tests.fixtures.factories import Tenant, login, make_user
@@ -102,6 +104,42 @@ class TestOperatorBilling:
         assert "INV-" in final.text
         assert "Invoice marked paid." in text_of(paid.text)
         assert "Paid" in text_of(paid.text)
+
+    async def test_a_delivery_given_up_on_is_shown_and_sent_again(
+        self, client: Client, db: AsyncSession, clock: OffsetClock, customer: Tenant
+    ) -> None:
+        await enqueue(db, key="webhook:iso:1", topic="webhook", org_id=customer.org_id,
+                      payload={"budget_id": "bud_gone", "event": {}}, now=clock.now())  # fmt: skip
+        await db.commit()
+        sessions = async_sessionmaker(db.bind, expire_on_commit=False)
+        assert await Dispatcher(sessions, clock, {}).drain() == {"dead": 1}
+        csrf = await _operator(client, db, ProviderRole.OPERATOR_ADMIN)
+
+        page = await client.get(PAGE, headers=HTML)
+        assert page.status_code == 200
+        dead = page.text.split('data-testid="dead-deliveries"', 1)[1].split("</table>", 1)[0]
+        assert customer.org_id in dead
+        assert "no sender for topic" in dead
+        message_id = dead.split("/operator/billing/deliveries/", 1)[1].split("/", 1)[0]
+
+        retried = await client.post(
+            f"{PAGE}/deliveries/{message_id}/retry",
+            headers=HTML,
+            data={"_csrf": csrf, "region": "ca-qc-1", "month": "2026-10"},
+        )
+        assert retried.status_code == 200
+        words = text_of(retried.text)
+        assert "Delivery queued again" in words
+        assert "Nothing given up on." in words
+        counts = retried.text.split('data-testid="delivery-counts">', 1)[1].split("</dl>")[0]
+        assert text_of(counts).split() == ["Waiting", "1", "Given", "up", "0", "Delivered", "0"]
+        again = await client.post(
+            f"{PAGE}/deliveries/{message_id}/retry",
+            headers=HTML,
+            data={"_csrf": csrf, "region": "ca-qc-1", "month": "2026-10"},
+        )
+        assert again.status_code == 409
+        assert "only dead ones are retried" in text_of(again.text)
 
     async def test_plain_operators_and_tenants_are_kept_out(
         self, client: Client, db: AsyncSession, customer: Tenant

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.budgets.models import Budget
 from billing.invoices.models import Invoice, InvoiceLine
+from billing.outbox.models import OutboxMessage
 from control_plane.clock import Clock
 from control_plane.endpoints.models import Endpoint, EndpointVersion
 from control_plane.identity import accounts
@@ -101,6 +102,7 @@ class World:
     draft_invoice_id: str = ""  # a draft invoice of the victim (last month, no usage)
     final_invoice_id: str = ""  # a finalized, unpaid one (100.00 CAD before tax)
     budget_id: str = ""  # a budget of the victim (CAD, no webhook)
+    dead_delivery_id: str = ""  # an outbox message of the victim given up on
     recommendation_id: str = ""  # open advice on the victim's tenancy (auto-release when idle)
     agent_credential_id: str = ""  # a node agent credential of node_id
     vm_tenancy_id: str = ""  # an active simulated VM of the victim (operators hold grants on it)
@@ -251,6 +253,7 @@ async def build_world(
     draft_invoice_id = await _make_invoice(db, victim.org_id, final=False)
     final_invoice_id = await _make_invoice(db, victim.org_id, final=True)
     budget_id = await _make_budget(db, victim.org_id)
+    dead_delivery_id = await _make_dead_delivery(db, victim.org_id, budget_id)
     recommendation_id = await _make_recommendation(db, victim.org_id, tenancy_id)
     agent_credential_id = await _make_agent_credential(db, node_id)
     markers |= {tenancy_id, endpoint_id, single_id, draft_invoice_id, final_invoice_id, budget_id,
@@ -294,6 +297,7 @@ async def build_world(
         draft_invoice_id=draft_invoice_id,
         final_invoice_id=final_invoice_id,
         budget_id=budget_id,
+        dead_delivery_id=dead_delivery_id,
         recommendation_id=recommendation_id,
         agent_credential_id=agent_credential_id,
     )
@@ -445,6 +449,20 @@ async def _make_invoice(db: AsyncSession, org_id: str, *, final: bool) -> str:
     ))  # fmt: skip
     await db.flush()
     return invoice.id
+
+
+async def _make_dead_delivery(db: AsyncSession, org_id: str, budget_id: str) -> str:
+    """A budget webhook of ``org_id`` the dispatcher gave up on."""
+    now = datetime.now(UTC)
+    message = OutboxMessage(
+        id=new_id("obx"), key=f"iso-dead-{unique()}", topic="webhook", org_id=org_id,
+        payload={"budget_id": budget_id, "event": {}}, attempts=8, next_attempt_at=now,
+        lease_until=None, done_at=None, dead_at=now, last_error="connection refused",
+        created_at=now,
+    )  # fmt: skip
+    db.add(message)
+    await db.flush()
+    return message.id
 
 
 async def _make_budget(db: AsyncSession, org_id: str) -> str:

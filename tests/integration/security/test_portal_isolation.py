@@ -159,6 +159,11 @@ def pages(world: World) -> dict[tuple[str, str], Page]:
             f"/operator/billing/invoices/{world.final_invoice_id}/paid",
             {"region": "ca-qc-1", "month": "2026-10"},
         ),
+        ("POST", "/operator/billing/deliveries/{message_id:str}/retry"): Page(
+            "POST",
+            f"/operator/billing/deliveries/{world.dead_delivery_id}/retry",
+            {"region": "ca-qc-1", "month": "2026-10"},
+        ),
         ("GET", "/tenancies"): Page("GET", "/tenancies", {}),
         ("GET", "/tenancies/new"): Page("GET", "/tenancies/new?gpu_memory_gib=80", {}),
         ("POST", "/tenancies"): Page(

@@ -981,6 +981,18 @@ EXPECTATIONS: dict[str, tuple[Rule, Build]] = {
             {"amount": "1.00", "reason": "isolation test"},
         ),
     ),
+    "GET /api/v1/billing/outbox": (
+        provider(ProviderPermission.BILLING_OPERATE),
+        lambda w, n: Call("/api/v1/billing/outbox", params={"state": "dead"}),
+    ),
+    "GET /api/v1/billing/outbox/counts": (
+        provider(ProviderPermission.BILLING_OPERATE),
+        lambda w, n: Call("/api/v1/billing/outbox/counts"),
+    ),
+    "POST /api/v1/billing/outbox/{message_id}/retry": (
+        provider(ProviderPermission.BILLING_OPERATE, destructive=True),
+        lambda w, n: Call(f"/api/v1/billing/outbox/{w.dead_delivery_id}/retry"),
+    ),
     "GET /api/v1/orgs/{org_id}/invoices": (
         tenant(Permission.BILLING_READ),
         lambda w, n: Call(f"/api/v1/orgs/{_org(w)}/invoices"),
