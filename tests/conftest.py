@@ -115,7 +115,11 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def clock() -> OffsetClock:
-    return OffsetClock()
+    """The app's clock. ``CP_TEST_SHIFT_HOURS`` (a diagnostic, never set in CI) moves it
+    to another time of day, to find tests that only pass at some hours."""
+    made = OffsetClock()
+    made.advance(float(os.environ.get("CP_TEST_SHIFT_HOURS", "0")) * 3600)
+    return made
 
 
 @pytest.fixture
