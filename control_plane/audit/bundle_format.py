@@ -29,6 +29,7 @@ __all__ = [
     "csv_text",
     "decode_rows",
     "expected_csv",
+    "line_hashes",
     "links_ok",
 ]
 
@@ -40,45 +41,50 @@ CSV_COLUMNS = (
 CSV_HEADER = (",".join(CSV_COLUMNS) + "\n").encode()
 _FORMULA_START = frozenset("=+-@\t\r")
 _FORMULA_BYTES = frozenset(c.encode() for c in _FORMULA_START)
-_FORMULA_CELL_STARTS = tuple(("," + c).encode() for c in "=+-@\t")
+# A cell after the first starting like a formula: one regex pass finds the comma before
+# it faster than four two-byte searches (0.19 against 0.3 us per row; "-" occurs in
+# every timestamp, so a one-byte search cannot rule it out).
+_FORMULA_CELL = re.compile(b",[=+\\-@\t]")
 
 # gc=False: rows hold only strings, ints and each other, so they cannot form cycles, and
 # untracked they decode about three times faster (no garbage collections while a million
 # rows pile up).
 # Length only: a regex per field halves decoding speed. entry_hash and prev_hash are
-# proven hex by the hash comparisons, payload_hash by one regex over all rows
+# proven hex by the hash comparisons, payload_hash by one pass over all rows
 # (decode_rows).
+# Fields are declared in the lines' canonical (sorted) key order: msgspec matches keys
+# that arrive in field order fastest (1.10 against 1.27 us per line).
 _Hex64 = Annotated[str, msgspec.Meta(min_length=64, max_length=64)]
-_ALL_HEX = re.compile(r"[0-9a-f]*")
+_HEX_DIGITS = b"0123456789abcdef"
 
 
 class Actor(msgspec.Struct, forbid_unknown_fields=True, gc=False):
-    kind: str
     id: str | None
+    kind: str
 
 
 class Target(msgspec.Struct, forbid_unknown_fields=True, gc=False):
-    type: str | None
     id: str | None
+    type: str | None
 
 
 class Row(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     """entries.jsonl line, decoded and type-checked in C; hashing uses the raw line bytes."""
 
-    seq: Annotated[int, msgspec.Meta(ge=1)]
-    chain: str
-    at: str
-    actor: Actor
-    org_id: str | None
     action: str
-    target: Target
-    request_id: str | None
-    source_address: str | None
-    outcome: str
+    actor: Actor
+    at: str
+    chain: str
     decision_ref: str | None
+    entry_hash: _Hex64
+    org_id: str | None
+    outcome: str
     payload_hash: _Hex64
     prev_hash: _Hex64
-    entry_hash: _Hex64
+    request_id: str | None
+    seq: Annotated[int, msgspec.Meta(ge=1)]
+    source_address: str | None
+    target: Target
 
     def cells(self) -> tuple[object, ...]:
         return (
@@ -91,6 +97,8 @@ class Row(msgspec.Struct, forbid_unknown_fields=True, gc=False):
 
 _ROWS = msgspec.json.Decoder(Row)
 _HASH_MEMBER = b',"entry_hash":"'
+_MEMBER_LENGTH = len(_HASH_MEMBER) + 64 + 1  # ,"entry_hash":"<64 hex digits>"
+_SEQ, _PREV_HASH, _ENTRY_HASH = attrgetter("seq"), attrgetter("prev_hash"), attrgetter("entry_hash")
 _PAYLOAD_HASH = attrgetter("payload_hash")
 
 
@@ -101,31 +109,43 @@ def decode_rows(blob: bytes) -> tuple[list[bytes], list[Row]] | None:
         rows = _ROWS.decode_lines(blob)
     except msgspec.DecodeError:
         return None
-    if len(rows) != len(lines) or not _ALL_HEX.fullmatch("".join(map(_PAYLOAD_HASH, rows))):
+    if len(rows) != len(lines) or not _all_hex("".join(map(_PAYLOAD_HASH, rows))):
         return None
     return lines, rows
 
 
-def links_ok(rows: Sequence[Row], lines: Sequence[bytes], first_seq: int, prev_hash: str) -> bool:
-    """The hot loop: hash each line's bytes minus its entry_hash member, check the links.
+def _all_hex(text: str) -> bool:
+    """Every character is a lower-case hex digit (one pass in C, faster than a regex)."""
+    return not text.encode("ascii", "replace").translate(None, _HEX_DIGITS)
 
-    Equivalent to re-encoding because lines must be canonical; a caller that gets False
-    re-encodes the entries to name the problem.
+
+def line_hashes(lines: Sequence[bytes]) -> list[str] | None:
+    """The entry_hash each line must carry: SHA-256 of the domain and the line's bytes
+    without its entry_hash member; None if a line has no such member.
+
+    Hashing the bytes is equivalent to re-encoding the entry because lines must be
+    canonical; a caller whose check fails re-encodes the entries to name the problem.
     """
-    expected, link = first_seq, prev_hash
-    sha, domain, member = hashlib.sha256, ENTRY_DOMAIN, _HASH_MEMBER
-    for row, line in zip(rows, lines, strict=True):
-        digest = row.entry_hash
-        i = line.find(member)
-        if (
-            row.seq != expected
-            or row.prev_hash != link
-            or i < 0
-            or sha(domain + line[:i] + line[i + 80 :]).hexdigest() != digest
-        ):
-            return False
-        expected, link = expected + 1, digest
-    return True
+    sha, domain, member, skip = hashlib.sha256, ENTRY_DOMAIN, _HASH_MEMBER, _MEMBER_LENGTH
+    try:
+        return [
+            sha(domain + line[: (i := line.index(member))] + line[i + skip :]).hexdigest()
+            for line in lines
+        ]
+    except ValueError:
+        return None
+
+
+def links_ok(rows: Sequence[Row], digests: Sequence[str], first_seq: int, prev_hash: str) -> bool:
+    """``rows`` (one chain's, in order) are numbered on from ``first_seq``, each carries
+    its line's hash (``digests``, from line_hashes) and links to the one before it, the
+    first to ``prev_hash``. Compared as whole lists, in C: no Python loop per row."""
+    hashes = list(map(_ENTRY_HASH, rows))
+    return (
+        hashes == digests
+        and list(map(_SEQ, rows)) == list(range(first_seq, first_seq + len(rows)))
+        and list(map(_PREV_HASH, rows)) == [prev_hash, *hashes][: len(rows)]
+    )
 
 
 def csv_text(rows: Iterable[tuple[object, ...]]) -> str:
@@ -174,9 +194,7 @@ def csv_body(rows: Sequence[Row]) -> bytes:
         and b'"' not in body
         and b"\r" not in body
         and body[:1] not in _FORMULA_BYTES
-        # A one-byte search is far faster than a two-byte one: look for a comma before a
-        # formula character only when that character occurs at all.
-        and not any(s[1:] in body and s in body for s in _FORMULA_CELL_STARTS)
+        and not _FORMULA_CELL.search(body)
     ):
         return body
     return csv_text(r.cells() for r in rows).encode("utf-8")[len(CSV_HEADER) :]

@@ -33,7 +33,14 @@ from pathlib import Path
 
 import structlog
 
-from control_plane.audit.bundle_format import CSV_HEADER, Row, csv_body, decode_rows, links_ok
+from control_plane.audit.bundle_format import (
+    CSV_HEADER,
+    Row,
+    csv_body,
+    decode_rows,
+    line_hashes,
+    links_ok,
+)
 from control_plane.audit.bundle_verify import (
     CHECKPOINTS,
     CSV_FILE,
@@ -174,20 +181,23 @@ def _check_lines(
     if decoded is None:
         return None
     lines, rows = decoded
-    if any(org != org_id for org in set(map(_ORG, rows))):
+    digests = line_hashes(lines)
+    if digests is None or any(org != org_id for org in set(map(_ORG, rows))):
         return None
-    by_chain: dict[str, tuple[list[Row], list[bytes]]] = {}
+    by_chain: dict[str, tuple[list[Row], list[str]]] = {}
     i = 0
     for chain, run in groupby(rows, key=_CHAIN):
-        n = len(list(run))
-        chain_rows, chain_lines = by_chain.setdefault(chain, ([], []))
+        n = sum(1 for _ in run)
+        chain_rows, chain_digests = by_chain.setdefault(chain, ([], []))
         chain_rows += rows[i : i + n]
-        chain_lines += lines[i : i + n]
+        chain_digests += digests[i : i + n]
         i += n
     ends = []
-    for chain, (chain_rows, chain_lines) in by_chain.items():
+    for chain, (chain_rows, chain_digests) in by_chain.items():
         first, last = chain_rows[0], chain_rows[-1]
-        if chain not in chains or not links_ok(chain_rows, chain_lines, first.seq, first.prev_hash):
+        if chain not in chains or not links_ok(
+            chain_rows, chain_digests, first.seq, first.prev_hash
+        ):
             return None
         for seq, digest in heads.get(chain, ()):
             if first.seq <= seq <= last.seq and chain_rows[seq - first.seq].entry_hash != digest:
