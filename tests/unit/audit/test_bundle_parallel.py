@@ -24,6 +24,7 @@ from control_plane.audit import (
     verify_bundle,
     write_bundle,
 )
+from control_plane.audit.bundle_format import CSV_HEADER
 from control_plane.audit.bundle_parallel import PartReport, check_part, split, verify_parallel
 from tests.unit.audit.test_bundle_tamper import (
     SLICE,
@@ -173,7 +174,8 @@ class TestChunksWithinAPart:
         heads = {p["chain"]: [(p["seq"], p["entry_hash"])] for p in manifest["proofs"]}
         return check_part(
             str(path), 0, path.stat().st_size, manifest["org_id"],
-            frozenset(manifest["chains"]), heads, chunk=chunk,
+            frozenset(manifest["chains"]), heads, str(bundle / "entries.csv"),
+            len(CSV_HEADER), chunk=chunk,
         )  # fmt: skip
 
     def test_small_chunks_give_the_one_chunk_report(self, single: Path, multi: Path) -> None:
