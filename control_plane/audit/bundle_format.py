@@ -188,12 +188,14 @@ def csv_body(rows: Sequence[Row], *, unescaped: bool = False) -> bytes:
     backslash. JSON spells quotes and control characters inside strings only escaped, so
     then no cell holds a quote, a CR or a newline and those searches are skipped.
     """
+    # Two f-strings joined by +: CPython builds one of more than 30 parts with a list and
+    # str.join, which made a row 20% slower (0.58 against 0.48 us).
     body = "".join(
         [
             f"{r.seq},{r.chain},{r.at},{r.actor.kind},{r.actor.id or ''},{r.org_id or ''},"
-            f"{r.action},{r.target.type or ''},{r.target.id or ''},{r.request_id or ''},"
-            f"{r.source_address or ''},{r.outcome},{r.decision_ref or ''},{r.payload_hash},"
-            f"{r.prev_hash},{r.entry_hash}\n"
+            f"{r.action},{r.target.type or ''},"
+            + f"{r.target.id or ''},{r.request_id or ''},{r.source_address or ''},"
+            f"{r.outcome},{r.decision_ref or ''},{r.payload_hash},{r.prev_hash},{r.entry_hash}\n"
             for r in rows
         ]
     ).encode("utf-8")

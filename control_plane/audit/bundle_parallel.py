@@ -226,7 +226,7 @@ def _check_lines(
     by_chain: dict[str, tuple[list[Row], list[str]]] = {}
     i = 0
     for chain, run in groupby(rows, key=_CHAIN):
-        n = sum(1 for _ in run)
+        n = len(list(run))
         chain_rows, chain_digests = by_chain.setdefault(chain, ([], []))
         chain_rows += rows[i : i + n]
         chain_digests += digests[i : i + n]
