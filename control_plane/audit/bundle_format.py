@@ -104,8 +104,14 @@ _DOMAIN_HASHED = hashlib.sha256(ENTRY_DOMAIN)
 
 
 def decode_rows(blob: bytes) -> tuple[list[bytes], list[Row]] | None:
-    """(lines, rows) of JSON Lines bytes, or None if any line is not a well-typed entry."""
-    lines = blob.splitlines()
+    """(lines, rows) of JSON Lines bytes, or None if any line is not a well-typed entry.
+
+    Lines end at a newline only (as msgspec reads them; a CR is left on its line, which
+    then fails its hash): split(b"\\n") is a third faster than splitlines().
+    """
+    lines = blob.split(b"\n")
+    if not lines[-1]:
+        lines.pop()  # what follows the last newline
     try:
         rows = _ROWS.decode_lines(blob)
     except msgspec.DecodeError:
