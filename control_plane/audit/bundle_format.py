@@ -41,10 +41,12 @@ CSV_COLUMNS = (
 CSV_HEADER = (",".join(CSV_COLUMNS) + "\n").encode()
 _FORMULA_START = frozenset("=+-@\t\r")
 _FORMULA_BYTES = frozenset(c.encode() for c in _FORMULA_START)
-# A cell after the first starting like a formula: one regex pass finds the comma before
-# it faster than four two-byte searches (0.19 against 0.3 us per row; "-" occurs in
-# every timestamp, so a one-byte search cannot rule it out).
-_FORMULA_CELL = re.compile(b",[=+\\-@\t]")
+# A cell after the first that starts like a formula follows a comma. "-" occurs in every
+# timestamp, so ",-" is searched for (a regex finds it faster than bytes.find: 0.12
+# against 0.29 us per row); the other characters are rare, so ",=" and so on are searched
+# for only when the character occurs at all (one memchr each).
+_DASH_CELL = re.compile(b",-")
+_RARE_CELL_STARTS = tuple((c, b"," + c) for c in (b"=", b"+", b"@", b"\t"))
 
 # gc=False: rows hold only strings, ints and each other, so they cannot form cycles, and
 # untracked they decode about three times faster (no garbage collections while a million
@@ -210,7 +212,8 @@ def csv_body(rows: Sequence[Row], *, unescaped: bool = False) -> bytes:
         (unescaped or (body.count(b"\n") == n and b'"' not in body and b"\r" not in body))
         and body.count(b",") == 15 * n
         and body[:1] not in _FORMULA_BYTES
-        and not _FORMULA_CELL.search(body)
+        and not _DASH_CELL.search(body)
+        and not any(c in body and start in body for c, start in _RARE_CELL_STARTS)
     ):
         return body
     return csv_text(r.cells() for r in rows).encode("utf-8")[len(CSV_HEADER) :]
