@@ -3,6 +3,7 @@ cannot prove intact is named by the single-process check, at the same sequence n
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from datetime import timedelta
@@ -19,6 +20,7 @@ from control_plane.audit import (
     SigningKey,
     append,
     build_checkpoint,
+    bundle_parallel,
     payload_hash,
     proofs_for,
     verify_bundle,
@@ -193,6 +195,43 @@ class TestChunksWithinAPart:
     def test_a_modified_entry_in_a_later_chunk_is_caught(self, single: Path) -> None:
         same_length_edit(single, 333)
         assert not self.report(single, 700).ok
+
+
+class TestCsvRowsOfAPart:
+    """A worker looks for its first CSV row near where it should be, then anywhere; the
+    parent accepts the parts only if they tile entries.csv exactly."""
+
+    def test_rows_far_from_the_hint_are_found(
+        self, single: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(bundle_parallel, "_NEAR", 100)  # less than a row either side
+        path, csv_path = single / "entries.jsonl", single / "entries.csv"
+        bounds = split(path, PARTS)
+        lines_before = path.read_bytes()[: bounds[2]].count(b"\n")
+        csv_lines = csv_path.read_bytes().split(b"\n")
+        offset = sum(len(line) + 1 for line in csv_lines[: 1 + lines_before])  # header too
+        for hint in (0, offset, csv_path.stat().st_size):
+            report = check_part(
+                str(path), bounds[2], bounds[3], "org_big", frozenset([BIG]), {},
+                str(csv_path), hint,
+            )  # fmt: skip
+            assert (report.ok, report.csv_offset) == (True, offset)
+
+    def test_a_line_between_the_rows_of_two_parts_is_caught(self, single: Path) -> None:
+        path, csv_path = single / "entries.jsonl", single / "entries.csv"
+        lines_before = path.read_bytes()[: split(path, PARTS)[2]].count(b"\n")
+        csv_lines = csv_path.read_bytes().split(b"\n")
+        csv_lines.insert(1 + lines_before, b"an extra line")
+        csv_path.write_bytes(b"\n".join(csv_lines))
+        manifest_path = single / "manifest.json"
+        manifest = json.loads(manifest_path.read_text())
+        manifest["files"]["entries.csv"] = hashlib.sha256(csv_path.read_bytes()).hexdigest()
+        manifest_path.write_text(json.dumps(manifest))
+        assert parallel(single) is None
+        result = verify_bundle(single, workers=2)
+        assert not result.ok
+        assert "entries.csv does not match entries.jsonl" in result.message
+        assert serial_equal(single, result)
 
 
 def _modify(bundle: Path) -> None:
