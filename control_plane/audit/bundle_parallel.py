@@ -1,4 +1,5 @@
-"""Verifying a large bundle on every core: each process reads and checks its own part.
+"""Verifying a large bundle on every core: each process reads and checks its own part
+(with one worker, this process checks the parts one after the other).
 
 entries.jsonl is cut into parts at line boundaries (byte ranges, so nothing is sent to a
 worker but a path and two offsets). A worker decodes its lines, checks every entry's type,
@@ -29,13 +30,13 @@ import hashlib
 import multiprocessing
 import os
 import threading
-from collections.abc import Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from itertools import groupby, repeat
 from operator import attrgetter
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, ParamSpec, TypeVar
 
 import structlog
 
@@ -82,6 +83,8 @@ _NEAR = 2**20  # bytes searched either side of where a part's first CSV row shou
 _CHAIN, _ORG = attrgetter("chain"), attrgetter("org_id")
 
 Heads = Mapping[str, Sequence[tuple[int, str]]]
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
 
 
 def workers_for(entries: Path) -> int:
@@ -258,7 +261,8 @@ def verify_parallel(
     parts: int | None = None,
 ) -> VerifyResult | None:
     """verify_bundle's result for an intact bundle, checked by ``workers`` processes over
-    ``parts`` parts (default PARTS_PER_WORKER each); None when it is not proven intact."""
+    ``parts`` parts (default PARTS_PER_WORKER each; one worker: this process, part after
+    part); None when it is not proven intact."""
     try:
         m = load_manifest(root, trusted_keys)
         check_starts(m)
@@ -287,8 +291,10 @@ def _check_entries(
     # Where each part's rows should start in entries.csv if rows are as long, relative
     # to their lines, all through the file (only where a worker looks first).
     header, csv_size, size = len(CSV_HEADER), csv_path.stat().st_size, bounds[-1]
+    if size == 0:
+        return None  # no entries: nothing to split, the one-process check is instant
     hints = [header + (csv_size - header) * start // size for start in bounds[:-1]]
-    with ProcessPoolExecutor(workers, mp_context=_context()) as pool:
+    with _executor(workers) as pool:
         whole = [pool.submit(_sha_whole, str(p)) for p in (entries, csv_path)]
         reports = list(
             pool.map(
@@ -338,6 +344,22 @@ def _stitch(m: Manifest, reports: Sequence[PartReport]) -> VerifyResult | None:
 def _starts_with(path: Path, prefix: bytes) -> bool:
     with path.open("rb") as fh:
         return fh.read(len(prefix)) == prefix
+
+
+class _ThisProcess(Executor):
+    """Runs each task at once, in this process: with one worker the parts are checked
+    the same way, one after the other, without starting a process."""
+
+    def submit(self, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> Future[_T]:
+        future: Future[_T] = Future()
+        future.set_result(fn(*args, **kwargs))
+        return future
+
+
+def _executor(workers: int) -> Executor:
+    if workers == 1:
+        return _ThisProcess()
+    return ProcessPoolExecutor(workers, mp_context=_context())
 
 
 def _context() -> multiprocessing.context.BaseContext:

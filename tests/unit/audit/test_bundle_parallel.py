@@ -28,6 +28,7 @@ from control_plane.audit import (
 )
 from control_plane.audit.bundle_format import CSV_HEADER
 from control_plane.audit.bundle_parallel import PartReport, check_part, split, verify_parallel
+from control_plane.audit.bundle_verify import verify_serial
 from tests.unit.audit.test_bundle_tamper import (
     SLICE,
     T0,
@@ -105,7 +106,7 @@ def boundary_seqs(bundle: Path) -> list[int]:
 
 
 def serial_equal(bundle: Path, result: object) -> bool:
-    return result == verify_bundle(bundle, workers=1)
+    return result == verify_serial(bundle)
 
 
 def same_length_edit(bundle: Path, seq: int) -> None:
@@ -121,18 +122,24 @@ class TestIntact:
         assert len(split(multi / "entries.jsonl", PARTS)) == PARTS + 1
         result = parallel(multi)
         assert result is not None
-        assert result == verify_bundle(multi, workers=1)
+        assert result == verify_serial(multi)
 
     def test_single_chain_split_into_ranges_matches(self, single: Path) -> None:
         assert len(boundary_seqs(single)) == PARTS - 1
         result = parallel(single)
-        assert result == verify_bundle(single, workers=1)
+        assert result == verify_serial(single)
         assert result is not None
         assert result.ok
         assert result.entries == 400
 
     def test_verify_bundle_uses_it_when_asked(self, single: Path) -> None:
-        assert verify_bundle(single, workers=2) == verify_bundle(single, workers=1)
+        assert verify_bundle(single, workers=2) == verify_serial(single)
+
+    def test_one_worker_checks_the_parts_in_this_process(self, single: Path, multi: Path) -> None:
+        for bundle in (single, multi):
+            result = verify_parallel(bundle, None, workers=1)
+            assert result is not None
+            assert result == verify_serial(bundle) == verify_bundle(bundle, workers=1)
 
 
 class TestRangeBoundaries:
@@ -306,7 +313,8 @@ class TestTampered:
         }  # fmt: skip
         tampers[name](multi)
         assert parallel(multi) is None
-        serial = verify_bundle(multi, workers=1)
+        assert verify_parallel(multi, None, workers=1) is None
+        serial = verify_serial(multi)
         assert not serial.ok
         assert serial.first_bad_seq is not None or name == "csv"
-        assert verify_bundle(multi, workers=2) == serial
+        assert verify_bundle(multi, workers=2) == serial == verify_bundle(multi, workers=1)
