@@ -105,15 +105,20 @@ _PAYLOAD_HASH = attrgetter("payload_hash")
 _DOMAIN_HASHED = hashlib.sha256(ENTRY_DOMAIN)
 
 
-def decode_rows(blob: bytes) -> tuple[list[bytes], list[Row]] | None:
+def decode_rows(blob: bytes, *, any_line_end: bool = False) -> tuple[list[bytes], list[Row]] | None:
     """(lines, rows) of JSON Lines bytes, or None if any line is not a well-typed entry.
 
-    Lines end at a newline only (as msgspec reads them; a CR is left on its line, which
-    then fails its hash): split(b"\\n") is a third faster than splitlines().
+    Lines end at a newline (as msgspec reads them; a CR is left on its line, which then
+    fails its hash, and the caller falls back to verify_serial): split(b"\\n") is a third
+    faster than splitlines(). ``any_line_end``: split as splitlines() does (LF, CRLF or
+    CR), as verify_serial always has.
     """
-    lines = blob.split(b"\n")
-    if not lines[-1]:
-        lines.pop()  # what follows the last newline
+    if any_line_end:
+        lines = blob.splitlines()
+    else:
+        lines = blob.split(b"\n")
+        if not lines[-1]:
+            lines.pop()  # what follows the last newline
     try:
         rows = _ROWS.decode_lines(blob)
     except msgspec.DecodeError:

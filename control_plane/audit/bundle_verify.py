@@ -189,7 +189,7 @@ def _rows(path: Path) -> tuple[list[bytes], list[Row]]:
         blob = path.read_bytes()
     except OSError as exc:
         raise _Bad(f"{path.name}: unreadable ({exc})") from exc
-    decoded = decode_rows(blob)
+    decoded = decode_rows(blob, any_line_end=True)
     if decoded is not None:
         return decoded
     for number, line in enumerate(blob.splitlines(), 1):

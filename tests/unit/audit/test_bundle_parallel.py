@@ -141,6 +141,17 @@ class TestIntact:
             assert result is not None
             assert result == verify_serial(bundle) == verify_bundle(bundle, workers=1)
 
+    def test_crlf_lines_get_the_single_process_verdict(self, single: Path) -> None:
+        path = single / "entries.jsonl"
+        path.write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))
+        manifest_path = single / "manifest.json"
+        manifest = json.loads(manifest_path.read_text())
+        manifest["files"]["entries.jsonl"] = hashlib.sha256(path.read_bytes()).hexdigest()
+        manifest_path.write_text(json.dumps(manifest))
+        assert parallel(single) is None  # the fast check splits at newlines only
+        serial = verify_serial(single)  # splits as splitlines() does, as it always has
+        assert verify_bundle(single, workers=2) == verify_bundle(single, workers=1) == serial
+
 
 class TestRangeBoundaries:
     @pytest.mark.parametrize("offset", [0, -1], ids=["first-of-part", "last-of-previous"])
