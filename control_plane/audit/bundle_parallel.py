@@ -4,9 +4,10 @@
 entries.jsonl is cut into parts at line boundaries (byte ranges, so nothing is sent to a
 worker but a path and two offsets). A worker decodes its lines, checks every entry's type,
 organization and chain, hashes each line, checks the links between the entries of a
-chain that it holds, checks the signed heads that fall among them, and renders its rows
-as entries.csv would hold them. It returns, per chain, only the first and last entry it
-holds, and the length and SHA-256 of its CSV rows. The parent then stitches the chains:
+chain that it holds, checks the signed heads that fall among them, renders its rows as
+entries.csv would hold them and compares them with that file's bytes. It returns, per
+chain, only the first and last entry it holds, and where its rows start in entries.csv
+and how long they are. The parent then stitches the chains:
 each chain's first entry in a part must follow the last one in the part before (same
 rule as within a part: next seq, prev_hash equal to the previous entry_hash). It then
 checks that the CSV parts tile entries.csv exactly (header, then each part's rows at the
