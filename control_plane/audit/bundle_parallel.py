@@ -358,7 +358,7 @@ class _ThisProcess(Executor):
 
 
 def _executor(workers: int) -> Executor:
-    if workers == 1:
+    if workers <= 1:
         return _ThisProcess()
     return ProcessPoolExecutor(workers, mp_context=_context())
 
