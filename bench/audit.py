@@ -1,6 +1,6 @@
 """Audit ledger: stored appends under contention and offline verification speed.
 
-    python -m bench.audit [--quick] --json FILE [--pg-url URL]
+    python -m bench.audit [--quick] --json FILE [--pg-url URL] [--verify-only]
 
 1. Append throughput on PostgreSQL, 32 concurrent writers over 100 organizations picked
    at random, so chains contend on their head rows as they would in production; four
@@ -41,7 +41,8 @@
    its default of one worker process per CPU (``verify_per_s``; ``verify_per_cpu_s``
    counts the CPU of every process), then in one process (``verify_one_process_per_s``).
    For reference, ``verify_chain`` over 1,000,000 in-memory entries in 100 chains, one
-   process (``verify_chain_per_s``).
+   process (``verify_chain_per_s``). ``--verify-only`` runs this part alone (no
+   PostgreSQL needed).
 
 Goals (from the issue): >= 5,000 appends/s and >= 500,000 entries/s verified
 (``goals_met.append`` judges ``append_per_s``; ``append_in_request_tx`` and
@@ -590,11 +591,13 @@ _MODE_LABELS = {
 def print_table(result: dict[str, Any]) -> None:
     goals = result["goals"]
     goal = f">= {goals['append_per_s_min']:,}"
+    verify_only = result.get("verify_only", False)
     print(f"\naudit benchmark ({'quick' if result['quick'] else 'full'})")
-    print(f"appends: {result['writers']} writers, {result['orgs']} orgs, PostgreSQL")
+    if not verify_only:
+        print(f"appends: {result['writers']} writers, {result['orgs']} orgs, PostgreSQL")
     print(f"{'measure':<58}{'value':>14}{'goal':>12}")
     rows: list[tuple[str, str, str]] = []
-    for infix, _, _ in MODES:
+    for infix, _, _ in [] if verify_only else MODES:
         headline = " [append_per_s]" if infix == HEADLINE else ""
         rows += [
             (
@@ -645,11 +648,14 @@ def print_table(result: dict[str, Any]) -> None:
     def word(ok: bool) -> str:
         return "met" if ok else "MISSED"
 
-    print(
-        f"goals: append {word(met['append'])} (group commit); for information, "
-        f"{word(met['append_in_request_tx'])} in the request's transaction, "
-        f"{word(met['append_batched'])} batched; verify {word(met['verify'])}"
-    )
+    if verify_only:
+        print(f"goals: verify {word(met['verify'])} (appends not run: --verify-only)")
+    else:
+        print(
+            f"goals: append {word(met['append'])} (group commit); for information, "
+            f"{word(met['append_in_request_tx'])} in the request's transaction, "
+            f"{word(met['append_batched'])} batched; verify {word(met['verify'])}"
+        )
     print(
         f"load average (1/5/15 min) at start {result['machine']['load_average_at_start']}, "
         f"at end {result['machine']['load_average']}"
@@ -666,6 +672,22 @@ def _options(parser: argparse.ArgumentParser) -> None:
         help="PostgreSQL database to use; its public schema is DROPPED and recreated "
         "(default: $CP_BENCH_DATABASE_URL)",
     )
+    parser.add_argument(
+        "--verify-only",
+        action="store_true",
+        help="only the offline verification (part 2): no PostgreSQL needed",
+    )
+
+
+def _pg_url_problem(url: str | None) -> str | None:
+    if not url:
+        return (
+            "bench.audit needs a PostgreSQL database whose public schema it may drop: "
+            "pass --pg-url postgresql://USER@HOST:PORT/DB or set CP_BENCH_DATABASE_URL"
+        )
+    if not url.startswith("postgresql"):
+        return f"--pg-url must be a postgresql:// URL, got {url.split(':', 1)[0]}:"
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -674,38 +696,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv,
         _options,
     )
-    if not args.pg_url:
-        log(
-            "bench.audit needs a PostgreSQL database whose public schema it may drop: "
-            "pass --pg-url postgresql://USER@HOST:PORT/DB or set CP_BENCH_DATABASE_URL"
-        )
-        return 2
-    if not args.pg_url.startswith("postgresql"):
-        log(f"--pg-url must be a postgresql:// URL, got {args.pg_url.split(':', 1)[0]}:")
+    if not args.verify_only and (problem := _pg_url_problem(args.pg_url)):
+        log(problem)
         return 2
     plan = QUICK if args.quick else FULL
     started_load = load_average()
     try:
-        appends = bench_appends(args.pg_url, plan)
+        appends = {} if args.verify_only else bench_appends(args.pg_url, plan)
         offline = bench_offline(plan)
     except BenchmarkError as exc:
         log(f"audit benchmark failed: {exc}")
         return 1
+    goals_met = {"verify": offline["verify_per_s"] >= GOALS["verify_per_s_min"]}
+    if appends:
+        goals_met = {
+            "append": appends["append_per_s"] >= GOALS["append_per_s_min"],
+            "append_in_request_tx": appends["append_in_request_tx_per_s"]
+            >= GOALS["append_per_s_min"],
+            "append_batched": appends["append_batched_per_s"] >= GOALS["append_per_s_min"],
+            **goals_met,
+        }
     result = {
         "benchmark": "audit",
         "quick": args.quick,
+        "verify_only": args.verify_only,
         "writers": WRITERS,
         "orgs": ORGS,
         **appends,
         **offline,
         "goals": GOALS,
-        "goals_met": {
-            "append": appends["append_per_s"] >= GOALS["append_per_s_min"],
-            "append_in_request_tx": appends["append_in_request_tx_per_s"]
-            >= GOALS["append_per_s_min"],
-            "append_batched": appends["append_batched_per_s"] >= GOALS["append_per_s_min"],
-            "verify": offline["verify_per_s"] >= GOALS["verify_per_s_min"],
-        },
+        "goals_met": goals_met,
         "machine": {
             **machine_info(),
             "load_average_at_start": started_load,

@@ -95,13 +95,13 @@ def verify_bundle(
 
     ``workers``: processes to check entries with; by default one per available CPU for a
     large bundle, this process alone for a small one (starting processes would cost more
-    than they save). A bundle the parallel check cannot prove intact is checked again in
-    this process, which names the first bad sequence number.
+    than they save). One worker checks the parts the same way, in this process. A bundle
+    this check cannot prove intact is checked again by verify_serial, which names the
+    first bad sequence number.
     """
     root = Path(directory)
     count = workers if workers is not None else workers_for(root / ENTRIES)
-    if count > 1:
-        result = verify_parallel(root, trusted_keys, workers=count)
-        if result is not None:
-            return result
+    result = verify_parallel(root, trusted_keys, workers=count)
+    if result is not None:
+        return result
     return verify_serial(root, trusted_keys)

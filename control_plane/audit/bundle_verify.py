@@ -15,7 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from control_plane.audit.bundle_format import Row, csv_text, decode_rows, expected_csv, links_ok
+from control_plane.audit.bundle_format import (
+    Row,
+    csv_text,
+    decode_rows,
+    expected_csv,
+    line_hashes,
+    links_ok,
+)
 from control_plane.audit.canonical import CanonicalError
 from control_plane.audit.chain import GENESIS_HASH, AuditEntry, verify_chain
 from control_plane.audit.merkle import Checkpoint, InclusionProof
@@ -147,9 +154,12 @@ def _verify(root: Path, trusted_keys: Sequence[PublicKeyRecord] | None) -> Verif
     for chain, chain_rows in by_chain.items():
         first_seq, prev_hash = m.start(chain)
         chain_lines = [lines[i] for i in positions[chain]]
+        digests = line_hashes(chain_lines)
         committed = heads.get(chain, [])
-        if not links_ok(chain_rows, chain_lines, first_seq, prev_hash) or not _heads_ok(
-            chain_rows, first_seq, prev_hash, committed
+        if (
+            digests is None
+            or not links_ok(chain_rows, digests, first_seq, prev_hash)
+            or not _heads_ok(chain_rows, first_seq, prev_hash, committed)
         ):
             _explain_chain(chain, chain_lines, first_seq, prev_hash, committed)
     _check_files(root, m.raw, rows)
@@ -179,7 +189,7 @@ def _rows(path: Path) -> tuple[list[bytes], list[Row]]:
         blob = path.read_bytes()
     except OSError as exc:
         raise _Bad(f"{path.name}: unreadable ({exc})") from exc
-    decoded = decode_rows(blob)
+    decoded = decode_rows(blob, any_line_end=True)
     if decoded is not None:
         return decoded
     for number, line in enumerate(blob.splitlines(), 1):

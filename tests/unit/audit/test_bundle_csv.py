@@ -8,13 +8,16 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import msgspec
 from hypothesis import given
 from hypothesis import strategies as st
 
 from control_plane.audit import AuditEntry, append, payload_hash, verify_bundle, write_bundle
+from control_plane.audit.bundle_format import CSV_HEADER as _CSV_HEADER
 from control_plane.audit.bundle_format import Actor as _Actor
 from control_plane.audit.bundle_format import Row as _Row
 from control_plane.audit.bundle_format import Target as _Target
+from control_plane.audit.bundle_format import csv_body as _csv_body
 from control_plane.audit.bundle_format import csv_text as _csv_text
 from control_plane.audit.bundle_format import expected_csv as _expected_csv
 
@@ -102,3 +105,29 @@ def test_a_csv_rewritten_with_its_manifest_hash_is_caught_at_its_row(tmp_path: P
 
     assert (result.ok, result.first_bad_seq) == (False, 4)
     assert "entries.csv does not match entries.jsonl (first differing row: seq 4)" in result.message
+
+
+# Text a JSON encoder writes without a backslash: no quote, backslash or C0 control.
+unescaped_cell = st.none() | st.text(
+    st.characters(exclude_categories=["Cs"], exclude_characters='"\\' + bytes(range(32)).decode()),
+    max_size=8,
+)
+
+
+@given(st.lists(st.tuples(unescaped_cell, unescaped_cell, unescaped_cell), max_size=4))
+def test_csv_body_of_unescaped_json_is_the_csv_module_rendering(
+    cells: list[tuple[str | None, str | None, str | None]],
+) -> None:
+    drawn = [
+        _Row(
+            seq=i + 1, chain=CHAIN, at="2026-03-01T00:00:00.000000Z",
+            actor=_Actor(kind="user", id=a), org_id="org_a", action="projects.create",
+            target=_Target(type=b, id=c), request_id=None, source_address=None,
+            outcome="success", decision_ref=None, payload_hash="a" * 64, prev_hash="b" * 64,
+            entry_hash="c" * 64,
+        )
+        for i, (a, b, c) in enumerate(cells)
+    ]  # fmt: skip
+    assert b"\\" not in msgspec.json.encode(drawn)  # what the flag promises
+    rendered = _csv_text(r.cells() for r in drawn).encode("utf-8")
+    assert _CSV_HEADER + _csv_body(drawn, unescaped=True) == rendered

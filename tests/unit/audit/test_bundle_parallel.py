@@ -3,6 +3,7 @@ cannot prove intact is named by the single-process check, at the same sequence n
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from datetime import timedelta
@@ -19,12 +20,15 @@ from control_plane.audit import (
     SigningKey,
     append,
     build_checkpoint,
+    bundle_parallel,
     payload_hash,
     proofs_for,
     verify_bundle,
     write_bundle,
 )
+from control_plane.audit.bundle_format import CSV_HEADER
 from control_plane.audit.bundle_parallel import PartReport, check_part, split, verify_parallel
+from control_plane.audit.bundle_verify import verify_serial
 from tests.unit.audit.test_bundle_tamper import (
     SLICE,
     T0,
@@ -102,7 +106,7 @@ def boundary_seqs(bundle: Path) -> list[int]:
 
 
 def serial_equal(bundle: Path, result: object) -> bool:
-    return result == verify_bundle(bundle, workers=1)
+    return result == verify_serial(bundle)
 
 
 def same_length_edit(bundle: Path, seq: int) -> None:
@@ -118,18 +122,35 @@ class TestIntact:
         assert len(split(multi / "entries.jsonl", PARTS)) == PARTS + 1
         result = parallel(multi)
         assert result is not None
-        assert result == verify_bundle(multi, workers=1)
+        assert result == verify_serial(multi)
 
     def test_single_chain_split_into_ranges_matches(self, single: Path) -> None:
         assert len(boundary_seqs(single)) == PARTS - 1
         result = parallel(single)
-        assert result == verify_bundle(single, workers=1)
+        assert result == verify_serial(single)
         assert result is not None
         assert result.ok
         assert result.entries == 400
 
     def test_verify_bundle_uses_it_when_asked(self, single: Path) -> None:
-        assert verify_bundle(single, workers=2) == verify_bundle(single, workers=1)
+        assert verify_bundle(single, workers=2) == verify_serial(single)
+
+    def test_one_worker_checks_the_parts_in_this_process(self, single: Path, multi: Path) -> None:
+        for bundle in (single, multi):
+            result = verify_parallel(bundle, None, workers=1)
+            assert result is not None
+            assert result == verify_serial(bundle) == verify_bundle(bundle, workers=1)
+
+    def test_crlf_lines_get_the_single_process_verdict(self, single: Path) -> None:
+        path = single / "entries.jsonl"
+        path.write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))
+        manifest_path = single / "manifest.json"
+        manifest = json.loads(manifest_path.read_text())
+        manifest["files"]["entries.jsonl"] = hashlib.sha256(path.read_bytes()).hexdigest()
+        manifest_path.write_text(json.dumps(manifest))
+        assert parallel(single) is None  # the fast check splits at newlines only
+        serial = verify_serial(single)  # splits as splitlines() does, as it always has
+        assert verify_bundle(single, workers=2) == verify_bundle(single, workers=1) == serial
 
 
 class TestRangeBoundaries:
@@ -173,7 +194,8 @@ class TestChunksWithinAPart:
         heads = {p["chain"]: [(p["seq"], p["entry_hash"])] for p in manifest["proofs"]}
         return check_part(
             str(path), 0, path.stat().st_size, manifest["org_id"],
-            frozenset(manifest["chains"]), heads, chunk=chunk,
+            frozenset(manifest["chains"]), heads, str(bundle / "entries.csv"),
+            len(CSV_HEADER), chunk=chunk,
         )  # fmt: skip
 
     def test_small_chunks_give_the_one_chunk_report(self, single: Path, multi: Path) -> None:
@@ -191,6 +213,43 @@ class TestChunksWithinAPart:
     def test_a_modified_entry_in_a_later_chunk_is_caught(self, single: Path) -> None:
         same_length_edit(single, 333)
         assert not self.report(single, 700).ok
+
+
+class TestCsvRowsOfAPart:
+    """A worker looks for its first CSV row near where it should be, then anywhere; the
+    parent accepts the parts only if they tile entries.csv exactly."""
+
+    def test_rows_far_from_the_hint_are_found(
+        self, single: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(bundle_parallel, "_NEAR", 100)  # less than a row either side
+        path, csv_path = single / "entries.jsonl", single / "entries.csv"
+        bounds = split(path, PARTS)
+        lines_before = path.read_bytes()[: bounds[2]].count(b"\n")
+        csv_lines = csv_path.read_bytes().split(b"\n")
+        offset = sum(len(line) + 1 for line in csv_lines[: 1 + lines_before])  # header too
+        for hint in (0, offset, csv_path.stat().st_size):
+            report = check_part(
+                str(path), bounds[2], bounds[3], "org_big", frozenset([BIG]), {},
+                str(csv_path), hint,
+            )  # fmt: skip
+            assert (report.ok, report.csv_offset) == (True, offset)
+
+    def test_a_line_between_the_rows_of_two_parts_is_caught(self, single: Path) -> None:
+        path, csv_path = single / "entries.jsonl", single / "entries.csv"
+        lines_before = path.read_bytes()[: split(path, PARTS)[2]].count(b"\n")
+        csv_lines = csv_path.read_bytes().split(b"\n")
+        csv_lines.insert(1 + lines_before, b"an extra line")
+        csv_path.write_bytes(b"\n".join(csv_lines))
+        manifest_path = single / "manifest.json"
+        manifest = json.loads(manifest_path.read_text())
+        manifest["files"]["entries.csv"] = hashlib.sha256(csv_path.read_bytes()).hexdigest()
+        manifest_path.write_text(json.dumps(manifest))
+        assert parallel(single) is None
+        result = verify_bundle(single, workers=2)
+        assert not result.ok
+        assert "entries.csv does not match entries.jsonl" in result.message
+        assert serial_equal(single, result)
 
 
 def _modify(bundle: Path) -> None:
@@ -265,7 +324,8 @@ class TestTampered:
         }  # fmt: skip
         tampers[name](multi)
         assert parallel(multi) is None
-        serial = verify_bundle(multi, workers=1)
+        assert verify_parallel(multi, None, workers=1) is None
+        serial = verify_serial(multi)
         assert not serial.ok
         assert serial.first_bad_seq is not None or name == "csv"
-        assert verify_bundle(multi, workers=2) == serial
+        assert verify_bundle(multi, workers=2) == serial == verify_bundle(multi, workers=1)
