@@ -38,6 +38,7 @@ SHM_DIR = Path("/dev/shm")  # noqa: S108 - where the Python backend puts its reg
 SHM_PREFIX = "triton_python_backend_shm_region_"
 LOG_TAIL_BYTES = 8000
 EXIT_TIMEOUT_SECONDS = 5  # how long Triton lets in-flight requests finish on SIGTERM
+PORT_TAKEN = "already in use"  # what tritonserver logs when a port it was given is bound
 
 __all__ = [
     "TritonPorts",
@@ -60,8 +61,20 @@ class TritonPorts:
     metrics: int
 
 
-def choose_ports(low: int = 18000, high: int = 60999) -> TritonPorts:
-    """Three distinct loopback ports in ``[low, high]`` that are free right now."""
+def _below_ephemeral(default: int = 32767) -> int:
+    """The highest port below the kernel's ephemeral range (where outgoing connections take
+    their local ports, so a port found free there can be taken before Triton binds it)."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return default
+    return max(low - 1, 19999)
+
+
+def choose_ports(low: int = 18000, high: int | None = None) -> TritonPorts:
+    """Three distinct loopback ports in ``[low, high]`` (by default up to the ephemeral
+    range) that are free right now."""
+    high = high if high is not None else _below_ephemeral()
     chosen: list[int] = []
     for _ in range(500):
         port = low + secrets.randbelow(high - low + 1)
@@ -101,6 +114,7 @@ class TritonServer:
     ) -> None:
         self.model_repository = Path(model_repository).resolve()
         self.work_dir = Path(work_dir).resolve()
+        self._chosen_ports = ports is None  # ours to choose again if one is taken
         self.ports = ports or choose_ports()
         self.explicit = explicit
         self.load = tuple(load)
@@ -166,8 +180,22 @@ class TritonServer:
             args += [f"--load-model={name}" for name in self.load]
         return args
 
-    def start(self, timeout: float = 60.0) -> Self:
-        """Launch the server and wait until it and the models in ``load`` are ready."""
+    def start(self, timeout: float = 60.0, attempts: int = 3) -> Self:
+        """Launch the server and wait until it and the models in ``load`` are ready.
+
+        A port found free can still be taken by another process before Triton binds it;
+        when that happens to ports chosen here, the start is tried again on new ones."""
+        for _ in range(attempts - 1):
+            try:
+                return self._start_once(timeout)
+            except TritonStartError as exc:
+                if not self._chosen_ports or PORT_TAKEN not in str(exc):
+                    raise
+                self.ports = choose_ports()
+                self.log_path = self.work_dir / f"tritonserver-{self.ports.http}.log"
+        return self._start_once(timeout)
+
+    def _start_once(self, timeout: float) -> Self:
         reason = triton_available()
         if reason is not None:
             raise TritonStartError(reason)

@@ -22,6 +22,7 @@ gateway relies on it, the tests below prove it):
 from __future__ import annotations
 
 import json
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,7 +35,13 @@ from tokenizers import Tokenizer
 from tritonclient.utils import InferenceServerException
 
 from control_plane.endpoints.modelrepo import read_manifest, smollm2_gguf
-from control_plane.endpoints.triton.server import SHM_DIR, TritonServer, TritonStartError
+from control_plane.endpoints.triton import server as server_module
+from control_plane.endpoints.triton.server import (
+    SHM_DIR,
+    TritonPorts,
+    TritonServer,
+    TritonStartError,
+)
 from tests.conftest import need_peer
 from tests.fixtures.peers.triton import (
     SMOLLM2,
@@ -110,6 +117,34 @@ class TestServer:
         with pytest.raises(TritonStartError, match="no_such_module_here"):
             server.start(timeout=30)
         assert server.pid is None
+
+    def test_ports_taken_before_it_binds_are_chosen_again(
+        self, triton_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Another process binds one of the chosen ports between the check and Triton's
+        bind (two suites run at once): the start is tried again on new ports."""
+        squatter = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        picks = iter([TritonPorts(http=taken, grpc=taken + 1, metrics=taken + 2)])
+        real = server_module.choose_ports
+        monkeypatch.setattr(server_module, "choose_ports", lambda: next(picks, None) or real())
+        try:
+            server = TritonServer(triton_root / "models", work_dir=tmp_path, load=[TINY],
+                                  explicit=True).start(timeout=60)  # fmt: skip
+            try:
+                assert server.ports.http != taken
+                assert httpclient.InferenceServerClient(server.http_url).is_server_live()
+            finally:
+                server.stop()
+            given = TritonServer(triton_root / "models", work_dir=tmp_path / "given",
+                                 ports=TritonPorts(http=taken, grpc=taken + 3, metrics=taken + 4),
+                                 load=[TINY], explicit=True)  # fmt: skip
+            with pytest.raises(TritonStartError, match="already in use"):
+                given.start(timeout=60)  # ports the caller chose are not changed
+        finally:
+            squatter.close()
 
 
 class TestModelMetadata:
