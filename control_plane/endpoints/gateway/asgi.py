@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,11 +52,10 @@ _JSON = b"application/json"
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """A whole answer: a JSON body (or, with ``media_type``, any bytes) and its headers."""
+    """A whole JSON answer (a value, or its encoding as bytes) and its headers."""
 
     content: Any
     headers: Mapping[str, str] = field(default_factory=dict)
-    media_type: bytes = _JSON
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +167,23 @@ class Exchange:
         return self._body
 
 
+class _Request(Request[Any, Any, Any]):
+    """Litestar's request over an exchange, for the access check (which reads a form's
+    CSRF field): its body is the exchange's, read once within the size limit."""
+
+    __slots__ = ("_exchange",)
+
+    def __init__(self, exchange: Exchange) -> None:
+        super().__init__(exchange.scope, exchange.receive)
+        self._exchange = exchange
+
+    async def body(self) -> bytes:
+        return await self._exchange.body()
+
+    async def stream(self) -> AsyncGenerator[bytes, None]:
+        yield await self._exchange.body()
+
+
 class GatewayEndpoint:
     """The ASGI app behind the gateway's routes (reached through :class:`GatewayFront`)."""
 
@@ -188,26 +204,23 @@ class GatewayEndpoint:
                 raise MethodNotAllowed(
                     detail="Method not allowed on this resource.", headers={"Allow": allowed}
                 )
-            await authorize(Request(scope, receive), route.access)
+            await authorize(_Request(exchange), route.access)
             exchange.tenant_scope = scope["state"].get("tenant_scope")
             answer = await route.handler(exchange)
-            started = True
             if isinstance(answer, EventStream):
+                started = True
                 await _send_stream(exchange, answer)
             else:
-                await _send_answer(send, answer)
+                content = answer.content
+                body = content if isinstance(content, bytes) else msgspec.json.encode(content)
+                started = True
+                await _respond(send, 200, _JSON, answer.headers, body)
         except Exception as exc:
             if started:  # the status has left: nothing to answer with but a cut stream
                 log.exception("gateway answer failed", exc_type=type(exc).__name__)
                 return
             problem = exc if isinstance(exc, ProblemError) else unexpected(exc)
             await _send_problem(send, problem, scope["path"])
-
-
-async def _send_answer(send: Send, answer: Answer) -> None:
-    content = answer.content
-    body = content if isinstance(content, bytes) else msgspec.json.encode(content)
-    await _respond(send, 200, answer.media_type, answer.headers, body)
 
 
 async def _send_problem(send: Send, problem: ProblemError, path: str) -> None:

@@ -157,6 +157,20 @@ class TestHttp:
         with_token = await client.post("/v1/completions", json=call, headers=csrf)
         _problem(with_token, 404)  # past the check: no such model
 
+    async def test_a_forms_csrf_field_is_read_as_before(
+        self, client: Client, key: str, org: Tenant
+    ) -> None:
+        """The access check reads a form's ``_csrf`` field, then the route finds no JSON."""
+        from tests.fixtures.factories import login
+
+        csrf = await login(client, org.accounts[TenantRole.MEMBER])
+        form = {"content-type": "application/x-www-form-urlencoded"}
+        token = csrf["X-CSRF-Token"]
+        passed = await client.post("/v1/completions", content=f"_csrf={token}", headers=form)
+        assert _problem(passed, 400)["errors"][0]["field"] == "body"
+        wrong = await client.post("/v1/completions", content="_csrf=nope", headers=form)
+        _problem(wrong, 403)
+
     async def test_an_idempotency_key_reused_with_another_body_is_refused(
         self, client: Client, key: str
     ) -> None:
