@@ -247,7 +247,10 @@ async def measure(
     base = server.base_url
     text = model_text(model_dir)
     work = make_work(model_dir, trace_lengths(plan.requests))
-    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    # Idle connections are dropped before uvicorn's 5 s keep-alive timeout closes them: a
+    # level that runs longer than that (a loaded machine) would otherwise leave the next
+    # one a connection the server is closing (httpx.ReadError on a POST, not retried).
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64, keepalive_expiry=4)
     async with httpx.AsyncClient(base_url=base, timeout=120, limits=limits) as http:
         upstream = await deploy(http, org_id, key, model_dir)
         auth = {"Authorization": f"Bearer {key}"}
