@@ -1,10 +1,11 @@
 """The gateway's routes served straight from ASGI, in front of Litestar's router.
 
-A gateway call is a data-plane call on a hot path: Litestar's routing, signature model,
-dependency injection and response objects cost about 0.3 ms of CPU per call, a third of
-the latency the gateway may add. So :class:`GatewayFront` hands every request for a
-gateway route (``handlers.ROUTES``) to :class:`GatewayEndpoint`, and every other request
-to the Litestar app unchanged.
+A gateway call is a data-plane call on a hot path that may add at most 1 ms: Litestar's
+routing, guard, signature model, dependency injection and response objects cost about
+0.1 ms of CPU per call (a quarter of the gateway's own per-call CPU, measured in-process;
+see docs/benchmarks.md). So :class:`GatewayFront` hands every request for a gateway route
+(``handlers.ROUTES``) to :class:`GatewayEndpoint`, and every other request to the
+Litestar app unchanged.
 
 What Litestar does for a route, the endpoint does with the same code: the access check
 (:func:`~control_plane.identity.authz.authorize`, API key or session cookie with its CSRF
@@ -71,6 +72,9 @@ Handler = Callable[["Exchange"], Awaitable[Answer | EventStream]]
 
 @dataclass(frozen=True, slots=True)
 class Route:
+    """A gateway route. Its access policy is required, as every Litestar route's is (the
+    app refuses to start with one missing)."""
+
     method: str
     template: str  # Litestar's syntax: ``/v2/models/{name:str}/infer``
     access: Access
