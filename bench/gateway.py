@@ -14,13 +14,16 @@ serving path, not a language model.
 Goals (issue 5): added p50 <= 1 ms, added p99 <= 5 ms, throughput through the gateway >=
 80 % of direct at 32 clients, and token counts equal to the tokenizer's own on every
 request. JSON keys: added_latency_ms_p50, added_latency_ms_p99, throughput_ratio_at_32,
-token_count_mismatches (plus the raw figures per concurrency).
+token_count_mismatches, server_cpu_ms_per_request (the server process's CPU time per
+gateway request at 1 client: steadier than latency on a shared machine) (plus the raw
+figures per concurrency).
 """
 
 from __future__ import annotations
 
 import asyncio
 import csv
+import os
 import random
 import shutil
 import time
@@ -34,7 +37,16 @@ import httpx
 import numpy as np
 import tritonclient.grpc.aio as grpcclient
 
-from bench.common import VAR_DIR, log, machine_info, parse_args, percentile, serve_asgi, write_json
+from bench.common import (
+    VAR_DIR,
+    Server,
+    log,
+    machine_info,
+    parse_args,
+    percentile,
+    serve_asgi,
+    write_json,
+)
 from control_plane.clock import Clock
 from control_plane.db.engine import make_engine, make_sessionmaker
 from control_plane.db.migrate import upgrade
@@ -222,10 +234,23 @@ async def run_level(
     return latencies, len(work) / (time.perf_counter() - started)
 
 
-async def measure(plan: Plan, base: str, org_id: str, key: str, model_dir: Path) -> dict[str, Any]:
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time the process ``pid`` has used (its own, not its
+    children's: Triton runs in a process of its own)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def measure(
+    plan: Plan, server: Server, org_id: str, key: str, model_dir: Path
+) -> dict[str, Any]:
+    base = server.base_url
     text = model_text(model_dir)
     work = make_work(model_dir, trace_lengths(plan.requests))
-    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    # Idle connections are dropped before uvicorn's 5 s keep-alive timeout closes them: a
+    # level that runs longer than that (a loaded machine) would otherwise leave the next
+    # one a connection the server is closing (httpx.ReadError on a POST, not retried).
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64, keepalive_expiry=4)
     async with httpx.AsyncClient(base_url=base, timeout=120, limits=limits) as http:
         upstream = await deploy(http, org_id, key, model_dir)
         auth = {"Authorization": f"Bearer {key}"}
@@ -253,13 +278,16 @@ async def measure(plan: Plan, base: str, org_id: str, key: str, model_dir: Path)
                     lambda w: direct_call(client, w), work, clients
                 )
                 log(f"{clients} client(s): gateway ...")
+                cpu_before = cpu_seconds(server.pid)
                 gateway, gateway_rps = await run_level(via_gateway, work, clients)
+                cpu_ms = (cpu_seconds(server.pid) - cpu_before) * 1000 / len(work)
                 levels[str(clients)] = {
                     "direct": _summary(direct, direct_rps),
                     "gateway": _summary(gateway, gateway_rps),
                     "added_ms_p50": round(percentile(gateway, 50) - percentile(direct, 50), 3),
                     "added_ms_p99": round(percentile(gateway, 99) - percentile(direct, 99), 3),
                     "throughput_ratio": round(gateway_rps / direct_rps, 3),
+                    "server_cpu_ms_per_request": round(cpu_ms, 3),
                 }
         finally:
             await client.close()
@@ -268,6 +296,7 @@ async def measure(plan: Plan, base: str, org_id: str, key: str, model_dir: Path)
         "added_latency_ms_p50": one["added_ms_p50"],
         "added_latency_ms_p99": one["added_ms_p99"],
         "throughput_ratio_at_32": many["throughput_ratio"],
+        "server_cpu_ms_per_request": one["server_cpu_ms_per_request"],
         "token_count_mismatches": _mismatches(text, answers),
         "requests_checked": len(answers),
         "levels": levels,
@@ -319,7 +348,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     }
     with serve_asgi("control_plane.asgi:app", env=env) as server:
         try:
-            result = asyncio.run(measure(plan, server.base_url, org_id, key, model_dir))
+            result = asyncio.run(measure(plan, server, org_id, key, model_dir))
         finally:
             stop_all(root / "triton")
     result.update(
@@ -331,7 +360,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     log(
         f"added p50 {result['added_latency_ms_p50']} ms, p99 {result['added_latency_ms_p99']} ms; "
         f"throughput ratio at 32: {result['throughput_ratio_at_32']}; "
-        f"token count mismatches: {result['token_count_mismatches']}"
+        f"token count mismatches: {result['token_count_mismatches']}; "
+        f"server CPU per request at 1 client: {result['server_cpu_ms_per_request']} ms"
     )
     write_json(args.json, result)
 

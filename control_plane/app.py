@@ -29,7 +29,8 @@ from control_plane.audit.recorder import FailedRequestAudit
 from control_plane.clock import Clock
 from control_plane.db.engine import make_engine, make_read_sessionmaker, make_sessionmaker
 from control_plane.endpoints.controllers import ROUTES as ENDPOINT_ROUTES
-from control_plane.endpoints.gateway.controllers import ROUTES as GATEWAY_ROUTES
+from control_plane.endpoints.gateway.asgi import GatewayEndpoint, GatewayFront
+from control_plane.endpoints.gateway.handlers import ROUTES as GATEWAY_ROUTES
 from control_plane.endpoints.wiring import build_gateway
 from control_plane.health.controllers import ROUTES as HEALTH_ROUTES
 from control_plane.http.dependencies import DEPENDENCIES
@@ -127,6 +128,12 @@ def create_app(
     )
 
     state.residency_sources.register(ORG_KEYS_SOURCE, org_key_resources)
+    idempotency: dict[str, Any] = {
+        "sessionmaker": lambda: sessionmaker,
+        "clock": clock,
+        "ttl_seconds": settings.idempotency_ttl_seconds,
+        "key": digest_key(settings.key_dir),
+    }
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncGenerator[None, None]:
@@ -179,7 +186,6 @@ def create_app(
             *TENANCY_ROUTES,
             *POOL_ROUTES,
             *ENDPOINT_ROUTES,
-            *GATEWAY_ROUTES,
             *METERING_ROUTES,
             *TELEMETRY_ROUTES,
             *INSIGHTS_ROUTES,
@@ -194,13 +200,7 @@ def create_app(
         middleware=[
             RequestContextMiddleware,
             FailedRequestAudit,
-            DefineMiddleware(
-                IdempotencyMiddleware,
-                sessionmaker=lambda: sessionmaker,
-                clock=clock,
-                ttl_seconds=settings.idempotency_ttl_seconds,
-                key=digest_key(settings.key_dir),
-            ),
+            DefineMiddleware(IdempotencyMiddleware, **idempotency),
         ],
         openapi_config=OpenAPIConfig(
             title="Sovereign GPU Cloud control plane",
@@ -232,6 +232,14 @@ def create_app(
     )
     _refuse_undeclared_routes(app)
     _document_problem_answers(app)
+    # The gateway's routes are served in front of the router (see its asgi module), with
+    # the middleware above but the failed-request audit, which skips data-plane calls.
+    endpoint = GatewayEndpoint(gateway, settings.max_body_bytes)
+    app.asgi_handler = GatewayFront(
+        GATEWAY_ROUTES,
+        endpoint=RequestContextMiddleware(IdempotencyMiddleware(endpoint, **idempotency)),
+        app=app.asgi_handler,
+    )
     return app
 
 

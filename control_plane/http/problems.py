@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import structlog
@@ -36,6 +36,8 @@ from control_plane.errors import (
 
 log = structlog.get_logger("control_plane.http")
 
+T = TypeVar("T")
+
 _JSON_PATH = re.compile(r"at `\$(?P<path>[^`]*)`")
 _NAMED_FIELD = re.compile(r"(?:unknown|required) field `(?P<name>[^`]+)`")
 
@@ -45,14 +47,21 @@ def problem_response(request: Request[Any, Any, Any], problem: ProblemError) -> 
     renderer = getattr(request.app.state, "html_error_renderer", None)
     if renderer is not None and _wants_html(request):
         return renderer(request, problem)  # type: ignore[no-any-return]
-    headers = dict(problem.headers)
+    return Response(
+        content=problem_document(problem, request.url.path),
+        status_code=problem.status,
+        media_type=PROBLEM_JSON,
+        headers=dict(problem.headers),
+    )
+
+
+def problem_document(problem: ProblemError, path: str) -> dict[str, Any]:
+    """The problem+json body: the problem, the path it answers and the request's id."""
+    body = problem.to_dict(instance=path)
     request_id = structlog.contextvars.get_contextvars().get("request_id")
-    body = problem.to_dict(instance=request.url.path)
     if request_id:
         body["request_id"] = request_id
-    return Response(
-        content=body, status_code=problem.status, media_type=PROBLEM_JSON, headers=headers
-    )
+    return body
 
 
 def _wants_html(request: Request[Any, Any, Any]) -> bool:
@@ -106,11 +115,27 @@ def _from_http_exception(exc: HTTPException) -> ProblemError:
         return Forbidden(detail="Not allowed.")
     if exc.status_code == 400:
         # Body decoding failures (malformed JSON, wrong content) surface as plain 400s.
-        return InvalidInput(
-            detail="The request body could not be read.",
-            errors=[FieldError("body", str(exc.detail))],
-        )
+        return unreadable_body(str(exc.detail))
     return _GenericProblem(status_code=exc.status_code, detail=str(exc.detail))
+
+
+def unreadable_body(reason: str) -> InvalidInput:
+    return InvalidInput(
+        detail="The request body could not be read.", errors=[FieldError("body", reason)]
+    )
+
+
+def decode_body(body: bytes, type: type[T]) -> T:
+    """A JSON body as ``type``, refused as the framework refuses a handler's ``data``: the
+    same lenient conversions (``"5"`` for an int), problem and field names (for routes
+    served outside Litestar, see ``control_plane.endpoints.gateway.asgi``)."""
+    try:
+        return msgspec.json.decode(body, type=type, strict=False)
+    except msgspec.ValidationError as exc:
+        errors = _field_errors([{"message": str(exc), "key": "data", "source": "body"}])
+        raise InvalidInput(detail="The request has invalid fields.", errors=errors) from exc
+    except msgspec.DecodeError as exc:
+        raise unreadable_body(str(exc)) from exc
 
 
 class _GenericProblem(ProblemError):
@@ -152,9 +177,13 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
 
 
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    return problem_response(request, unexpected(exc))
+
+
+def unexpected(exc: Exception) -> ProblemError:
+    """Log an unhandled error (its trace stays in the log) and answer with no detail."""
     log.exception("unhandled error", exc_type=type(exc).__name__)
-    problem = _Internal(detail="An unexpected error occurred. Quote the request id to support.")
-    return problem_response(request, problem)
+    return _Internal(detail="An unexpected error occurred. Quote the request id to support.")
 
 
 class _Internal(ProblemError):

@@ -210,6 +210,12 @@ async def authorization_guard(
     access = handler.opt.get(ACCESS_KEY)
     if not isinstance(access, Access):
         raise Forbidden(detail="This route has no access policy.")
+    await authorize(connection, access)
+
+
+async def authorize(connection: ASGIConnection[Any, Any, Any, Any], access: Access) -> None:
+    """Refuse a caller ``access`` does not admit; else leave its scope in the request's
+    state. (The guard's work, also done by routes served outside Litestar's router.)"""
     if access.node_agent:
         await _authenticate_node(connection)
         return

@@ -1,104 +1,97 @@
-"""The gateway's HTTP routes: OpenAI-compatible chat and text completions (streamed over
-SSE, always ending with a usage chunk), the models a key may call, and KServe V2
-passthrough. Data-plane calls: metered as usage, not written to the audit ledger."""
+"""The gateway's routes: OpenAI-compatible chat and text completions (streamed over SSE,
+always ending with a usage chunk), the models a key may call, and KServe V2 passthrough.
+Data-plane calls: metered as usage, not written to the audit ledger. Served by
+:mod:`control_plane.endpoints.gateway.asgi`, outside Litestar's router."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
 import httpx
 import msgspec
-from litestar import Request, Response, get, post
-from litestar.response import Stream
 
 from control_plane.endpoints.gateway import kserve, openai
+from control_plane.endpoints.gateway.asgi import Answer, EventStream, Exchange, Route
 from control_plane.endpoints.gateway.core import Call, Gateway, UpstreamFailed
-from control_plane.identity.authz import TenantScope, public, tenant
+from control_plane.http.problems import decode_body
+from control_plane.identity.authz import ACCESS_KEY, Access, public, tenant
 from control_plane.identity.roles import Permission
 
 __all__ = ["ROUTES"]
 
-_OPT = {**tenant(Permission.INFERENCE_INVOKE), "data_plane": True}
+_INVOKE: Access = tenant(Permission.INFERENCE_INVOKE)[ACCESS_KEY]
+_PUBLIC: Access = public()[ACCESS_KEY]
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
-def _gateway(request: Request[Any, Any, Any]) -> Gateway:
-    gateway: Gateway = request.app.state.gateway
-    return gateway
-
-
-def _request_id(request: Request[Any, Any, Any]) -> str:
-    return str(request.scope.get("state", {}).get("request_id", ""))
-
-
-@get("/v1/models", opt=_OPT, include_in_schema=False)
-async def list_models(request: Request[Any, Any, Any], tenant: TenantScope) -> dict[str, Any]:
+async def list_models(exchange: Exchange) -> Answer:
     """The endpoints this key may call (OpenAI's model list)."""
-    org_id = tenant.resolve_org(None)
-    routes = await _gateway(request).routes.of_org(org_id)
+    scope = exchange.tenant
+    org_id = scope.resolve_org(None)
+    routes = await exchange.gateway.routes.of_org(org_id)
     visible = [
-        r for r in routes if not tenant.project_id or r.project_id in (None, tenant.project_id)
+        r for r in routes if not scope.project_id or r.project_id in (None, scope.project_id)
     ]
-    return {
-        "object": "list",
-        "data": [
-            {
-                "id": r.name,
-                "object": "model",
-                "created": 0,
-                "owned_by": org_id,
-                "region": r.region,
-                "ready": bool(r.upstreams),
-            }
-            for r in visible
-        ],
-    }
+    return Answer(
+        {
+            "object": "list",
+            "data": [
+                {
+                    "id": r.name,
+                    "object": "model",
+                    "created": 0,
+                    "owned_by": org_id,
+                    "region": r.region,
+                    "ready": bool(r.upstreams),
+                }
+                for r in visible
+            ],
+        }
+    )
 
 
-@post("/v1/chat/completions", opt=_OPT, include_in_schema=False, status_code=200)
-async def chat_completions(
-    request: Request[Any, Any, Any], data: openai.ChatRequest, tenant: TenantScope
-) -> Any:
-    gateway = _gateway(request)
-    call = await gateway.admit(tenant, data.model, _request_id(request))
+async def chat_completions(exchange: Exchange) -> Answer | EventStream:
+    data = decode_body(await exchange.body(), openai.ChatRequest)
+    gateway = exchange.gateway
+    call = await gateway.admit(exchange.tenant, data.model, exchange.request_id)
     prompt = call.text.prompt([{"role": m.role, "content": m.text()} for m in data.messages])
     limit = data.limit()
     if data.stream:
         call.prompt_tokens = call.text.count(prompt)
-        return Stream(
-            _chat_stream(gateway, call, prompt, limit, data.model),
-            media_type="text/event-stream",
-            headers=_SSE_HEADERS,
-        )
+        return EventStream(_chat_stream(gateway, call, prompt, limit, data.model), _SSE_HEADERS)
     text = await _collect(gateway, call, prompt, limit)
     used = openai.usage(call.prompt_tokens, call.completion_tokens, call.cost())
-    return openai.chat_body(
-        call.request_id, data.model, text, openai.finish_reason(call.completion_tokens, limit), used
+    return Answer(
+        openai.chat_body(
+            call.request_id,
+            data.model,
+            text,
+            openai.finish_reason(call.completion_tokens, limit),
+            used,
+        )
     )
 
 
-@post("/v1/completions", opt=_OPT, include_in_schema=False, status_code=200)
-async def completions(
-    request: Request[Any, Any, Any], data: openai.CompletionRequest, tenant: TenantScope
-) -> Any:
-    gateway = _gateway(request)
-    call = await gateway.admit(tenant, data.model, _request_id(request))
+async def completions(exchange: Exchange) -> Answer | EventStream:
+    data = decode_body(await exchange.body(), openai.CompletionRequest)
+    gateway = exchange.gateway
+    call = await gateway.admit(exchange.tenant, data.model, exchange.request_id)
     if data.stream:
         call.prompt_tokens = call.text.count(data.prompt)
-        return Stream(
+        return EventStream(
             _completion_stream(gateway, call, data.prompt, data.max_tokens, data.model),
-            media_type="text/event-stream",
-            headers=_SSE_HEADERS,
+            _SSE_HEADERS,
         )
     text = await _collect(gateway, call, data.prompt, data.max_tokens)
     used = openai.usage(call.prompt_tokens, call.completion_tokens, call.cost())
-    return openai.completion_body(
-        call.request_id,
-        data.model,
-        text,
-        openai.finish_reason(call.completion_tokens, data.max_tokens),
-        used,
+    return Answer(
+        openai.completion_body(
+            call.request_id,
+            data.model,
+            text,
+            openai.finish_reason(call.completion_tokens, data.max_tokens),
+            used,
+        )
     )
 
 
@@ -154,7 +147,6 @@ async def _completion_stream(
 
 
 def _error_event(detail: str) -> bytes:
-
     return (
         b"data: "
         + msgspec.json.encode({"error": {"message": detail, "type": "upstream_error"}})
@@ -165,20 +157,19 @@ def _error_event(detail: str) -> bytes:
 # --- KServe V2 ---------------------------------------------------------------------------
 
 
-@post("/v2/models/{name:str}/infer", opt=_OPT, include_in_schema=False, status_code=200)
-async def v2_infer(
-    request: Request[Any, Any, Any], name: str, tenant: TenantScope
-) -> Response[bytes]:
+async def v2_infer(exchange: Exchange) -> Answer:
     """KServe V2 inference on an endpoint (``tritonclient.http`` pointed at the control
     plane): the same admission, routing and metering as the OpenAI routes; the replica is
     called over gRPC streaming (Triton serves decoupled models only there)."""
-    gateway = _gateway(request)
-    parsed = kserve.parse_request(await request.body(), request.headers.get(kserve.HEADER_LENGTH))
-    call = await gateway.admit(tenant, name, _request_id(request))
+    name = exchange.params["name"]
+    gateway = exchange.gateway
+    parsed = kserve.parse_request(
+        await exchange.body(), exchange.header(kserve.HEADER_LENGTH.encode())
+    )
+    call = await gateway.admit(exchange.tenant, name, exchange.request_id)
     text = await _collect(gateway, call, parsed.text, parsed.max_tokens or 16)
-    return Response(
-        content=kserve.response_body(name, str(call.version.number), text, parsed.request_id),
-        media_type="application/json",
+    return Answer(
+        kserve.response_body(name, str(call.version.number), text, parsed.request_id),
         headers={
             "x-usage-prompt-tokens": str(call.prompt_tokens),
             "x-usage-completion-tokens": str(call.completion_tokens),
@@ -194,12 +185,12 @@ def _cost_headers(call: Call) -> dict[str, str]:
     )
 
 
-@get("/v2/models/{name:str}", opt=_OPT, include_in_schema=False)
-async def v2_metadata(request: Request[Any, Any, Any], name: str, tenant: TenantScope) -> Any:
+async def v2_metadata(exchange: Exchange) -> Answer:
     """The model's V2 metadata (inputs and outputs) as Triton reports it, under the
     endpoint's name."""
-    gateway = _gateway(request)
-    call = await gateway.admit(tenant, name, _request_id(request))
+    name = exchange.params["name"]
+    gateway = exchange.gateway
+    call = await gateway.admit(exchange.tenant, name, exchange.request_id)
     upstream = await gateway.pick(call)
     try:
         async with httpx.AsyncClient(timeout=10.0) as client:
@@ -213,13 +204,19 @@ async def v2_metadata(request: Request[Any, Any, Any], name: str, tenant: Tenant
     metadata = answer.json()
     if isinstance(metadata, dict):
         metadata["name"] = name
-    return metadata
+    return Answer(metadata)
 
 
-@get("/v2/health/ready", opt=public(), include_in_schema=False)
-async def v2_ready() -> dict[str, bool]:
+async def v2_ready(exchange: Exchange) -> Answer:
     """V2 clients ask before calling; the gateway itself is ready when it answers."""
-    return {"ready": True}
+    return Answer({"ready": True})
 
 
-ROUTES = [list_models, chat_completions, completions, v2_infer, v2_metadata, v2_ready]
+ROUTES = [
+    Route("GET", "/v1/models", _INVOKE, list_models),
+    Route("POST", "/v1/chat/completions", _INVOKE, chat_completions),
+    Route("POST", "/v1/completions", _INVOKE, completions),
+    Route("POST", "/v2/models/{name:str}/infer", _INVOKE, v2_infer),
+    Route("GET", "/v2/models/{name:str}", _INVOKE, v2_metadata),
+    Route("GET", "/v2/health/ready", _PUBLIC, v2_ready),
+]
