@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,7 +47,7 @@ __all__ = ["Answer", "EventStream", "Exchange", "GatewayEndpoint", "GatewayFront
 
 log = structlog.get_logger("control_plane.endpoints.gateway")
 
-_ROUTE = "gateway.route"  # the scope key the front leaves the matched route under
+_ROUTE = "gateway.route"  # the scope state key the front leaves the matched route under
 _JSON = b"application/json"
 
 
@@ -63,7 +63,7 @@ class Answer:
 class EventStream:
     """An answer sent as it is generated (server-sent events)."""
 
-    events: AsyncIterator[bytes]
+    events: AsyncGenerator[bytes, None]
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -196,7 +196,7 @@ class GatewayEndpoint:
         self._max_body = max_body
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path: _Path = scope[_ROUTE]  # type: ignore[literal-required]
+        path: _Path = scope["state"][_ROUTE]
         exchange = Exchange(
             scope, receive, send, self._gateway, scope["path_params"], self._max_body
         )
@@ -252,7 +252,7 @@ async def _send_stream(exchange: Exchange, stream: EventStream) -> None:
     await send({"type": "http.response.start", "status": 200, "headers": headers})
 
     async def pump() -> None:
-        async with contextlib.aclosing(stream.events) as events:  # type: ignore[type-var]
+        async with contextlib.aclosing(stream.events) as events:
             async for event in events:
                 await send({"type": "http.response.body", "body": event, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -322,7 +322,7 @@ class GatewayFront:
             return
         path, params = matched
         scope["path"] = normalized
-        scope[_ROUTE] = path  # type: ignore[literal-required]
+        scope.setdefault("state", {})[_ROUTE] = path
         scope["path_params"] = params
         scope["path_template"] = path.name
         await self._endpoint(scope, receive, send)

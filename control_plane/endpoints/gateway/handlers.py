@@ -5,7 +5,8 @@ Data-plane calls: metered as usage, not written to the audit ledger. Served by
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import functools
+from collections.abc import AsyncGenerator, Callable
 
 import httpx
 import msgspec
@@ -105,45 +106,55 @@ async def _collect(gateway: Gateway, call: Call, prompt: str, limit: int) -> str
     return text
 
 
-async def _chat_stream(
-    gateway: Gateway, call: Call, prompt: str, limit: int, model: str
-) -> AsyncIterator[bytes]:
-    """Deltas as they come, the finish reason, then the usage chunk and [DONE]. A client
-    that goes away stops the generation; what was generated until then is billed."""
+async def _stream(
+    gateway: Gateway,
+    call: Call,
+    prompt: str,
+    limit: int,
+    piece: Callable[[str], bytes],
+    closing: Callable[..., bytes],
+    opening: bytes = b"",
+) -> AsyncGenerator[bytes, None]:
+    """Deltas as they come (each as ``piece``), the finish reason, then the usage chunk
+    and [DONE] (both as ``closing``). A client that goes away stops the generation; what
+    was generated until then is billed."""
     ok = False
     try:
-        yield openai.chat_chunk(call.request_id, model, delta={"role": "assistant"})
+        if opening:
+            yield opening
         async for delta in gateway.generate(call, prompt, limit):
-            yield openai.chat_chunk(call.request_id, model, delta={"content": delta})
+            yield piece(delta)
         ok = True
     except UpstreamFailed as failure:
         yield _error_event(failure.detail)
     finally:
         gateway.account(call, ok=ok)
-    reason = openai.finish_reason(call.completion_tokens, limit)
-    yield openai.chat_chunk(call.request_id, model, reason=reason)
-    used = openai.usage(call.prompt_tokens, call.completion_tokens, call.cost())
-    yield openai.chat_chunk(call.request_id, model, used=used)
+    yield closing(reason=openai.finish_reason(call.completion_tokens, limit))
+    yield closing(used=openai.usage(call.prompt_tokens, call.completion_tokens, call.cost()))
     yield openai.DONE
 
 
-async def _completion_stream(
+def _chat_stream(
     gateway: Gateway, call: Call, prompt: str, limit: int, model: str
-) -> AsyncIterator[bytes]:
-    ok = False
-    try:
-        async for delta in gateway.generate(call, prompt, limit):
-            yield openai.completion_chunk(call.request_id, model, text=delta)
-        ok = True
-    except UpstreamFailed as failure:
-        yield _error_event(failure.detail)
-    finally:
-        gateway.account(call, ok=ok)
-    reason = openai.finish_reason(call.completion_tokens, limit)
-    yield openai.completion_chunk(call.request_id, model, reason=reason)
-    used = openai.usage(call.prompt_tokens, call.completion_tokens, call.cost())
-    yield openai.completion_chunk(call.request_id, model, used=used)
-    yield openai.DONE
+) -> AsyncGenerator[bytes, None]:
+    rid = call.request_id
+    return _stream(
+        gateway, call, prompt, limit,
+        piece=lambda delta: openai.chat_chunk(rid, model, delta={"content": delta}),
+        closing=functools.partial(openai.chat_chunk, rid, model),
+        opening=openai.chat_chunk(rid, model, delta={"role": "assistant"}),
+    )  # fmt: skip
+
+
+def _completion_stream(
+    gateway: Gateway, call: Call, prompt: str, limit: int, model: str
+) -> AsyncGenerator[bytes, None]:
+    rid = call.request_id
+    return _stream(
+        gateway, call, prompt, limit,
+        piece=lambda delta: openai.completion_chunk(rid, model, text=delta),
+        closing=functools.partial(openai.completion_chunk, rid, model),
+    )  # fmt: skip
 
 
 def _error_event(detail: str) -> bytes:
