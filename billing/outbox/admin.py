@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.outbox.models import OutboxMessage
@@ -58,12 +58,16 @@ async def list_deliveries(
 
 
 async def counts(db: AsyncSession) -> DeliveryCounts:
-    """How many messages are pending, dead and done."""
-    found: dict[DeliveryState, int] = {}
-    for state in ("pending", "dead", "done"):
-        total = await db.scalar(select(func.count()).where(*_state_filter(state)))
-        found[state] = int(total or 0)
-    return DeliveryCounts(**found)
+    """How many messages are pending, dead and done (one query)."""
+    states: tuple[DeliveryState, ...] = ("pending", "dead", "done")
+    row = (
+        await db.execute(
+            select(*(func.count().filter(*_state_filter(state)) for state in states)).select_from(
+                OutboxMessage
+            )
+        )
+    ).one()
+    return DeliveryCounts(**{state: int(n) for state, n in zip(states, row, strict=True)})
 
 
 async def retry(db: AsyncSession, message_id: str, now: datetime) -> DeliveryRead:
@@ -76,10 +80,6 @@ async def retry(db: AsyncSession, message_id: str, now: datetime) -> DeliveryRea
         raise Conflict(
             detail=f"Outbox message {message_id} is {state}: only dead ones are retried."
         )
-    await db.execute(
-        update(OutboxMessage)
-        .where(OutboxMessage.id == message_id)
-        .values(dead_at=None, attempts=0, next_attempt_at=now, lease_until=None)
-    )
-    await db.refresh(row)
+    row.dead_at, row.attempts, row.next_attempt_at, row.lease_until = None, 0, now, None
+    await db.flush()
     return _read(row)

@@ -31,6 +31,7 @@ from portal.templating import collect, render
 Region = Annotated[str | None, Parameter(max_length=32)]
 Month = Annotated[str | None, Parameter(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")]
 InvoiceId = Annotated[str, Parameter(max_length=40)]
+MessageId = Annotated[str, Parameter(max_length=40)]
 OPERATE = provider(ProviderPermission.BILLING_OPERATE)
 
 
@@ -125,7 +126,7 @@ async def invoice_action(
 )
 async def retry_delivery(
     request: Request[Any, Any, Any],
-    message_id: InvoiceId,
+    message_id: MessageId,
     db: AsyncSession,
     clock: Clock,
 ) -> Response[Any]:
