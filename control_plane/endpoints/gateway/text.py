@@ -5,6 +5,7 @@ the prompt the model was trained on). Loaded once per model directory and cached
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,11 @@ from tokenizers import Tokenizer
 from control_plane.errors import FieldError, InvalidInput
 
 __all__ = ["ModelText", "model_text"]
+
+# One text per call: through the batch API the tokenizer would hand it to rayon's pool,
+# whose idle workers then spin on the CPU the model server needs. An operator's own
+# setting wins.
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 _ENV = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
 _PLAIN_CHAT = (
