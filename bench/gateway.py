@@ -36,7 +36,7 @@ import os
 import random
 import shutil
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -62,6 +62,7 @@ from control_plane.endpoints.gateway.text import ModelText, model_text
 from control_plane.endpoints.gateway.upstream import SharedStream
 from control_plane.endpoints.modelrepo.tiny import write_tiny_model
 from control_plane.endpoints.triton.driver import stop_all
+from control_plane.heap import freeze_startup_heap
 from control_plane.identity.models import ApiKey, Membership, Project, User
 from control_plane.identity.roles import TENANT_GRANTS, TenantRole
 from control_plane.identity.secrets import new_api_key, token_digest
@@ -80,9 +81,10 @@ GOALS = {"added_p50_ms_max": 1.0, "added_p99_ms_max": 5.0, "throughput_ratio_min
 class Plan:
     requests: int  # per concurrency level and path
     concurrencies: tuple[int, ...] = (1, 32)
+    rounds: int = 10  # the paths take turns this many times per level
 
 
-QUICK = Plan(requests=200)
+QUICK = Plan(requests=200, rounds=4)
 FULL = Plan(requests=1000)
 
 
@@ -229,6 +231,52 @@ async def run_level(
     return latencies, len(work) / (time.perf_counter() - started)
 
 
+@dataclass
+class PathRun:
+    """One path's requests over every round of a level."""
+
+    latencies: list[float]
+    seconds: float = 0.0
+    server_cpu_s: float = 0.0  # the gateway process's CPU while this path ran
+
+    @property
+    def rps(self) -> float:
+        return len(self.latencies) / self.seconds
+
+    @property
+    def server_cpu_ms(self) -> float:
+        return self.server_cpu_s * 1000 / len(self.latencies)
+
+
+async def alternate(
+    paths: Mapping[str, Callable[[Work], Awaitable[Any]]],
+    work: Sequence[Work],
+    clients: int,
+    rounds: int,
+    server_pid: int,
+) -> dict[str, PathRun]:
+    """Every path works through ``work`` in ``rounds`` slices, the paths taking turns
+    slice by slice (in reversed order every other round). Triton on this VM switches
+    between a fast and a slow mode from one minute to the next (1-client p50 3.1 or 5 ms,
+    32-client throughput 150 or 320 req/s): paths run one after the other would each
+    catch a different mode, paths taking turns catch the same mix. Not request by
+    request: a gateway left idle while every other request goes direct comes back to
+    cold caches each time (its CPU per request rose from 1.6 to 2.4 ms that way), which is
+    not how a gateway serving one client runs."""
+    runs = {name: PathRun([]) for name in paths}
+    for index in range(rounds):
+        part = work[index::rounds]
+        order = list(paths.items())
+        for name, call in order if index % 2 == 0 else reversed(order):
+            cpu_before = cpu_seconds(server_pid)
+            started = time.perf_counter()
+            latencies, _ = await run_level(call, part, clients)
+            runs[name].seconds += time.perf_counter() - started
+            runs[name].server_cpu_s += cpu_seconds(server_pid) - cpu_before
+            runs[name].latencies.extend(latencies)
+    return runs
+
+
 def cpu_seconds(pid: int) -> float:
     """User plus system CPU time the process ``pid`` has used (its own, not its
     children's: Triton runs in a process of its own)."""
@@ -257,6 +305,7 @@ async def measure(
         ) as session,
     ):
         upstream = await deploy(api, org_id, key, model_dir)
+        freeze_startup_heap()  # no full collection of the set-up's objects mid-run
         answers: list[tuple[Work, Any]] = []
 
         def payload(item: Work) -> dict[str, Any]:
@@ -284,25 +333,25 @@ async def measure(
                 await run_level(call, work[:20], 4)
             levels: dict[str, Any] = {}
             for clients in plan.concurrencies:
-                log(f"{clients} client(s): direct ...")
-                direct_ms, direct_rps = await run_level(direct, work, clients)
-                log(f"{clients} client(s): gateway ...")
-                cpu_before = cpu_seconds(server.pid)
-                gateway_ms, gateway_rps = await run_level(via_gateway, work, clients)
-                cpu_ms = (cpu_seconds(server.pid) - cpu_before) * 1000 / len(work)
+                paths = {"direct": direct, "gateway": via_gateway}
+                if clients == 1:
+                    paths["gateway_httpx"] = via_gateway_httpx
+                log(f"{clients} client(s): {', '.join(paths)} taking turns {plan.rounds} times")
+                runs = await alternate(paths, work, clients, plan.rounds, server.pid)
+                direct_ms, gateway_ms = runs["direct"].latencies, runs["gateway"].latencies
                 level = levels[str(clients)] = {
-                    "direct": _summary(direct_ms, direct_rps),
-                    "gateway": _summary(gateway_ms, gateway_rps),
+                    name: _summary(run.latencies, run.rps) for name, run in runs.items()
+                }
+                level |= {
                     "added_ms_p50": _added(gateway_ms, direct_ms, 50),
                     "added_ms_p99": _added(gateway_ms, direct_ms, 99),
-                    "throughput_ratio": round(gateway_rps / direct_rps, 3),
-                    "server_cpu_ms_per_request": round(cpu_ms, 3),
+                    "throughput_ratio": round(runs["gateway"].rps / runs["direct"].rps, 3),
+                    "server_cpu_ms_per_request": round(runs["gateway"].server_cpu_ms, 3),
                 }
-                if clients == 1:
-                    log("1 client: gateway with httpx ...")
-                    slow_ms, slow_rps = await run_level(via_gateway_httpx, work, clients)
-                    level["gateway_httpx"] = _summary(slow_ms, slow_rps)
-                    level["added_ms_p50_httpx"] = _added(slow_ms, direct_ms, 50)
+                if "gateway_httpx" in runs:
+                    level["added_ms_p50_httpx"] = _added(
+                        runs["gateway_httpx"].latencies, direct_ms, 50
+                    )
         finally:
             await stream.close()
     one, many = levels["1"], levels[str(max(plan.concurrencies))]
@@ -391,7 +440,11 @@ def main(argv: Sequence[str] | None = None) -> None:
             stop_all(root / "triton")
     result.update(
         goals=GOALS,
-        plan={"requests": plan.requests, "concurrencies": list(plan.concurrencies)},
+        plan={
+            "requests": plan.requests,
+            "concurrencies": list(plan.concurrencies),
+            "rounds": plan.rounds,
+        },
         machine=machine_info(),
         quick=args.quick,
     )
