@@ -307,6 +307,7 @@ async def measure(
         upstream = await deploy(api, org_id, key, model_dir)
         freeze_startup_heap()  # no full collection of the set-up's objects mid-run
         answers: list[tuple[Work, Any]] = []
+        direct_texts: list[tuple[Work, str]] = []
 
         def payload(item: Work) -> dict[str, Any]:
             return {"model": "bench", "prompt": item.prompt, "max_tokens": item.max_tokens}
@@ -327,7 +328,7 @@ async def measure(
         try:
 
             async def direct(item: Work) -> None:
-                await direct_call(stream, item)
+                direct_texts.append((item, await direct_call(stream, item)))
 
             for call in (direct, via_gateway, via_gateway_httpx):  # warm-up
                 await run_level(call, work[:20], 4)
@@ -362,7 +363,9 @@ async def measure(
         "server_cpu_ms_per_request": one["server_cpu_ms_per_request"],
         "added_latency_ms_p50_httpx": one["added_ms_p50_httpx"],
         "token_count_mismatches": _mismatches(text, answers),
-        "answers_differing": _differing(answers),
+        "answers_differing": _differing(
+            [*direct_texts, *((item, body["choices"][0]["text"]) for item, body in answers)]
+        ),
         "requests_checked": len(answers),
         "levels": levels,
     }
@@ -384,16 +387,16 @@ def _mismatches(text: ModelText, answers: Sequence[tuple[Work, Any]]) -> int:
     return wrong
 
 
-def _differing(answers: Sequence[tuple[Work, Any]]) -> int:
-    """Prompts answered with different texts at different levels. The tiny model's answer
-    is a function of the prompt: a difference means an answer was cut short (a cancelled
-    generation is faster, and would flatter the throughput)."""
+def _differing(texts: Sequence[tuple[Work, str]]) -> int:
+    """Answers unlike the first answer to the same request (direct or through the
+    gateway, at any level). The tiny model's answer is a function of the prompt: a
+    difference means an answer was cut short or altered (a cut generation is faster, and
+    would flatter the throughput)."""
     seen: dict[tuple[str, int], str] = {}
     differing = 0
-    for item, body in answers:
-        answer = body["choices"][0]["text"]
-        first = seen.setdefault((item.prompt, item.max_tokens), answer)
-        differing += first != answer
+    for item, text in texts:
+        first = seen.setdefault((item.prompt, item.max_tokens), text)
+        differing += first != text
     return differing
 
 
