@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.app import create_app
 from control_plane.clock import OffsetClock
+from control_plane.identity import accounts
 from control_plane.identity.models import Membership, User
 from control_plane.identity.roles import TenantRole
 from control_plane.ids import new_id
@@ -134,6 +136,44 @@ class TestPasswordLogin:
         assert stored is not None
         assert stored.startswith("$argon2")
         assert body["password"] not in stored
+
+
+class TestPasswordWorkOffTheEventLoop:
+    """argon2 takes tens of ms of CPU: done on the event loop it stalled every request in
+    flight on the replica. Sign-in and sign-up hash and verify on a worker thread."""
+
+    @staticmethod
+    def spy(monkeypatch: Any, name: str) -> list[bool]:
+        on_loop_thread: list[bool] = []
+        real = getattr(accounts, name)
+
+        def recorded(*args: Any) -> Any:
+            try:
+                asyncio.get_running_loop()
+                on_loop_thread.append(True)
+            except RuntimeError:  # no event loop runs on this thread
+                on_loop_thread.append(False)
+            return real(*args)
+
+        monkeypatch.setattr(accounts, name, recorded)
+        return on_loop_thread
+
+    async def test_sign_in_verifies_on_a_worker_thread(
+        self, client: Client, db: AsyncSession, monkeypatch: Any
+    ) -> None:
+        owner = await owner_of_new_org(db)
+        checks = self.spy(monkeypatch, "verify_password")
+        assert (await try_login(client, owner.email, PASSWORD)).status_code == 200
+        assert (await try_login(client, owner.email, "wrong password")).status_code == 401
+        assert (await try_login(client, "nobody@example.test", PASSWORD)).status_code == 401
+        assert checks == [False, False, False]
+
+    async def test_sign_up_hashes_on_a_worker_thread(
+        self, client: Client, monkeypatch: Any
+    ) -> None:
+        hashes = self.spy(monkeypatch, "hash_password")
+        assert (await client.post(SIGNUP, json=signup_body())).status_code == 201
+        assert hashes == [False]
 
 
 class TestLockout:
