@@ -214,8 +214,8 @@ async def direct_call(stream: SharedStream, work: Work) -> str:
 async def run_level(
     call: Callable[[Work], Awaitable[Any]], work: Sequence[Work], clients: int
 ) -> tuple[list[float], float]:
-    """Latencies (ms) of every request and the throughput (requests/s) with ``clients``
-    concurrent callers working through ``work``."""
+    """Latencies (ms) of every request and the seconds taken with ``clients`` concurrent
+    callers working through ``work``."""
     queue = list(reversed(work))
     latencies: list[float] = []
 
@@ -228,7 +228,7 @@ async def run_level(
 
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(clients)))
-    return latencies, len(work) / (time.perf_counter() - started)
+    return latencies, time.perf_counter() - started
 
 
 @dataclass
@@ -269,10 +269,9 @@ async def alternate(
         order = list(paths.items())
         for name, call in order if index % 2 == 0 else reversed(order):
             cpu_before = cpu_seconds(server_pid)
-            started = time.perf_counter()
-            latencies, _ = await run_level(call, part, clients)
-            runs[name].seconds += time.perf_counter() - started
+            latencies, seconds = await run_level(call, part, clients)
             runs[name].server_cpu_s += cpu_seconds(server_pid) - cpu_before
+            runs[name].seconds += seconds
             runs[name].latencies.extend(latencies)
     return runs
 

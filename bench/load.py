@@ -90,6 +90,7 @@ FULL = Plan(
     fractions=(0.2, 0.35, 0.5, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9),
 )
 SERVED = 0.99  # of the offered rate, for a step to count as kept up with
+FAR_BEHIND = 0.95  # below this share served, higher rates are not tried
 
 
 @dataclass
@@ -311,8 +312,8 @@ async def _level(bases: Sequence[str], world: World, plan: Plan) -> dict[str, An
         sweep.append(await _open_loop(bases, world, rate, plan.step_seconds))
         log(f"    {sweep[-1]['target_rps']} req/s offered: {sweep[-1]['rps']} served, API p99 "
             f"{sweep[-1]['p99_ms']} ms, errors {sweep[-1]['errors']}")  # fmt: skip
-        if sweep[-1]["rps"] < 0.95 * sweep[-1]["target_rps"]:
-            break  # far behind: higher rates only queue longer
+        if sweep[-1]["rps"] < FAR_BEHIND * sweep[-1]["target_rps"]:
+            break  # higher rates only queue longer
     return choose(saturation, sweep)
 
 
