@@ -15,8 +15,34 @@ from control_plane.tenancies.schemas import AllocationRead, TenancyRead, Workspa
 
 
 async def tenancy_read(db: AsyncSession, tenancy: Tenancy) -> TenancyRead:
-    live = (await repository.live_allocations(db, [tenancy.id])).get(tenancy.id, [])
-    allocation = await allocation_of(db, tenancy, live)
+    return (await tenancy_reads(db, [tenancy]))[0]
+
+
+async def tenancy_reads(db: AsyncSession, tenancies: Sequence[Tenancy]) -> list[TenancyRead]:
+    """Many tenancies as read, in their order, in two queries whatever their number (their
+    live allocations, then the hostnames of the nodes those sit on): a list page of 100
+    does not run 300 queries."""
+    live = await repository.live_allocations(db, [t.id for t in tenancies])
+    node_ids = sorted({row.node_id for rows in live.values() for row in rows})
+    hostnames = (
+        {n.id: n.hostname for n in await capacity_nodes(db, node_ids=node_ids)} if node_ids else {}
+    )
+    return [_read(t, _allocated(live.get(t.id, []), hostnames)) for t in tenancies]
+
+
+def _allocated(rows: Sequence[GpuAllocation], hostnames: dict[str, str]) -> list[AllocationRead]:
+    """Per node (by hostname), the GPUs held there."""
+    by_node: dict[str, list[GpuAllocation]] = {}
+    for row in rows:
+        by_node.setdefault(row.node_id, []).append(row)
+    return [
+        AllocationRead(node_id=node_id, hostname=hostnames[node_id],
+                       gpu_indices=sorted(r.gpu_index for r in held), gpu_milli=held[0].milli)
+        for node_id, held in sorted(by_node.items(), key=lambda kv: hostnames[kv[0]])
+    ]  # fmt: skip
+
+
+def _read(tenancy: Tenancy, allocations: list[AllocationRead]) -> TenancyRead:
     return TenancyRead(
         id=tenancy.id, org_id=tenancy.org_id, project_id=tenancy.project_id, name=tenancy.name,
         kind=TenancyKind(tenancy.kind), region=tenancy.region_code,
@@ -27,11 +53,7 @@ async def tenancy_read(db: AsyncSession, tenancy: Tenancy) -> TenancyRead:
         simulated=tenancy.simulated, facts=dict(tenancy.facts), image=tenancy.image,
         ssh_public_keys=list(tenancy.ssh_public_keys), labels=dict(tenancy.labels),
         ends_at=tenancy.ends_at, idle_release_minutes=tenancy.idle_release_minutes,
-        allocations=[
-            AllocationRead(node_id=n.node_id, hostname=n.hostname,
-                           gpu_indices=list(n.gpu_indices), gpu_milli=n.gpu_milli)
-            for n in allocation.nodes
-        ],
+        allocations=allocations,
         created_by=tenancy.created_by, created_at=tenancy.created_at,
         state_changed_at=tenancy.state_changed_at, activated_at=tenancy.activated_at,
         released_at=tenancy.released_at,

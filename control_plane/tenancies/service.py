@@ -39,7 +39,7 @@ from control_plane.tenancies.errors import InsufficientCapacity, QuotaExceeded
 from control_plane.tenancies.forecast import Forecast, when_it_fits
 from control_plane.tenancies.lifecycle import TenancyState
 from control_plane.tenancies.models import GpuAllocation, Tenancy
-from control_plane.tenancies.reads import tenancy_read
+from control_plane.tenancies.reads import tenancy_read, tenancy_reads
 from control_plane.tenancies.schemas import (
     ANY_REGION,
     TenancyCreate,
@@ -509,8 +509,7 @@ async def list_tenancies(
         db, scope, org_id, page, state=state, kind=kind, region=region
     )
     result = make_page(rows, page, key=lambda t: t.id)
-    items = [await tenancy_read(db, t) for t in result.items]
-    return Page(items=items, next_cursor=result.next_cursor)
+    return Page(items=await tenancy_reads(db, result.items), next_cursor=result.next_cursor)
 
 
 async def get(db: AsyncSession, scope: TenantScope, org_id: str, tenancy_id: str) -> TenancyRead:

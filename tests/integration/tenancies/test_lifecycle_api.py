@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from typing import Any
+
+from litestar import Litestar
+from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.audit.models import AuditEntryRow as AuditEntry
@@ -171,6 +174,38 @@ class TestList:
         assert [t["id"] for t in everything] == [second["id"], first["id"]]
         active = await client.get(tenancies_url(org), params={"state": "active"}, headers=auth)
         assert [t["id"] for t in active.json()["items"]] == [first["id"]]
+
+    async def test_a_list_reads_as_each_tenancy_does_in_as_many_queries_for_four_as_for_one(
+        self, app: Litestar, client: Client, org: Tenant, auth: dict[str, str], fleet: list[str],
+    ) -> None:  # fmt: skip
+        statements: list[str] = []
+
+        def count(*args: Any) -> None:
+            statements.append(args[2])
+
+        async def listed() -> tuple[list[Any], int]:
+            statements.clear()
+            listing = await client.get(tenancies_url(org), headers=auth)
+            assert listing.status_code == 200
+            return listing.json()["items"], len(statements)
+
+        engine = app.state.engine.sync_engine
+        event.listen(engine, "before_cursor_execute", count)
+        try:
+            await create(client, org, auth, name="one", gpus_per_node=4)
+            _, for_one = await listed()
+            for name in ("two", "three", "four"):  # two per node: both hostnames show
+                assert (await create(client, org, auth, name=name, gpus_per_node=4)).is_success
+            items, for_four = await listed()
+        finally:
+            event.remove(engine, "before_cursor_execute", count)
+        assert for_four == for_one
+        singles = [(await client.get(f"{tenancies_url(org)}/{t['id']}", headers=auth)).json()
+                   for t in items]  # fmt: skip
+        assert items == singles
+        assert {a["hostname"] for t in items for a in t["allocations"]} == {
+            "qc-h100-00", "qc-h100-01"
+        }  # fmt: skip
 
 
 class TestGpuClass:
