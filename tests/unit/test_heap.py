@@ -49,15 +49,20 @@ def test_garbage_made_after_start_up_is_still_collected(unfrozen: None) -> None:
     assert gone() is None
 
 
-def test_the_server_entry_point_freezes_once_started(tmp_path: Path) -> None:
-    """``control_plane.asgi:app`` (what uvicorn serves) runs the freeze on start-up;
-    ``create_app`` alone (tests, tools) leaves the collector alone."""
+def test_the_server_entry_point_compiles_templates_and_freezes_once_started(
+    tmp_path: Path,
+) -> None:
+    """``control_plane.asgi:app`` (what uvicorn serves) compiles every portal template and
+    runs the freeze on start-up, so the templates are frozen too and no page's first view
+    compiles one; ``create_app`` alone (tests, tools) leaves both alone."""
     probe = (
         "import asyncio, gc\n"
         "from control_plane.asgi import app\n"
-        "assert gc.get_freeze_count() == 0\n"
+        "env = app.template_engine.engine\n"
+        "assert gc.get_freeze_count() == 0 and len(env.cache) == 0\n"
         "async def main():\n"
         "    async with app.lifespan():\n"
+        "        print(len(env.cache), len(env.list_templates()))\n"
         "        print(gc.get_freeze_count())\n"
         "asyncio.run(main())\n"
     )
@@ -71,4 +76,7 @@ def test_the_server_entry_point_freezes_once_started(tmp_path: Path) -> None:
         [sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    assert int(done.stdout.strip().splitlines()[-1]) > 50_000
+    *_, compiled, frozen = done.stdout.strip().splitlines()
+    cached, templates = map(int, compiled.split())
+    assert cached == templates > 40
+    assert int(frozen) > 50_000
