@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from jinja2 import TemplateError
+from jinja2 import Template, TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from tokenizers import Tokenizer
 
@@ -45,9 +45,16 @@ class ModelText:
             return 0
         return len(self.tokenizer.encode_batch_fast([text], add_special_tokens=False)[0].ids)
 
+    @functools.cached_property
+    def _chat(self) -> Template:
+        # Compiled once per model: compiling took 1.25 ms per request against 0.01 ms to
+        # render (SmolLM2's template). A template that does not compile is not cached and
+        # fails each request below.
+        return _ENV.from_string(self.chat_template)
+
     def prompt(self, messages: Sequence[Mapping[str, str]]) -> str:
         try:
-            return _ENV.from_string(self.chat_template).render(
+            return self._chat.render(
                 messages=list(messages), add_generation_prompt=True, bos_token="", eos_token=""
             )
         except TemplateError as exc:
