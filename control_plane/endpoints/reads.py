@@ -64,9 +64,29 @@ def state_of(
 
 
 async def endpoint_read(db: AsyncSession, endpoint: Endpoint, settings: Settings) -> EndpointRead:
-    versions = await repository.versions_of(db, [endpoint.id])
-    live = await managed.replicas_of(db, [owner_of(endpoint.id)])
+    return (await endpoint_reads(db, [endpoint], settings))[0]
+
+
+async def endpoint_reads(
+    db: AsyncSession, endpoints: Sequence[Endpoint], settings: Settings
+) -> list[EndpointRead]:
+    """Many endpoints as read, in their order, in two queries whatever their number (their
+    versions, then their replicas)."""
+    versions: dict[str, list[EndpointVersion]] = {}
+    for version in await repository.versions_of(db, [e.id for e in endpoints]):
+        versions.setdefault(version.endpoint_id, []).append(version)
+    replicas: dict[str, list[managed.Replica]] = {}
+    for replica in await managed.replicas_of(db, [owner_of(e.id) for e in endpoints]):
+        replicas.setdefault(replica.owner, []).append(replica)
     base = settings.base_url.rstrip("/")
+    return [
+        _read(e, versions.get(e.id, []), replicas.get(owner_of(e.id), []), base) for e in endpoints
+    ]
+
+
+def _read(
+    endpoint: Endpoint, versions: list[EndpointVersion], live: list[managed.Replica], base: str
+) -> EndpointRead:
     return EndpointRead(
         id=endpoint.id,
         org_id=endpoint.org_id,

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from control_plane.clock import Clock
 from control_plane.endpoints import replicas, repository
 from control_plane.endpoints.models import Endpoint, EndpointEvent, EndpointVersion
-from control_plane.endpoints.reads import endpoint_read, governance_of
+from control_plane.endpoints.reads import endpoint_read, endpoint_reads, governance_of
 from control_plane.endpoints.schemas import (
     Approval,
     EndpointCreate,
@@ -247,7 +247,7 @@ async def list_endpoints(
     rows = await repository.tenant_endpoints(db, scope, org_id, page)
     result = make_page(rows, page, key=lambda e: e.id)
     return Page(
-        items=[await endpoint_read(db, e, settings) for e in result.items],
+        items=await endpoint_reads(db, result.items, settings),
         next_cursor=result.next_cursor,
     )
 
