@@ -31,6 +31,23 @@ async def tenant_tenancy(
     return tenancy
 
 
+async def tenant_tenancy_names(
+    db: AsyncSession, scope: TenantScope, org_id: str, tenancy_ids: Sequence[str]
+) -> dict[str, str]:
+    """Id -> name of those of the tenancies the scope may see (others are left out)."""
+    scope.require(org_id)
+    if not tenancy_ids:
+        return {}
+    query = select(Tenancy.id, Tenancy.name).where(
+        scope.org_filter(Tenancy.org_id), Tenancy.org_id == org_id,
+        Tenancy.id.in_(sorted(set(tenancy_ids))),
+    )  # fmt: skip
+    project = scope.project_filter(Tenancy.project_id)
+    if project is not None:
+        query = query.where(project)
+    return {tenancy_id: name for tenancy_id, name in await db.execute(query)}
+
+
 async def tenant_tenancies(
     db: AsyncSession,
     scope: TenantScope,

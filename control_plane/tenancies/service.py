@@ -512,6 +512,13 @@ async def list_tenancies(
     return Page(items=await tenancy_reads(db, result.items), next_cursor=result.next_cursor)
 
 
+async def names(
+    db: AsyncSession, scope: TenantScope, org_id: str, tenancy_ids: Sequence[str]
+) -> dict[str, str]:
+    """Id -> name of the given tenancies the caller may see, in one query."""
+    return await repository.tenant_tenancy_names(db, scope, org_id, tenancy_ids)
+
+
 async def get(db: AsyncSession, scope: TenantScope, org_id: str, tenancy_id: str) -> TenancyRead:
     return await tenancy_read(db, await repository.tenant_tenancy(db, scope, org_id, tenancy_id))
 

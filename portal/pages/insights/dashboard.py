@@ -56,18 +56,6 @@ async def insights_page(
     return await dashboard(request, db, tenant, clock, show=show, done=done, rec_id=rec)
 
 
-async def _tenancy_names(
-    db: AsyncSession, scope: TenantScope, org_id: str, ids: set[str]
-) -> dict[str, str]:
-    names = {}
-    for tenancy_id in sorted(i for i in ids if i):
-        try:
-            names[tenancy_id] = (await tenancies.get(db, scope, org_id, tenancy_id)).name
-        except NotFound:  # released long ago, or another project's (project keys)
-            continue
-    return names
-
-
 async def _figures(
     db: AsyncSession, scope: TenantScope, org_id: str, clock: Clock, pricer: GpuPricer
 ) -> dict[str, Any]:
@@ -79,7 +67,10 @@ async def _figures(
     last = views.hour_start(now)
     hours = [last - timedelta(hours=n) for n in range(HEATMAP_HOURS - 1, -1, -1)]
     usage = await org_utilization(db, scope, org_id, hours[0], last + timedelta(hours=1))
-    names = await _tenancy_names(db, scope, org_id, {g.tenancy_id for g in usage.gpus})
+    # Released long ago, or another project's (project keys): left unnamed.
+    names = await tenancies.names(
+        db, scope, org_id, [g.tenancy_id for g in usage.gpus if g.tenancy_id]
+    )
     heat = views.heatmap(usage, hours, names)
     return {
         "waste": report,
