@@ -4,10 +4,8 @@ canary splits, governance, residency refusals, delete."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 from litestar import Litestar
-from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.identity.models import Membership
@@ -16,6 +14,7 @@ from control_plane.ids import new_id
 from control_plane.settings import Settings
 from control_plane.tenancies.reconciler import Reconciler
 from tests.fixtures.factories import Tenant, make_user, signed_in
+from tests.fixtures.statements import listed_with_statements
 from tests.integration.endpoints.conftest import (
     Client,
     create_endpoint,
@@ -143,30 +142,14 @@ class TestList:
         self, app: Litestar, client: Client, org: Tenant, auth: dict[str, str],
         fleet: list[str], settings: Settings,
     ) -> None:  # fmt: skip
-        statements: list[str] = []
-
-        def count(*args: Any) -> None:
-            statements.append(args[2])
-
-        async def listed() -> tuple[list[Any], int]:
-            statements.clear()
-            listing = await client.get(endpoints_url(org), headers=auth)
-            assert listing.status_code == 200
-            return listing.json()["items"], len(statements)
-
         uri = fake_model(settings, "tiny")
-        engine = app.state.engine.sync_engine
-        event.listen(engine, "before_cursor_execute", count)
-        try:
-            assert (await create_endpoint(client, org, auth, model_uri=uri)).is_success
-            _, for_one = await listed()
-            for name, replicas in (("chat-b", 2), ("chat-c", 3)):
-                created = await create_endpoint(client, org, auth, name=name, model_uri=uri,
-                                                min_replicas=replicas, max_replicas=3)  # fmt: skip
-                assert created.is_success, created.text
-            items, for_three = await listed()
-        finally:
-            event.remove(engine, "before_cursor_execute", count)
+        assert (await create_endpoint(client, org, auth, model_uri=uri)).is_success
+        _, for_one = await listed_with_statements(app, client, endpoints_url(org), auth)
+        for name, replicas in (("chat-b", 2), ("chat-c", 3)):
+            created = await create_endpoint(client, org, auth, name=name, model_uri=uri,
+                                            min_replicas=replicas, max_replicas=3)  # fmt: skip
+            assert created.is_success, created.text
+        items, for_three = await listed_with_statements(app, client, endpoints_url(org), auth)
         assert for_three == for_one
         singles = [(await client.get(f"{endpoints_url(org)}/{e['name']}", headers=auth)).json()
                    for e in items]  # fmt: skip

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from litestar import Litestar
-from sqlalchemy import event, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.audit.models import AuditEntryRow as AuditEntry
@@ -14,6 +12,7 @@ from control_plane.inventory.lifecycle import NodeState
 from control_plane.tenancies.reconciler import Reconciler
 from tests.fixtures.capacity import make_fleet, make_quota
 from tests.fixtures.factories import Tenant
+from tests.fixtures.statements import listed_with_statements
 from tests.integration.tenancies.conftest import (
     Client,
     create,
@@ -178,27 +177,12 @@ class TestList:
     async def test_a_list_reads_as_each_tenancy_does_in_as_many_queries_for_four_as_for_one(
         self, app: Litestar, client: Client, org: Tenant, auth: dict[str, str], fleet: list[str],
     ) -> None:  # fmt: skip
-        statements: list[str] = []
-
-        def count(*args: Any) -> None:
-            statements.append(args[2])
-
-        async def listed() -> tuple[list[Any], int]:
-            statements.clear()
-            listing = await client.get(tenancies_url(org), headers=auth)
-            assert listing.status_code == 200
-            return listing.json()["items"], len(statements)
-
-        engine = app.state.engine.sync_engine
-        event.listen(engine, "before_cursor_execute", count)
-        try:
-            await create(client, org, auth, name="one", gpus_per_node=4)
-            _, for_one = await listed()
-            for name in ("two", "three", "four"):  # two per node: both hostnames show
-                assert (await create(client, org, auth, name=name, gpus_per_node=4)).is_success
-            items, for_four = await listed()
-        finally:
-            event.remove(engine, "before_cursor_execute", count)
+        url = tenancies_url(org)
+        await create(client, org, auth, name="one", gpus_per_node=4)
+        _, for_one = await listed_with_statements(app, client, url, auth)
+        for name in ("two", "three", "four"):  # two per node: both hostnames show
+            assert (await create(client, org, auth, name=name, gpus_per_node=4)).is_success
+        items, for_four = await listed_with_statements(app, client, url, auth)
         assert for_four == for_one
         singles = [(await client.get(f"{tenancies_url(org)}/{t['id']}", headers=auth)).json()
                    for t in items]  # fmt: skip
