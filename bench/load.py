@@ -4,9 +4,11 @@
 
 Bounded and loopback-only. The database's public schema is dropped and recreated; the
 demo data is seeded and an inference endpoint on the built-in tiny model is deployed (a
-real Triton server, started by the first replica's reconciler). Replica 1 serves and
-reconciles; replicas 2 and 3 only serve (as the Helm chart runs API/gateway pods apart from
-the reconciler workers). Requests, spread round-robin over the replicas, are a mix of:
+real Triton server, started by the reconciler). As the Helm chart runs them, a reconciler
+worker process (at the default 1 s interval) takes no traffic, and the replicas only serve
+(API, portal and gateway; their reconciler off). Until 2026-12-06 (late) replica 1 also
+reconciled every 0.2 s while serving, which no chart topology does. Requests, spread
+round-robin over the replicas, are a mix of:
 
 - portal pages (``/tenancies``, ``/insights``, ``/endpoints``, ``/``, as the signed-in
   demo member), 30 %;
@@ -126,7 +128,6 @@ def _env(root: Any, url: str, reconcile: bool) -> dict[str, str]:
         "CP_KEY_DIR": str(root / "keys"),
         "CP_SIM_DIR": str(root / "sim"),
         "CP_RECONCILER_ENABLED": "true" if reconcile else "false",
-        "CP_RECONCILE_INTERVAL_SECONDS": "0.2",
         "CP_AUTOSCALE_ENABLED": "false",
         "CP_LOG_LEVEL": "WARNING",
         "CP_GATEWAY_REQUESTS_PER_SECOND": "1000000",
@@ -333,11 +334,13 @@ async def _saturation(bases: Sequence[str], world: World, plan: Plan) -> dict[st
 
 @contextlib.contextmanager
 def _replicas(root: Any, url: str, count: int) -> Iterator[list[Server]]:
-    """Replica 1 reconciles; the others only serve."""
+    """``count`` replicas that only serve, beside a reconciler worker that takes no
+    traffic (the chart's api/gateway and reconciler Deployments)."""
     with contextlib.ExitStack() as stack:
+        stack.enter_context(serve_asgi("control_plane.asgi:app", env=_env(root, url, True)))
         servers = [
-            stack.enter_context(serve_asgi("control_plane.asgi:app", env=_env(root, url, i == 0)))
-            for i in range(count)
+            stack.enter_context(serve_asgi("control_plane.asgi:app", env=_env(root, url, False)))
+            for _ in range(count)
         ]
         yield servers
 
