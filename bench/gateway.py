@@ -11,9 +11,9 @@ service, ../shared/data/azure-llm-inference-2023; read in place, never copied): 
 generates exactly ``max_tokens`` tokens at once, no delay), so the numbers measure the
 serving path, not a language model.
 
-Both paths get the best client for their protocol. Direct: one long-lived gRPC stream to
+Both paths get the best client for their protocol. Direct: long-lived gRPC streams to
 the replica carrying every request under its own id, built on tritonclient's stubs and
-result decoding (the gateway's own upstream transport, ``SharedStream``; a new stream per
+result decoding (the gateway's own upstream transport, ``SharedStreams``; a new stream per
 request would cost the direct path ~1 ms and flatter the gateway). Through the gateway:
 aiohttp, keep-alive (httpx's client spends ~1.2 ms of CPU per request on this VM, which
 would count as the gateway's; the 1-client level also reports the figures with httpx,
@@ -59,7 +59,7 @@ from control_plane.clock import Clock
 from control_plane.db.engine import make_engine, make_sessionmaker
 from control_plane.db.migrate import upgrade
 from control_plane.endpoints.gateway.text import ModelText, model_text
-from control_plane.endpoints.gateway.upstream import SharedStream
+from control_plane.endpoints.gateway.upstream import SharedStreams
 from control_plane.endpoints.modelrepo.tiny import write_tiny_model
 from control_plane.endpoints.triton.driver import stop_all
 from control_plane.heap import freeze_startup_heap
@@ -199,7 +199,7 @@ async def deploy(http: httpx.AsyncClient, org_id: str, key: str, model_dir: Path
     return str(tenancies["items"][0]["facts"]["triton_grpc"])
 
 
-async def direct_call(stream: SharedStream, work: Work) -> str:
+async def direct_call(stream: SharedStreams, work: Work) -> str:
     """What the gateway does upstream for a non-streamed call, without the gateway."""
     answer = await stream.send(
         SERVED_MODEL,
@@ -323,7 +323,7 @@ async def measure(
             got.raise_for_status()
             answers.append((item, got.json()))
 
-        stream = SharedStream(upstream)
+        stream = SharedStreams(upstream)
         try:
 
             async def direct(item: Work) -> None:

@@ -268,7 +268,7 @@ class Gateway:
             stats.in_flight -= 1
 
     async def complete(self, call: Call, prompt: str, max_tokens: int) -> str:
-        """The model's whole answer, over the replica's shared stream. The prompt's tokens
+        """The model's whole answer, over the replica's shared streams. The prompt's tokens
         are counted (once) while the replica works on it; a replica that cannot be reached
         is swapped for another (nothing was generated)."""
         call.uncounted_prompt = prompt

@@ -4,9 +4,9 @@ text-generation convention of Triton's generate models: ``text_input``, ``max_to
 
 Two ways to call: a streamed answer gets a gRPC stream of its own (one request, the deltas
 as they come, until Triton's final response; cancelling it stops the generation), and an
-answer wanted in one piece goes over the replica's :class:`SharedStream` (one long-lived
-stream that carries every such request, each under its own id): a message each way
-instead of a new gRPC call per request.
+answer wanted in one piece goes over the replica's :class:`SharedStreams` (long-lived
+streams that carry every such request, each under its own id): a message each way instead
+of a new gRPC call per request.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import tritonclient.grpc.aio as grpcclient
 from tritonclient.grpc import InferResult, service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
-__all__ = ["Clients", "SharedStream", "UpstreamError", "UpstreamUnavailable", "generate"]
+__all__ = ["Clients", "SharedStreams", "UpstreamError", "UpstreamUnavailable", "generate"]
 
 # As tritonclient sets them: prompts may be far larger than gRPC's 4 MB default.
 _CHANNEL_OPTIONS = [
@@ -42,18 +42,18 @@ class UpstreamUnavailable(UpstreamError):
 
 
 class Clients:
-    """Per replica, one gRPC client for streamed calls and one shared stream for the others,
+    """Per replica, one gRPC client for streamed calls and shared streams for the others,
     reused by every request."""
 
     def __init__(self) -> None:
         self._clients: dict[str, grpcclient.InferenceServerClient] = {}
-        self._shared: dict[str, SharedStream] = {}
+        self._shared: dict[str, SharedStreams] = {}
 
-    def shared(self, url: str) -> SharedStream:
-        stream = self._shared.get(url)
-        if stream is None:
-            stream = self._shared[url] = SharedStream(url)
-        return stream
+    def shared(self, url: str) -> SharedStreams:
+        streams = self._shared.get(url)
+        if streams is None:
+            streams = self._shared[url] = SharedStreams(url)
+        return streams
 
     def get(self, url: str) -> grpcclient.InferenceServerClient:
         client = self._clients.get(url)
@@ -67,8 +67,8 @@ class Clients:
         shared, self._shared = self._shared, {}
         for client in clients.values():
             await client.close()
-        for stream in shared.values():
-            await stream.close()
+        for streams in shared.values():
+            await streams.close()
 
 
 class _Pending:
@@ -89,6 +89,7 @@ class _Call:
         self.rpc = stub.ModelStreamInfer()
         self.pending: dict[str, _Pending] = {}
         self.write_lock = asyncio.Lock()  # gRPC allows one write at a time per call
+        self.writers = 0  # requests writing or waiting to write on it
         self.ended = False
         self.reader = asyncio.create_task(self._read())
 
@@ -130,32 +131,52 @@ class _Call:
             waiting.answer.set_result("".join(waiting.parts))
 
 
-class SharedStream:
-    """One long-lived gRPC stream to a replica for answers wanted in one piece. Requests
-    carry ids of their own (``<request id>.<n>``) and ask for Triton's empty final response,
-    so each answer's end is known without closing the stream. A stream that breaks fails
-    the requests on it (unreachable: retried elsewhere by the caller) and the next request
-    opens a new one."""
+class SharedStreams:
+    """Long-lived gRPC streams to a replica, on one channel, for answers wanted in one
+    piece. Requests carry ids of their own (``<request id>.<n>``) and ask for Triton's
+    empty final response, so each answer's end is known without closing a stream. A stream
+    that breaks fails the requests on it (unreachable: retried elsewhere by the caller) and
+    is not used again.
 
-    def __init__(self, url: str) -> None:
+    gRPC takes one write at a time per stream, and a write completes only on a later turn
+    of the event loop: on a busy gateway (turns of ~20 ms) one stream carried fewer than 50
+    requests a second, and the requests queued behind each other's writes for seconds while
+    Triton answered each in 6 ms (bench.load, one replica at 320 req/s). So a request
+    writes on a stream that is not writing, another stream is opened when all are (up to
+    ``most``), and past that a request waits on the stream with the fewest writers.
+    """
+
+    def __init__(self, url: str, most: int = 8) -> None:
         self._channel = grpc.aio.insecure_channel(url, options=_CHANNEL_OPTIONS)
         self._stub = service_pb2_grpc.GRPCInferenceServiceStub(self._channel)
-        self._call: _Call | None = None
+        self._calls: list[_Call] = []
+        self._most = most
         self._ids = itertools.count()
 
-    def _current(self) -> _Call:
-        if self._call is None or self._call.ended:
-            self._call = _Call(self._stub)
-        return self._call
+    @property
+    def open(self) -> int:
+        """How many streams are open."""
+        return sum(not call.ended for call in self._calls)
+
+    def _pick(self) -> _Call:
+        self._calls = [call for call in self._calls if not call.ended]
+        free = next((call for call in self._calls if not call.writers), None)
+        if free is not None:
+            return free
+        if len(self._calls) < self._most:
+            self._calls.append(_Call(self._stub))
+            return self._calls[-1]
+        return min(self._calls, key=lambda call: call.writers)
 
     async def send(
         self, model: str, prompt: str, *, max_tokens: int, request_id: str, answer_within: float
     ) -> Awaitable[str]:
         """Send the request; returns the answer to await (the caller may work meanwhile)."""
-        call = self._current()
+        call = self._pick()
         upstream_id = f"{request_id}.{next(self._ids)}"
         answer: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         call.pending[upstream_id] = _Pending(answer)
+        call.writers += 1
         try:
             async with call.write_lock:
                 await call.rpc.write(_request(model, prompt, max_tokens, upstream_id))
@@ -164,6 +185,8 @@ class SharedStream:
             if not answer.cancel():
                 answer.exception()  # the stream's end reached it first; this error says more
             raise UpstreamUnavailable(f"the stream to the replica is closed: {exc}") from exc
+        finally:
+            call.writers -= 1
         return self._wait(call, upstream_id, answer, answer_within)
 
     async def _wait(
@@ -178,10 +201,11 @@ class SharedStream:
             call.pending.pop(upstream_id, None)
 
     async def close(self) -> None:
-        if self._call is not None:
-            self._call.rpc.cancel()
-            self._call.reader.cancel()
-            await asyncio.gather(self._call.reader, return_exceptions=True)
+        calls, self._calls = self._calls, []
+        for call in calls:
+            call.rpc.cancel()
+            call.reader.cancel()
+        await asyncio.gather(*(call.reader for call in calls), return_exceptions=True)
         await self._channel.close()
 
 

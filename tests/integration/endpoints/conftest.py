@@ -3,6 +3,7 @@ fleet, and which driver runs the replicas (the simulator unless a suite asks for
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -10,15 +11,42 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from control_plane.endpoints.triton.server import TritonServer
 from control_plane.settings import Settings
+from tests.conftest import need_peer
 from tests.fixtures.factories import Tenant
 from tests.fixtures.models import fake_model as write_fake_model
+from tests.fixtures.peers.triton import (
+    TINY,
+    TINY_SLOW,
+    start_triton,
+    triton_unavailable,
+    write_test_repository,
+)
 
 Client = AsyncTestClient[Litestar]
 REGION = "ca-qc-1"
 
 # The tenancy suites' organization, member login, fleet and reconciler fixtures.
 from tests.integration.tenancies.conftest import auth, fleet, org, reconciler  # noqa: E402, F401
+
+
+@pytest.fixture(scope="session")
+def triton_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model repository with the tiny test models, and room for a server's work files."""
+    need_peer(triton_unavailable())
+    root = tmp_path_factory.mktemp("triton")
+    write_test_repository(root / "models")
+    return root
+
+
+@pytest.fixture(scope="session")
+def triton(triton_root: Path) -> Iterator[TritonServer]:
+    """One real Triton for the suites that call it directly, with tiny-chat and tiny-slow."""
+    with start_triton(
+        triton_root / "models", triton_root / "work", explicit=True, load=[TINY, TINY_SLOW]
+    ) as server:
+        yield server
 
 
 @pytest.fixture

@@ -52,28 +52,10 @@ from tests.fixtures.peers.triton import (
     generate_inputs,
     smollm2_unavailable,
     start_triton,
-    triton_unavailable,
     write_smollm2,
-    write_test_repository,
 )
 
 pytestmark = pytest.mark.peer_triton
-
-
-@pytest.fixture(scope="session")
-def triton_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    need_peer(triton_unavailable())
-    root = tmp_path_factory.mktemp("triton")
-    write_test_repository(root / "models")
-    return root
-
-
-@pytest.fixture(scope="session")
-def triton(triton_root: Path) -> Iterator[TritonServer]:
-    with start_triton(
-        triton_root / "models", triton_root / "work", explicit=True, load=[TINY, TINY_SLOW]
-    ) as server:
-        yield server
 
 
 def tokenizer_of(triton: TritonServer, model: str) -> Tokenizer:
