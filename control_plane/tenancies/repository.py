@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import Row, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.errors import NotFound
 from control_plane.http.pagination import PageRequest
 from control_plane.identity.authz import TenantScope
+from control_plane.inventory.models import Node
 from control_plane.tenancies.models import GpuAllocation, Tenancy, TenancyEvent
 
 
@@ -76,6 +78,22 @@ async def tenant_tenancies(
     return rows.scalars().all()
 
 
+async def tenant_tenancy_spans(
+    db: AsyncSession, scope: TenantScope, org_id: str, limit: int
+) -> Sequence[Row[str, str, int, int, bool, datetime, datetime | None]]:
+    """The newest ``limit`` tenancies' state, region, size and lifetime (newest first), in
+    one query of those columns only."""
+    scope.require(org_id)
+    query = select(
+        Tenancy.state, Tenancy.region_code, Tenancy.gpus_per_node, Tenancy.node_count,
+        Tenancy.simulated, Tenancy.created_at, Tenancy.released_at,
+    ).where(scope.org_filter(Tenancy.org_id), Tenancy.org_id == org_id)  # fmt: skip
+    project = scope.project_filter(Tenancy.project_id)
+    if project is not None:
+        query = query.where(project)
+    return (await db.execute(query.order_by(Tenancy.id.desc()).limit(limit))).all()
+
+
 async def events_of(db: AsyncSession, tenancy_id: str, page: PageRequest) -> Sequence[TenancyEvent]:
     """Oldest first: a timeline reads forwards."""
     query = select(TenancyEvent).where(TenancyEvent.tenancy_id == tenancy_id)
@@ -83,6 +101,24 @@ async def events_of(db: AsyncSession, tenancy_id: str, page: PageRequest) -> Seq
         query = query.where(TenancyEvent.id > page.after)
     rows = await db.execute(query.order_by(TenancyEvent.id).limit(page.limit + 1))
     return rows.scalars().all()
+
+
+async def live_holdings(
+    db: AsyncSession, tenancy_ids: Sequence[str]
+) -> Sequence[Row[str, str, str, int, int]]:
+    """The GPUs the tenancies hold now, with the hostname of the node of each, in one query
+    of those columns: ``(tenancy id, node id, hostname, GPU index, milli)``, by hostname
+    then index."""
+    if not tenancy_ids:
+        return []
+    query = (
+        select(GpuAllocation.tenancy_id, GpuAllocation.node_id, Node.hostname,
+               GpuAllocation.gpu_index, GpuAllocation.milli)
+        .join(Node, Node.id == GpuAllocation.node_id)
+        .where(GpuAllocation.tenancy_id.in_(list(tenancy_ids)), GpuAllocation.released_at.is_(None))
+        .order_by(Node.hostname, GpuAllocation.gpu_index)
+    )  # fmt: skip
+    return (await db.execute(query)).all()
 
 
 async def live_allocations(

@@ -154,6 +154,18 @@ class TenancyRead(msgspec.Struct):
     workspace: Workspace | None = None
 
 
+class TenancySpan(msgspec.Struct, frozen=True):
+    """What the portal's summary and GPUs-held chart need of a tenancy: when it held how
+    many GPUs where, and its state."""
+
+    state: str
+    region: str
+    gpu_count: int
+    simulated: bool
+    created_at: datetime
+    released_at: datetime | None
+
+
 class PowerRequest(_In):
     action: PowerAction
 

@@ -47,6 +47,7 @@ from control_plane.tenancies.schemas import (
     TenancyRead,
     TenancyResize,
     TenancySchedule,
+    TenancySpan,
 )
 from control_plane.tenancies.timeline import Actor, note, transition
 
@@ -517,6 +518,17 @@ async def names(
 ) -> dict[str, str]:
     """Id -> name of the given tenancies the caller may see, in one query."""
     return await repository.tenant_tenancy_names(db, scope, org_id, tenancy_ids)
+
+
+async def spans(db: AsyncSession, scope: TenantScope, org_id: str, limit: int) -> list[TenancySpan]:
+    """The newest ``limit`` tenancies the caller may see, as their summary and charts need
+    them (one query, no allocations read)."""
+    rows = await repository.tenant_tenancy_spans(db, scope, org_id, limit)
+    return [
+        TenancySpan(state=r.state, region=r.region_code, gpu_count=r.gpus_per_node * r.node_count,
+                    simulated=r.simulated, created_at=r.created_at, released_at=r.released_at)
+        for r in rows
+    ]  # fmt: skip
 
 
 async def get(db: AsyncSession, scope: TenantScope, org_id: str, tenancy_id: str) -> TenancyRead:

@@ -20,7 +20,7 @@ from control_plane.identity.roles import Permission
 from control_plane.inventory import service as inventory
 from control_plane.tenancies import quotas, service
 from control_plane.tenancies.lifecycle import FINAL, TenancyState
-from control_plane.tenancies.schemas import TenancyRead
+from control_plane.tenancies.schemas import TenancySpan
 from portal.forms import FormState
 from portal.pages.tenancies.common import (
     KIND_LABELS,
@@ -82,7 +82,7 @@ async def tenancies_page(
                 db, tenant, org_id, page, state=form.values["state"] or None,
                 kind=form.values["kind"] or None, region=form.values["region"] or None,
             )  # fmt: skip
-        everything = await _recent(db, tenant, org_id)
+        everything = await service.spans(db, tenant, org_id, CHART_SCAN_LIMIT)
         filters = {k: v for k, v in form.values.items() if v}
         listing = context["tenancies"]
         context.update(
@@ -101,25 +101,11 @@ async def tenancies_page(
     )  # fmt: skip
 
 
-async def _recent(db: AsyncSession, scope: TenantScope, org_id: str) -> list[TenancyRead]:
-    """The newest tenancies (up to CHART_SCAN_LIMIT) for the summary and the chart."""
-    items: list[TenancyRead] = []
-    cursor: str | None = None
-    while len(items) < CHART_SCAN_LIMIT:
-        page = page_request(200, cursor, 200, 200)
-        listing = await service.list_tenancies(db, scope, org_id, page)
-        items.extend(listing.items)
-        if listing.next_cursor is None:
-            break
-        cursor = listing.next_cursor
-    return items[:CHART_SCAN_LIMIT]
-
-
 def _list_url(params: Mapping[str, str]) -> str:
     return "/tenancies" + (f"?{urlencode(params)}" if params else "")
 
 
-def _summary(items: Sequence[TenancyRead]) -> dict[str, int]:
+def _summary(items: Sequence[TenancySpan]) -> dict[str, int]:
     live = [t for t in items if t.state not in FINAL]
     return {
         "active": sum(1 for t in live if t.state == TenancyState.ACTIVE),
@@ -129,7 +115,7 @@ def _summary(items: Sequence[TenancyRead]) -> dict[str, int]:
     }
 
 
-def gpus_held_chart(items: Sequence[TenancyRead], now: datetime) -> dict[str, Any]:
+def gpus_held_chart(items: Sequence[TenancySpan], now: datetime) -> dict[str, Any]:
     """Stacked bars: GPUs held on each of the last days (held at any time that day), per
     region. A tenancy holds its GPUs from its request until it is released."""
     today = now.astimezone(UTC).date()

@@ -145,12 +145,41 @@ class TestList:
         assert "Provisioning Simulated Virtual machine ca-qc-1 3 x H100 3" in rows[0]
         assert "Active Simulated Slurm account ca-qc-1 2 x H100 shape medium 2" in rows[1]
         assert "5 of 10 GPUs held" in text_of(page.text)
+        assert "Active 1 ready to use" in text_of(page.text)
+        assert "In progress 1 being set up or taken down" in text_of(page.text)
+        assert "GPUs held 5 by tenancies not yet released" in text_of(page.text)
         chart = chart_data(page.text, "chart-gpus-held")
         assert chart["series"] == [
             {"key": "ca-qc-1", "label": "ca-qc-1", "color": "--chart-series-1",
              "values": [0] * 13 + [5]}
         ]  # fmt: skip
         assert "/static/vendor/chartjs/chart.umd.min.js" in page.text
+
+    async def test_a_released_tenancy_leaves_the_summary_but_stays_on_the_days_it_held_gpus(
+        self, client: Client, org: Tenant, fleet: list[str], clock: OffsetClock,
+        reconciler: Reconciler,
+    ) -> None:  # fmt: skip
+        csrf = await sign_in(client, org)
+        done = await create(client, csrf, name="done", shape="medium")
+        await reconciler.converge()
+        clock.advance(86_400)
+        csrf = await sign_in(client, org)  # the session of yesterday has expired
+        released = await client.post(
+            f"/tenancies/{done}/release", data={"_csrf": csrf}, headers=HTML
+        )
+        await reconciler.converge()
+        clock.advance(2 * 86_400)
+        csrf = await sign_in(client, org)
+        await create(client, csrf, name="now")
+        await reconciler.converge()
+
+        page = await client.get("/tenancies", headers=HTML)
+
+        assert "Release requested" in text_of(released.text)
+        assert "Active 1 ready to use" in text_of(page.text)
+        assert "GPUs held 1 by tenancies not yet released" in text_of(page.text)
+        [series] = chart_data(page.text, "chart-gpus-held")["series"]
+        assert series["values"] == [0] * 10 + [2, 2, 0, 1]  # held two days, gone, then one
 
     async def test_filters_by_state_kind_and_region_and_refuse_unknown_values(
         self,
