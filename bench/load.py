@@ -27,11 +27,13 @@ counted a rate whose API p99 was 1.3 s as sustained). JSON key
 (the API calls' at that rate), ``errors`` (non-2xx answers and failed or timed-out requests
 at that rate; ``errors_all_steps`` counts the overloaded steps too), ``within_goal`` (zero
 errors and API p99 < 100 ms there), ``rps_within_p99_goal`` (the highest rate whose API
-p99 stayed under 100 ms), ``saturation`` and ``sweep`` (every
-step, per request class). Goal (issue 9): zero errors, API p99 < 100 ms at the highest
-sustained rate. On a 2-vCPU machine the replicas share the same two cores with
-Triton and the load generator, so more replicas cannot add throughput here; the figures
-show what holds (errors, tail latency), not horizontal scaling.
+p99 stayed under 100 ms), ``server_cpu_ms_per_request`` (the serving replicas' CPU time per
+answered request at that rate, from /proc: the lever for the rate one replica sustains),
+``saturation`` and ``sweep`` (every step, per request class, each with its CPU per
+request). Goal (issue 9): zero errors, API p99 < 100 ms at the highest sustained rate.
+On a 2-vCPU machine the replicas share the same two cores with Triton and the load
+generator, so more replicas cannot add throughput here; the figures show what holds
+(errors, tail latency), not horizontal scaling.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ import os
 import random
 import shutil
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,6 +60,7 @@ from bench.common import (
     machine_info,
     parse_args,
     percentile,
+    process_cpu_seconds,
     reset_postgres_schema,
     serve_asgi,
     write_json,
@@ -293,6 +296,7 @@ def choose(saturation: dict[str, Any], sweep: Sequence[dict[str, Any]]) -> dict[
         "p99_ms": best["p99_ms"],
         "errors": best["errors"],
         "within_goal": _served(best) and _within_p99(best),
+        "server_cpu_ms_per_request": best.get("server_cpu_ms_per_request"),
         "rps_within_p99_goal": calm[-1]["rps"] if calm else None,
         "p99_ms_at_that_rate": calm[-1]["p99_ms"] if calm else None,
         # Beyond saturation an open loop queues until the client's timeout: counted
@@ -303,33 +307,58 @@ def choose(saturation: dict[str, Any], sweep: Sequence[dict[str, Any]]) -> dict[
     }
 
 
-async def _level(bases: Sequence[str], world: World, plan: Plan) -> dict[str, Any]:
+async def _level(
+    bases: Sequence[str], pids: Sequence[int], world: World, plan: Plan
+) -> dict[str, Any]:
     """The saturation throughput (closed loop), then an open-loop sweep at fractions of it
     (see :func:`choose` for the figures reported)."""
-    saturation = await _saturation(bases, world, plan)
+    saturation = await _saturation(bases, pids, world, plan)
     sweep = []
     for fraction in plan.fractions:
         rate = max(1.0, saturation["rps"] * fraction)
-        sweep.append(await _open_loop(bases, world, rate, plan.step_seconds))
+        sweep.append(await _with_cpu(pids, _open_loop(bases, world, rate, plan.step_seconds)))
         log(f"    {sweep[-1]['target_rps']} req/s offered: {sweep[-1]['rps']} served, API p99 "
-            f"{sweep[-1]['p99_ms']} ms, errors {sweep[-1]['errors']}")  # fmt: skip
+            f"{sweep[-1]['p99_ms']} ms, errors {sweep[-1]['errors']}, replica CPU "
+            f"{sweep[-1]['server_cpu_ms_per_request']} ms per request")  # fmt: skip
         if sweep[-1]["rps"] < FAR_BEHIND * sweep[-1]["target_rps"]:
             break  # higher rates only queue longer
     return choose(saturation, sweep)
 
 
-async def _saturation(bases: Sequence[str], world: World, plan: Plan) -> dict[str, Any]:
+async def _with_cpu(pids: Sequence[int], step: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+    """The step's figures, with the CPU time the serving replicas used per answered request
+    while it ran (``server_cpu_ms_per_request``; their own processes, from /proc)."""
+    before = _cpu_seconds(pids)
+    figures = await step
+    return _add_cpu(figures, _cpu_seconds(pids) - before)
+
+
+def _add_cpu(figures: dict[str, Any], used: float) -> dict[str, Any]:
+    answered = sum(kind["count"] for kind in figures["by_class"].values())
+    figures["server_cpu_ms_per_request"] = round(used * 1000 / answered, 2) if answered else None
+    return figures
+
+
+def _cpu_seconds(pids: Sequence[int]) -> float:
+    return sum(process_cpu_seconds(pid) or 0.0 for pid in pids)
+
+
+async def _saturation(
+    bases: Sequence[str], pids: Sequence[int], world: World, plan: Plan
+) -> dict[str, Any]:
     """``CLIENTS`` closed-loop clients, each sending its next request when the last
-    answered: the most the replicas serve (latency then is mostly queueing)."""
+    answered: the most the replicas serve (latency then is mostly queueing). The warm-up
+    is neither counted nor in the CPU per request."""
     async with _session(CLIENTS * 2) as http:
         await asyncio.gather(*(_client(http, bases, i, world, plan.warmup, Tally())
                                for i in range(CLIENTS)))  # fmt: skip
         tally = Tally()
-        started = time.monotonic()
+        started, cpu = time.monotonic(), _cpu_seconds(pids)
         sent = await asyncio.gather(*(_client(http, bases, 100 + i, world, plan.seconds, tally)
                                       for i in range(CLIENTS)))  # fmt: skip
-        wall = time.monotonic() - started
-    return {"rps": round(sum(sent) / wall, 1), "requests": sum(sent), **_summary(tally)}
+        wall, used = time.monotonic() - started, _cpu_seconds(pids) - cpu
+    figures = {"rps": round(sum(sent) / wall, 1), "requests": sum(sent), **_summary(tally)}
+    return _add_cpu(figures, used)
 
 
 @contextlib.contextmanager
@@ -362,7 +391,8 @@ def run(url: str, plan: Plan) -> dict[str, Any]:
             for count in (1, 2, 3):
                 log(f"{count} replica(s): {CLIENTS} clients for {plan.seconds:g} s ...")
                 bases = [s.base_url for s in servers[:count]]
-                levels[str(count)] = asyncio.run(_level(bases, world, plan))
+                pids = [s.pid for s in servers[:count]]
+                levels[str(count)] = asyncio.run(_level(bases, pids, world, plan))
                 level = levels[str(count)]
                 log(
                     f"  highest sustained: {level['rps']} req/s, API p99 {level['p99_ms']} ms, "
