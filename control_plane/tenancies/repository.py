@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import Row, select
+from sqlalchemy import ColumnElement, Row, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.errors import NotFound
@@ -15,16 +15,21 @@ from control_plane.inventory.models import Node
 from control_plane.tenancies.models import GpuAllocation, Tenancy, TenancyEvent
 
 
+def _visible(scope: TenantScope, org_id: str) -> list[ColumnElement[bool]]:
+    """The filters of the tenancies of ``org_id`` that ``scope`` may see (refused outright
+    when the organization is not the scope's)."""
+    scope.require(org_id)
+    filters = [scope.org_filter(Tenancy.org_id), Tenancy.org_id == org_id]
+    project = scope.project_filter(Tenancy.project_id)
+    if project is not None:
+        filters.append(project)
+    return filters
+
+
 async def tenant_tenancy(
     db: AsyncSession, scope: TenantScope, org_id: str, tenancy_id: str, *, for_update: bool = False
 ) -> Tenancy:
-    scope.require(org_id)
-    query = select(Tenancy).where(
-        scope.org_filter(Tenancy.org_id), Tenancy.org_id == org_id, Tenancy.id == tenancy_id
-    )
-    project = scope.project_filter(Tenancy.project_id)
-    if project is not None:
-        query = query.where(project)
+    query = select(Tenancy).where(*_visible(scope, org_id), Tenancy.id == tenancy_id)
     if for_update:
         query = query.with_for_update()
     tenancy = (await db.execute(query)).scalar_one_or_none()
@@ -37,16 +42,12 @@ async def tenant_tenancy_names(
     db: AsyncSession, scope: TenantScope, org_id: str, tenancy_ids: Sequence[str]
 ) -> dict[str, str]:
     """Id -> name of those of the tenancies the scope may see (others are left out)."""
-    scope.require(org_id)
+    visible = _visible(scope, org_id)
     if not tenancy_ids:
         return {}
     query = select(Tenancy.id, Tenancy.name).where(
-        scope.org_filter(Tenancy.org_id), Tenancy.org_id == org_id,
-        Tenancy.id.in_(sorted(set(tenancy_ids))),
-    )  # fmt: skip
-    project = scope.project_filter(Tenancy.project_id)
-    if project is not None:
-        query = query.where(project)
+        *visible, Tenancy.id.in_(sorted(set(tenancy_ids)))
+    )
     return {tenancy_id: name for tenancy_id, name in await db.execute(query)}
 
 
@@ -61,11 +62,7 @@ async def tenant_tenancies(
     region: str | None = None,
 ) -> Sequence[Tenancy]:
     """Newest first (ids sort by creation time)."""
-    scope.require(org_id)
-    query = select(Tenancy).where(scope.org_filter(Tenancy.org_id), Tenancy.org_id == org_id)
-    project = scope.project_filter(Tenancy.project_id)
-    if project is not None:
-        query = query.where(project)
+    query = select(Tenancy).where(*_visible(scope, org_id))
     if state:
         query = query.where(Tenancy.state == state)
     if kind:
@@ -83,14 +80,10 @@ async def tenant_tenancy_spans(
 ) -> Sequence[Row[str, str, int, int, bool, datetime, datetime | None]]:
     """The newest ``limit`` tenancies' state, region, size and lifetime (newest first), in
     one query of those columns only."""
-    scope.require(org_id)
     query = select(
         Tenancy.state, Tenancy.region_code, Tenancy.gpus_per_node, Tenancy.node_count,
         Tenancy.simulated, Tenancy.created_at, Tenancy.released_at,
-    ).where(scope.org_filter(Tenancy.org_id), Tenancy.org_id == org_id)  # fmt: skip
-    project = scope.project_filter(Tenancy.project_id)
-    if project is not None:
-        query = query.where(project)
+    ).where(*_visible(scope, org_id))  # fmt: skip
     return (await db.execute(query.order_by(Tenancy.id.desc()).limit(limit))).all()
 
 

@@ -191,6 +191,20 @@ class TestList:
             "qc-h100-00", "qc-h100-01"
         }  # fmt: skip
 
+    async def test_a_tenancy_on_two_nodes_reads_its_gpus_per_node_in_hostname_order(
+        self, client: Client, org: Tenant, auth: dict[str, str], fleet: list[str]
+    ) -> None:
+        created = await create(client, org, auth, name="wide", gpus_per_node=8, node_count=2)
+        assert created.status_code == 201, created.text
+
+        listed = (await client.get(tenancies_url(org), headers=auth)).json()["items"]
+
+        all8 = list(range(8))
+        assert listed[0]["allocations"] == [
+            {"node_id": fleet[0], "hostname": "qc-h100-00", "gpu_indices": all8, "gpu_milli": 1000},
+            {"node_id": fleet[1], "hostname": "qc-h100-01", "gpu_indices": all8, "gpu_milli": 1000},
+        ]  # fmt: skip
+
 
 class TestGpuClass:
     async def test_a_class_takes_any_model_of_it_with_room(
