@@ -159,10 +159,10 @@ class SharedStreams:
         return sum(not call.ended for call in self._calls)
 
     def _pick(self) -> _Call:
+        for call in self._calls:
+            if not call.writers and not call.ended:
+                return call
         self._calls = [call for call in self._calls if not call.ended]
-        free = next((call for call in self._calls if not call.writers), None)
-        if free is not None:
-            return free
         if len(self._calls) < self._most:
             self._calls.append(_Call(self._stub))
             return self._calls[-1]
