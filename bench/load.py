@@ -312,7 +312,8 @@ async def _level(
 ) -> dict[str, Any]:
     """The saturation throughput (closed loop), then an open-loop sweep at fractions of it
     (see :func:`choose` for the figures reported)."""
-    saturation = await _saturation(bases, pids, world, plan)
+    await _warm_up(bases, world, plan)
+    saturation = await _with_cpu(pids, _saturation(bases, world, plan))
     sweep = []
     for fraction in plan.fractions:
         rate = max(1.0, saturation["rps"] * fraction)
@@ -330,10 +331,7 @@ async def _with_cpu(pids: Sequence[int], step: Awaitable[dict[str, Any]]) -> dic
     while it ran (``server_cpu_ms_per_request``; their own processes, from /proc)."""
     before = _cpu_seconds(pids)
     figures = await step
-    return _add_cpu(figures, _cpu_seconds(pids) - before)
-
-
-def _add_cpu(figures: dict[str, Any], used: float) -> dict[str, Any]:
+    used = _cpu_seconds(pids) - before
     answered = sum(kind["count"] for kind in figures["by_class"].values())
     figures["server_cpu_ms_per_request"] = round(used * 1000 / answered, 2) if answered else None
     return figures
@@ -343,22 +341,23 @@ def _cpu_seconds(pids: Sequence[int]) -> float:
     return sum(process_cpu_seconds(pid) or 0.0 for pid in pids)
 
 
-async def _saturation(
-    bases: Sequence[str], pids: Sequence[int], world: World, plan: Plan
-) -> dict[str, Any]:
-    """``CLIENTS`` closed-loop clients, each sending its next request when the last
-    answered: the most the replicas serve (latency then is mostly queueing). The warm-up
-    is neither counted nor in the CPU per request."""
+async def _warm_up(bases: Sequence[str], world: World, plan: Plan) -> None:
+    """``CLIENTS`` closed-loop clients for ``plan.warmup`` seconds, not counted."""
     async with _session(CLIENTS * 2) as http:
         await asyncio.gather(*(_client(http, bases, i, world, plan.warmup, Tally())
                                for i in range(CLIENTS)))  # fmt: skip
+
+
+async def _saturation(bases: Sequence[str], world: World, plan: Plan) -> dict[str, Any]:
+    """``CLIENTS`` closed-loop clients, each sending its next request when the last
+    answered: the most the replicas serve (latency then is mostly queueing)."""
+    async with _session(CLIENTS * 2) as http:
         tally = Tally()
-        started, cpu = time.monotonic(), _cpu_seconds(pids)
+        started = time.monotonic()
         sent = await asyncio.gather(*(_client(http, bases, 100 + i, world, plan.seconds, tally)
                                       for i in range(CLIENTS)))  # fmt: skip
-        wall, used = time.monotonic() - started, _cpu_seconds(pids) - cpu
-    figures = {"rps": round(sum(sent) / wall, 1), "requests": sum(sent), **_summary(tally)}
-    return _add_cpu(figures, used)
+        wall = time.monotonic() - started
+    return {"rps": round(sum(sent) / wall, 1), "requests": sum(sent), **_summary(tally)}
 
 
 @contextlib.contextmanager
