@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
@@ -43,6 +43,7 @@ STATE_LABELS: dict[str, str] = {
 }
 
 T = TypeVar("T")
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
 def format_datetime(value: datetime | None) -> str:
@@ -50,6 +51,17 @@ def format_datetime(value: datetime | None) -> str:
     if value is None:
         return "—"
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def day_label(day: date) -> str:
+    """``Mar 01``: a chart's day (written out by hand: ``strftime`` took 1.7 µs a label, a
+    third of a millisecond for the 168 hours of a heatmap)."""
+    return f"{MONTHS[day.month - 1]} {day.day:02d}"
+
+
+def hour_label(hour: datetime) -> str:
+    """``Mar 01 14:00``: a chart's hour."""
+    return f"{MONTHS[hour.month - 1]} {hour.day:02d} {hour.hour:02d}:00"
 
 
 def format_number(value: int | float) -> str:
@@ -68,9 +80,12 @@ def format_money(amount: Decimal | int | float, currency: str = "") -> str:
 
 
 def make_engine() -> JinjaTemplateEngine:
-    """Autoescaping environment; undefined variables are errors, not silent blanks."""
+    """Autoescaping environment; undefined variables are errors, not silent blanks. Templates
+    are read once per process (no ``auto_reload``: it checked every template file's
+    modification time on every render); restart the server after editing one."""
     env = Environment(
         loader=FileSystemLoader(TEMPLATES_DIR),
+        auto_reload=False,
         autoescape=True,
         undefined=StrictUndefined,
         trim_blocks=True,

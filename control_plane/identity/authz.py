@@ -17,9 +17,10 @@ from typing import Any, Protocol
 
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
-from sqlalchemy import ColumnElement, false
+from sqlalchemy import ColumnElement
 from sqlalchemy.orm import InstrumentedAttribute
 
+from control_plane.db.filters import one_of
 from control_plane.errors import Forbidden, NotFound, Unauthenticated
 from control_plane.identity.authentication import SESSION_COOKIE, Authenticator
 from control_plane.identity.principal import Principal
@@ -129,13 +130,11 @@ class TenantScope:
 
     def org_filter(self, column: InstrumentedAttribute[str]) -> ColumnElement[bool]:
         """SQL filter restricting ``column`` to organizations this scope permits."""
-        orgs = self.permitted_org_ids
-        return column.in_(sorted(orgs)) if orgs else false()
+        return one_of(column, self.permitted_org_ids)
 
     def visible_filter(self, column: InstrumentedAttribute[str]) -> ColumnElement[bool]:
         """SQL filter restricting ``column`` to organizations the caller belongs to."""
-        orgs = self.visible_org_ids
-        return column.in_(sorted(orgs)) if orgs else false()
+        return one_of(column, self.visible_org_ids)
 
     def project_filter(
         self, column: InstrumentedAttribute[str] | InstrumentedAttribute[str | None]

@@ -9,6 +9,7 @@ from functools import lru_cache
 from sqlalchemy import Row, Select, bindparam, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from control_plane.db.filters import one_of
 from control_plane.errors import NotFound
 from control_plane.http.pagination import PageRequest
 from control_plane.identity.authz import TenantScope
@@ -24,14 +25,14 @@ async def user_by_email(db: AsyncSession, email: str) -> User | None:
 async def orgs_of_user(
     db: AsyncSession, org_ids: frozenset[str], page: PageRequest
 ) -> Sequence[Organization]:
-    query = select(Organization).where(Organization.id.in_(sorted(org_ids)))
+    query = select(Organization).where(one_of(Organization.id, org_ids))
     if page.after:
         query = query.where(Organization.id > page.after)
     return (await db.execute(query.order_by(Organization.id).limit(page.limit + 1))).scalars().all()
 
 
 async def orgs_by_id(db: AsyncSession, org_ids: frozenset[str]) -> Sequence[Organization]:
-    query = select(Organization).where(Organization.id.in_(sorted(org_ids)))
+    query = select(Organization).where(one_of(Organization.id, org_ids))
     return (await db.execute(query)).scalars().all()
 
 

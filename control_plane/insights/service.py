@@ -15,6 +15,7 @@ from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.clock import Clock
+from control_plane.db.filters import one_of
 from control_plane.endpoints import service as endpoints
 from control_plane.endpoints.schemas import ScaleSet
 from control_plane.errors import Conflict, NotFound
@@ -116,7 +117,7 @@ async def list_recommendations(
     scope.require(org_id)
     query = select(Recommendation).where(
         scope.org_filter(Recommendation.org_id), Recommendation.org_id == org_id,
-        Recommendation.state.in_(list(states)),
+        one_of(Recommendation.state, states),
     )  # fmt: skip
     if (project := await _project_filter(db, scope, org_id)) is not None:
         query = query.where(project)
@@ -222,10 +223,13 @@ async def waste_report(
     since: datetime,
     until: datetime,
     pricer: GpuPricer,
+    open_advice: Sequence[RecommendationRead] | None = None,
 ) -> WasteReport:
     """The organization's idle GPU-hours per day with their cost, and what its open advice
     would save. A project's API key sees its project's tenancies only (computed from the
-    rollups on the spot; the organization-wide days are kept by each analysis)."""
+    rollups on the spot; the organization-wide days are kept by each analysis).
+    ``open_advice``: what :func:`list_recommendations` answered this scope for the open
+    state, when the caller already has it (the portal's page lists it too)."""
     scope.require(org_id)
     if scope.project_id:
         days = await _project_days(db, scope, org_id, since, until, pricer)
@@ -241,7 +245,9 @@ async def waste_report(
     by_currency: dict[str, list[DayWaste]] = defaultdict(list)
     for day in days:
         by_currency[day.currency].append(day)
-    open_recs = await list_recommendations(db, scope, org_id)
+    open_recs = (
+        open_advice if open_advice is not None else await list_recommendations(db, scope, org_id)
+    )
     savings: dict[str, Decimal] = defaultdict(Decimal)
     for rec in open_recs:
         savings[rec.currency] += rec.monthly_savings

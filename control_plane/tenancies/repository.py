@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, Row, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from control_plane.db.filters import one_of
 from control_plane.errors import NotFound
 from control_plane.http.pagination import PageRequest
 from control_plane.identity.authz import TenantScope
@@ -96,6 +97,11 @@ async def events_of(db: AsyncSession, tenancy_id: str, page: PageRequest) -> Seq
     return rows.scalars().all()
 
 
+def _held_by(tenancy_ids: Sequence[str]) -> tuple[ColumnElement[bool], ...]:
+    """The allocations the tenancies hold now (not released)."""
+    return one_of(GpuAllocation.tenancy_id, set(tenancy_ids)), GpuAllocation.released_at.is_(None)
+
+
 async def live_holdings(
     db: AsyncSession, tenancy_ids: Sequence[str]
 ) -> Sequence[Row[str, str, str, int, int]]:
@@ -108,7 +114,7 @@ async def live_holdings(
         select(GpuAllocation.tenancy_id, GpuAllocation.node_id, Node.hostname,
                GpuAllocation.gpu_index, GpuAllocation.milli)
         .join(Node, Node.id == GpuAllocation.node_id)
-        .where(GpuAllocation.tenancy_id.in_(list(tenancy_ids)), GpuAllocation.released_at.is_(None))
+        .where(*_held_by(tenancy_ids))
         .order_by(Node.hostname, GpuAllocation.gpu_index)
     )  # fmt: skip
     return (await db.execute(query)).all()
@@ -121,7 +127,7 @@ async def live_allocations(
         return {}
     rows = await db.execute(
         select(GpuAllocation)
-        .where(GpuAllocation.tenancy_id.in_(list(tenancy_ids)), GpuAllocation.released_at.is_(None))
+        .where(*_held_by(tenancy_ids))
         .order_by(GpuAllocation.node_id, GpuAllocation.gpu_index)
     )
     result: dict[str, list[GpuAllocation]] = {}

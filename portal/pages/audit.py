@@ -22,7 +22,7 @@ from control_plane.identity.roles import Permission
 from control_plane.inventory import service as inventory
 from control_plane.settings import Settings
 from portal.forms import FormState
-from portal.templating import collect, render
+from portal.templating import collect, day_label, render
 
 ACTIVITY_DAYS = 30
 ENTRIES_PER_PAGE = 25
@@ -126,7 +126,7 @@ def _activity_chart(per_day: dict[date, dict[str, int]]) -> dict[str, Any]:
         "title": "Ledger entries per day",
         "category": "Day (UTC)",
         "axis": "Entries",
-        "labels": [day.strftime("%b %d") for day in per_day],
+        "labels": [day_label(day) for day in per_day],
         "series": [
             {
                 "key": f"outcome-{outcome}",

@@ -16,7 +16,7 @@ from control_plane.identity.roles import Permission
 from control_plane.inventory import service as inventory
 from control_plane.inventory.lifecycle import NodeState
 from control_plane.inventory.schemas import InventorySummary, RegionRead
-from portal.templating import STATE_LABELS, collect, is_operator, render
+from portal.templating import STATE_LABELS, collect, day_label, is_operator, render
 
 CHANGES_WINDOW_DAYS = 31
 
@@ -55,7 +55,7 @@ async def _fleet(db: AsyncSession, clock: Clock) -> dict[str, Any]:
             "title": "Node state changes per day",
             "category": "Day (UTC)",
             "axis": "Transitions",
-            "labels": [day.strftime("%b %d") for day in changes],
+            "labels": [day_label(day) for day in changes],
             "series": [
                 {
                     "key": str(state),

@@ -18,7 +18,7 @@ from control_plane.identity.authz import TenantScope
 from control_plane.identity.roles import Permission
 from control_plane.identity.schemas import ProjectRead
 from control_plane.metering.schemas import UsageReport
-from portal.templating import collect, render
+from portal.templating import collect, day_label, hour_label, render
 
 GPU = "gpu_seconds"
 TYPE_LABELS = {
@@ -156,7 +156,7 @@ def usage_chart(
         "title": title,
         "category": "Hour (UTC)" if hourly else "Day (UTC)",
         "axis": TYPE_LABELS.get(kind, kind),
-        "labels": [slot.strftime("%b %d %H:00" if hourly else "%b %d") for slot in slots],
+        "labels": [hour_label(slot) if hourly else day_label(slot) for slot in slots],
         "series": series,
     }
 

@@ -17,6 +17,7 @@ from control_plane.identity.authz import TenantScope, tenant
 from control_plane.identity.roles import Permission
 from control_plane.insights import service
 from control_plane.insights.analysis import GpuPricer
+from control_plane.insights.schemas import RecommendationRead
 from control_plane.telemetry.queries import org_utilization
 from control_plane.tenancies import service as tenancies
 from portal.pages.insights import views
@@ -57,12 +58,17 @@ async def insights_page(
 
 
 async def _figures(
-    db: AsyncSession, scope: TenantScope, org_id: str, clock: Clock, pricer: GpuPricer
+    db: AsyncSession,
+    scope: TenantScope,
+    org_id: str,
+    clock: Clock,
+    pricer: GpuPricer,
+    open_advice: list[RecommendationRead] | None,
 ) -> dict[str, Any]:
     """The headline cards, the trend charts (one per currency) and the heatmap."""
     now = clock.now()
     since = now - timedelta(days=DAYS)
-    report = await service.waste_report(db, scope, org_id, since, now, pricer)
+    report = await service.waste_report(db, scope, org_id, since, now, pricer, open_advice)
     days = views.day_labels((now - timedelta(days=DAYS)).date(), now.date())
     last = views.hour_start(now)
     hours = [last - timedelta(hours=n) for n in range(HEATMAP_HOURS - 1, -1, -1)]
@@ -118,7 +124,8 @@ async def dashboard(
         listed = await service.list_recommendations(db, scope, org_id, FILTERS[show][1])
         notice, noticed = await _notice(db, scope, org_id, done, rec_id)
         pricer: GpuPricer = request.app.state.gpu_prices
-        context.update(await _figures(db, scope, org_id, clock, pricer))
+        open_advice = listed if show == "open" else None  # the same query, already made
+        context.update(await _figures(db, scope, org_id, clock, pricer, open_advice))
         context.update(
             advice=[views.advice_row(r) for r in listed],
             notice=notice,

@@ -10,6 +10,7 @@ from typing import Any
 
 from control_plane.insights.schemas import CurrencyWaste, RecommendationRead
 from control_plane.telemetry.schemas import RegionFleet, UtilizationReport
+from portal.templating import day_label, hour_label
 
 RULE_LABELS = {
     "idle_gpus": "Idle GPUs",
@@ -60,7 +61,7 @@ def trend_chart(waste: CurrencyWaste, days: Sequence[date]) -> dict[str, Any]:
         "axis": "GPU-hours",
         "axis2": f"Wasted ({waste.currency})",
         "precision2": 2,
-        "labels": [day.strftime("%b %d") for day in days],
+        "labels": [day_label(day) for day in days],
         "series": [
             {"key": "busy", "color": "--chart-busy", "label": "GPU-hours in use",
              "values": busy},
@@ -95,7 +96,7 @@ def heatmap(
         })  # fmt: skip
     return {
         "title": "Mean GPU utilization per hour, last 7 days",
-        "hours": [hour.strftime("%b %d %H:00") for hour in hours],
+        "hours": [hour_label(hour) for hour in hours],
         "days": [n for n, hour in enumerate(hours) if hour.hour == 0],
         "idle_pct": report.idle_util_pct,
         "rows": rows,
@@ -179,7 +180,7 @@ def advice_row(rec: RecommendationRead) -> dict[str, Any]:
 
 def fleet_charts(region: RegionFleet) -> dict[str, dict[str, Any]]:
     """Per region: utilization with allocated and reporting GPUs, and power draw."""
-    labels = [hour_start(p.hour).strftime("%b %d %H:00") for p in region.points]
+    labels = [hour_label(hour_start(p.hour)) for p in region.points]
     utilization = {
         "title": f"{region.region}: utilization and allocated GPUs per hour",
         "category": "Hour (UTC)",

@@ -30,7 +30,7 @@ from portal.pages.tenancies.common import (
     org_of,
     quota_rows,
 )
-from portal.templating import collect, render
+from portal.templating import collect, day_label, render
 
 PER_PAGE = 20
 CHART_DAYS = 14
@@ -133,7 +133,7 @@ def gpus_held_chart(items: Sequence[TenancySpan], now: datetime) -> dict[str, An
         "title": f"GPUs held per day, last {CHART_DAYS} days",
         "category": "Day (UTC)",
         "axis": "GPUs",
-        "labels": [day.strftime("%b %d") for day in days],
+        "labels": [day_label(day) for day in days],
         "series": [
             {
                 "key": region,
