@@ -18,5 +18,6 @@ def one_of(column: InstrumentedAttribute[Any], values: Collection[Any]) -> Colum
     if not values:
         return false()
     if len(values) == 1:
-        return column == next(iter(values))
+        equal: ColumnElement[bool] = column == next(iter(values))
+        return equal
     return column.in_(sorted(values))

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
-from sqlalchemy import select, update
+from sqlalchemy import Select, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.endpoints.models import Endpoint, EndpointEvent, EndpointVersion
@@ -43,34 +44,41 @@ async def tenant_endpoint(
     return endpoint
 
 
+@lru_cache(maxsize=8)
+def _endpoints_query(project: bool, after: bool) -> Select[Endpoint]:
+    """Built once per shape: building a statement costs as much CPU as running it."""
+    query = select(Endpoint).where(
+        Endpoint.org_id == bindparam("org_id"), Endpoint.deleted_at.is_(None)
+    )
+    if project:
+        query = query.where(Endpoint.project_id == bindparam("project_id"))
+    if after:
+        query = query.where(Endpoint.id < bindparam("after"))
+    return query.order_by(Endpoint.id.desc()).limit(bindparam("limit"))
+
+
 async def tenant_endpoints(
     db: AsyncSession, scope: TenantScope, org_id: str, page: PageRequest
 ) -> Sequence[Endpoint]:
     """Live endpoints, newest first."""
     scope.require(org_id)
-    query = select(Endpoint).where(
-        scope.org_filter(Endpoint.org_id),
-        Endpoint.org_id == org_id,
-        Endpoint.deleted_at.is_(None),
-    )
-    project = scope.project_filter(Endpoint.project_id)
-    if project is not None:
-        query = query.where(project)
-    if page.after:
-        query = query.where(Endpoint.id < page.after)
-    rows = await db.execute(query.order_by(Endpoint.id.desc()).limit(page.limit + 1))
-    return rows.scalars().all()
+    query = _endpoints_query(scope.project_id is not None, page.after is not None)
+    values = {"org_id": org_id, "project_id": scope.project_id, "after": page.after,
+              "limit": page.limit + 1}  # fmt: skip
+    return (await db.execute(query, values)).scalars().all()
+
+
+_VERSIONS = (
+    select(EndpointVersion)
+    .where(EndpointVersion.endpoint_id.in_(bindparam("ids", expanding=True)))
+    .order_by(EndpointVersion.endpoint_id, EndpointVersion.number)
+)
 
 
 async def versions_of(db: AsyncSession, endpoint_ids: Sequence[str]) -> list[EndpointVersion]:
     if not endpoint_ids:
         return []
-    query = (
-        select(EndpointVersion)
-        .where(EndpointVersion.endpoint_id.in_(list(endpoint_ids)))
-        .order_by(EndpointVersion.endpoint_id, EndpointVersion.number)
-    )
-    return list((await db.execute(query)).scalars().all())
+    return list((await db.execute(_VERSIONS, {"ids": list(endpoint_ids)})).scalars().all())
 
 
 async def events_of(

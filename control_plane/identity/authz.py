@@ -5,7 +5,10 @@ Routes declare access with :func:`public`, :func:`authenticated`, :func:`tenant`
 and the app factory refuses to start with one.
 
 Tenant data is reached only through a :class:`TenantScope`, which only this module can
-build: repositories filter with it, so a query cannot forget the tenant.
+build: repositories filter with it, so a query cannot forget the tenant. Statements built
+once (hot reads, with their values bound at each execution) filter on a bound
+organization id that the repository takes only after :meth:`TenantScope.require` accepted
+it, in the same function (and on the project of a project's API key).
 """
 
 from __future__ import annotations

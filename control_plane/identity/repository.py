@@ -22,13 +22,28 @@ async def user_by_email(db: AsyncSession, email: str) -> User | None:
     ).scalar_one_or_none()
 
 
+@lru_cache(maxsize=8)
+def _orgs_query(one: bool, after: bool) -> Select[Organization]:
+    """Built once per shape: the portal's organization switcher runs it on every page."""
+    query = select(Organization).where(
+        Organization.id == bindparam("org_id")
+        if one
+        else Organization.id.in_(bindparam("org_ids", expanding=True))
+    )
+    if after:
+        query = query.where(Organization.id > bindparam("after"))
+    return query.order_by(Organization.id).limit(bindparam("limit"))
+
+
 async def orgs_of_user(
     db: AsyncSession, org_ids: frozenset[str], page: PageRequest
 ) -> Sequence[Organization]:
-    query = select(Organization).where(one_of(Organization.id, org_ids))
-    if page.after:
-        query = query.where(Organization.id > page.after)
-    return (await db.execute(query.order_by(Organization.id).limit(page.limit + 1))).scalars().all()
+    ids = sorted(org_ids)
+    if not ids:
+        return []
+    query = _orgs_query(len(ids) == 1, page.after is not None)
+    values = {"org_id": ids[0], "org_ids": ids, "after": page.after, "limit": page.limit + 1}
+    return (await db.execute(query, values)).scalars().all()
 
 
 async def orgs_by_id(db: AsyncSession, org_ids: frozenset[str]) -> Sequence[Organization]:
@@ -146,18 +161,26 @@ async def api_key(db: AsyncSession, scope: TenantScope, key_id: str) -> ApiKey |
     return (await db.execute(query)).scalar_one_or_none()
 
 
+_COUNT_PROJECTS = (
+    select(func.count()).select_from(Project).where(Project.org_id == bindparam("org_id"))
+)
+_COUNT_MEMBERS = (
+    select(func.count()).select_from(Membership).where(Membership.org_id == bindparam("org_id"))
+)
+
+
 async def count_projects(db: AsyncSession, scope: TenantScope, org_id: str) -> int:
-    query = select(func.count()).select_from(Project)
-    query = query.where(scope.org_filter(Project.org_id), Project.org_id == org_id)
-    if (only := scope.project_filter(Project.id)) is not None:
-        query = query.where(only)
-    return int((await db.execute(query)).scalar_one())
+    """(The dashboard counts are built once: building costs as much CPU as running.)"""
+    scope.require(org_id)
+    if scope.project_id is not None:  # a project key sees its own project only
+        query = _COUNT_PROJECTS.where(Project.id == scope.project_id)
+        return int((await db.execute(query, {"org_id": org_id})).scalar_one())
+    return int((await db.execute(_COUNT_PROJECTS, {"org_id": org_id})).scalar_one())
 
 
 async def count_members(db: AsyncSession, scope: TenantScope, org_id: str) -> int:
-    query = select(func.count()).select_from(Membership)
-    query = query.where(scope.org_filter(Membership.org_id), Membership.org_id == org_id)
-    return int((await db.execute(query)).scalar_one())
+    scope.require(org_id)
+    return int((await db.execute(_COUNT_MEMBERS, {"org_id": org_id})).scalar_one())
 
 
 async def count_active_api_keys(

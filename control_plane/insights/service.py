@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import ColumnElement, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.clock import Clock
@@ -110,21 +110,32 @@ async def _project_filter(
     return Recommendation.target_id.in_(ids) & (Recommendation.target_kind == "tenancy")
 
 
+# An organization's advice (not a project key's), built once: the waste dashboard lists it
+# on every view, and building a statement costs as much CPU as running it.
+_RECOMMENDATIONS = (
+    select(Recommendation)
+    .where(
+        Recommendation.org_id == bindparam("org_id"),
+        Recommendation.state.in_(bindparam("states", expanding=True)),
+    )
+    .order_by(Recommendation.monthly_savings.desc(), Recommendation.id)
+    .limit(500)
+)
+
+
 async def list_recommendations(
     db: AsyncSession, scope: TenantScope, org_id: str, states: Sequence[str] = (OPEN,)
 ) -> list[RecommendationRead]:
     """Biggest savings first."""
     scope.require(org_id)
-    query = select(Recommendation).where(
-        scope.org_filter(Recommendation.org_id), Recommendation.org_id == org_id,
-        one_of(Recommendation.state, states),
-    )  # fmt: skip
     if (project := await _project_filter(db, scope, org_id)) is not None:
-        query = query.where(project)
-    rows = await db.execute(
-        query.order_by(Recommendation.monthly_savings.desc(), Recommendation.id).limit(500)
-    )
-    return [read(r) for r in rows.scalars()]
+        query = select(Recommendation).where(
+            scope.org_filter(Recommendation.org_id), Recommendation.org_id == org_id,
+            one_of(Recommendation.state, states), project,
+        ).order_by(Recommendation.monthly_savings.desc(), Recommendation.id).limit(500)  # fmt: skip
+        return [read(r) for r in (await db.execute(query)).scalars()]
+    values = {"org_id": org_id, "states": sorted(states)}
+    return [read(r) for r in (await db.execute(_RECOMMENDATIONS, values)).scalars()]
 
 
 async def _one(
@@ -216,6 +227,17 @@ async def apply(
     return read(row)
 
 
+_WASTE_DAYS = (  # built once, as _RECOMMENDATIONS
+    select(WasteDay)
+    .where(
+        WasteDay.org_id == bindparam("org_id"),
+        WasteDay.day >= bindparam("since"),
+        WasteDay.day < bindparam("until"),
+    )
+    .order_by(WasteDay.currency, WasteDay.day)
+)
+
+
 async def waste_report(
     db: AsyncSession,
     scope: TenantScope,
@@ -234,12 +256,9 @@ async def waste_report(
     if scope.project_id:
         days = await _project_days(db, scope, org_id, since, until, pricer)
     else:
-        rows = await db.execute(
-            select(WasteDay).where(
-                scope.org_filter(WasteDay.org_id), WasteDay.org_id == org_id,
-                WasteDay.day >= since.date(), WasteDay.day < until.date() + timedelta(days=1),
-            ).order_by(WasteDay.currency, WasteDay.day)
-        )  # fmt: skip
+        values = {"org_id": org_id, "since": since.date(),
+                  "until": until.date() + timedelta(days=1)}  # fmt: skip
+        rows = await db.execute(_WASTE_DAYS, values)
         days = [DayWaste(d.org_id, d.day, d.currency, d.gpu_hours, d.idle_gpu_hours, d.wasted)
                 for d in rows.scalars()]  # fmt: skip
     by_currency: dict[str, list[DayWaste]] = defaultdict(list)

@@ -7,9 +7,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import lru_cache
 from typing import cast
 
-from sqlalchemy import Table, func, select
+from sqlalchemy import Select, Table, bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -130,6 +131,24 @@ class HourlyUsage:
     values: dict[str, list[Decimal]]
 
 
+@lru_cache(maxsize=16)
+def _usage_by_hour_query(dimension: str | None) -> Select[str, datetime, Decimal]:
+    """Built once per dimension (a portal page's chart runs it)."""
+    query = (
+        select(UsageHourly.type, UsageHourly.hour, func.sum(UsageHourly.value))
+        .where(
+            UsageHourly.org_id == bindparam("org_id"),
+            UsageHourly.type.in_(bindparam("types", expanding=True)),
+            UsageHourly.hour >= bindparam("start"),
+            UsageHourly.hour < bindparam("until"),
+        )
+        .group_by(UsageHourly.type, UsageHourly.hour)
+    )
+    if dimension is not None:
+        query = query.where(UsageHourly.__table__.c[dimension] == bindparam("dimension"))
+    return query
+
+
 async def usage_by_hour(
     db: AsyncSession,
     org_id: str,
@@ -145,21 +164,12 @@ async def usage_by_hour(
     count = max(1, math.ceil((until - start).total_seconds() / 3600))
     hours = [start + timedelta(hours=n) for n in range(count)]
     values = {t: [Decimal(0)] * count for t in types}
-    query = (
-        select(UsageHourly.type, UsageHourly.hour, func.sum(UsageHourly.value))
-        .where(
-            UsageHourly.org_id == org_id,
-            UsageHourly.type.in_(list(types)),
-            UsageHourly.hour >= start,
-            UsageHourly.hour < until,
-        )
-        .group_by(UsageHourly.type, UsageHourly.hour)
-    )
-    if dimension is not None:
-        if dimension[0] not in DIMENSIONS:
-            raise ValueError(f"the hourly rollup has no dimension {dimension[0]!r}")
-        query = query.where(UsageHourly.__table__.c[dimension[0]] == dimension[1])
-    for kind, at, value in await db.execute(query):
+    if dimension is not None and dimension[0] not in DIMENSIONS:
+        raise ValueError(f"the hourly rollup has no dimension {dimension[0]!r}")
+    query = _usage_by_hour_query(dimension[0] if dimension else None)
+    bound = {"org_id": org_id, "types": list(types), "start": start, "until": until,
+             "dimension": dimension[1] if dimension else None}  # fmt: skip
+    for kind, at, value in await db.execute(query, bound):
         index = int((at.astimezone(UTC) - start).total_seconds() // 3600)
         if 0 <= index < count:
             values[kind][index] += Decimal(value)

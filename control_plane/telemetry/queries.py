@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import datetime
-from typing import cast
+from functools import lru_cache
 
-from sqlalchemy import ColumnElement, and_, case, func, select
+from sqlalchemy import Select, bindparam, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import InstrumentedAttribute
 
 from control_plane.identity.authz import TenantScope
 from control_plane.insights.features import Thresholds
@@ -30,6 +29,28 @@ __all__ = ["fleet_utilization", "org_utilization"]
 MAX_GPUS = 200  # series in one report
 
 
+@lru_cache(maxsize=16)
+def _utilization_query(
+    tenancy: bool, endpoint: bool, project: bool
+) -> Select[str, str, str, int, datetime, float, float, float, int, float, int]:
+    """Built once per shape (the waste dashboard's heatmap runs it on every view)."""
+    query = select(
+        GpuHour.gpu_id, GpuHour.tenancy_id, GpuHour.gpu_model_code, GpuHour.share_milli,
+        GpuHour.hour, GpuHour.util_mean, GpuHour.util_p95, GpuHour.util_max,
+        GpuHour.mem_max_mib, GpuHour.energy_wh, GpuHour.mem_p95_mib,
+    ).where(
+        GpuHour.org_id == bindparam("org_id"),
+        GpuHour.hour >= bindparam("since"), GpuHour.hour < bindparam("until"),
+    )  # fmt: skip
+    if tenancy:
+        query = query.where(GpuHour.tenancy_id == bindparam("tenancy_id"))
+    if endpoint:  # the GPUs of the endpoint's replicas
+        query = query.where(GpuHour.endpoint_id == bindparam("endpoint_id"))
+    if project:
+        query = query.where(GpuHour.tenancy_id.in_(bindparam("project_tenancies", expanding=True)))
+    return query.order_by(GpuHour.gpu_id, GpuHour.tenancy_id, GpuHour.hour)
+
+
 async def org_utilization(
     db: AsyncSession,
     scope: TenantScope,
@@ -40,25 +61,13 @@ async def org_utilization(
     endpoint_id: str | None = None,
 ) -> UtilizationReport:
     scope.require(org_id)
-    where: list[ColumnElement[bool]] = [
-        scope.org_filter(cast(InstrumentedAttribute[str], GpuHour.org_id)),
-        GpuHour.org_id == org_id,
-        GpuHour.hour >= since, GpuHour.hour < until,
-    ]  # fmt: skip
-    if tenancy_id:
-        where.append(GpuHour.tenancy_id == tenancy_id)
-    if endpoint_id:  # the GPUs of the endpoint's replicas
-        where.append(GpuHour.endpoint_id == endpoint_id)
-    if scope.project_id:
-        where.append(GpuHour.tenancy_id.in_(
-            await tenancy_ids_of_project(db, org_id, scope.project_id)))  # fmt: skip
-    rows = await db.execute(
-        select(GpuHour.gpu_id, GpuHour.tenancy_id, GpuHour.gpu_model_code, GpuHour.share_milli,
-               GpuHour.hour, GpuHour.util_mean, GpuHour.util_p95, GpuHour.util_max,
-               GpuHour.mem_max_mib, GpuHour.energy_wh, GpuHour.mem_p95_mib)
-        .where(and_(*where))
-        .order_by(GpuHour.gpu_id, GpuHour.tenancy_id, GpuHour.hour)
-    )  # fmt: skip
+    project_tenancies = (
+        await tenancy_ids_of_project(db, org_id, scope.project_id) if scope.project_id else None
+    )
+    query = _utilization_query(bool(tenancy_id), bool(endpoint_id), project_tenancies is not None)
+    values = {"org_id": org_id, "since": since, "until": until, "tenancy_id": tenancy_id,
+              "endpoint_id": endpoint_id, "project_tenancies": project_tenancies}  # fmt: skip
+    rows = await db.execute(query, values)
     idle_pct = Thresholds().idle_util_pct
     series: dict[tuple[str, str], GpuSeries] = {}
     days: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])

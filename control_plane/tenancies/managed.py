@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.clock import Clock
@@ -58,11 +59,18 @@ async def replicas_of(
     """The live tenancies (or all, with ``include_gone``) of these owners, oldest first."""
     if not owners:
         return []
-    query = select(Tenancy).where(Tenancy.managed_by.in_(list(owners)))
+    query = _replicas_query(include_gone)
+    rows = (await db.execute(query, {"owners": list(owners)})).scalars().all()
+    return [_replica(t) for t in rows]
+
+
+@lru_cache(maxsize=2)
+def _replicas_query(include_gone: bool) -> Select[Tenancy]:
+    """Built once (an endpoint list reads its replicas with it)."""
+    query = select(Tenancy).where(Tenancy.managed_by.in_(bindparam("owners", expanding=True)))
     if not include_gone:
         query = query.where(Tenancy.state.not_in([s.value for s in _GONE]))
-    rows = (await db.execute(query.order_by(Tenancy.id))).scalars().all()
-    return [_replica(t) for t in rows]
+    return query.order_by(Tenancy.id)
 
 
 async def _owned(db: AsyncSession, owner: str, tenancy_id: str) -> Tenancy | None:

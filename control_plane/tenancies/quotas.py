@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from functools import lru_cache
 
-from sqlalchemy import bindparam, func, select, text
+from sqlalchemy import Select, bindparam, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.db.base import UTCDateTime
@@ -28,6 +29,9 @@ _LOCK = text(
     "INSERT INTO tenancy_org_lock (org_id, touched_at) VALUES (:org_id, :at) "
     "ON CONFLICT (org_id) DO UPDATE SET touched_at = excluded.touched_at"
 ).bindparams(bindparam("at", type_=UTCDateTime()))
+
+
+_ORG_RULES = select(GpuQuota).where(GpuQuota.org_id.in_([bindparam("org_id"), ANY]))
 
 
 async def lock_org(db: AsyncSession, org_id: str, at: datetime) -> None:
@@ -54,19 +58,30 @@ async def rules_for(db: AsyncSession, org_id: str, region: str, gpu_model: str) 
     return list(chosen.values())
 
 
+@lru_cache(maxsize=16)
+def _in_use_query(region: bool, gpu_model: bool, excluding: bool) -> Select[int]:
+    """Built once per shape (construction costs as much CPU as the query)."""
+    held = func.coalesce(
+        func.sum(Tenancy.node_count * Tenancy.gpus_per_node * Tenancy.gpu_milli), 0
+    )
+    query = select(held).where(
+        Tenancy.org_id == bindparam("org_id"), Tenancy.state.in_(sorted(HOLDING))
+    )
+    if region:
+        query = query.where(Tenancy.region_code == bindparam("region"))
+    if gpu_model:
+        query = query.where(Tenancy.gpu_model_code == bindparam("gpu_model"))
+    if excluding:
+        query = query.where(Tenancy.id != bindparam("excluding"))
+    return query
+
+
 async def in_use_milli(
     db: AsyncSession, org_id: str, region: str, gpu_model: str, *, excluding: str | None = None
 ) -> int:
-    query = select(
-        func.coalesce(func.sum(Tenancy.node_count * Tenancy.gpus_per_node * Tenancy.gpu_milli), 0)
-    ).where(Tenancy.org_id == org_id, Tenancy.state.in_(sorted(HOLDING)))
-    if region != ANY:
-        query = query.where(Tenancy.region_code == region)
-    if gpu_model != ANY:
-        query = query.where(Tenancy.gpu_model_code == gpu_model)
-    if excluding is not None:
-        query = query.where(Tenancy.id != excluding)
-    return int((await db.execute(query)).scalar_one())
+    query = _in_use_query(region != ANY, gpu_model != ANY, excluding is not None)
+    values = {"org_id": org_id, "region": region, "gpu_model": gpu_model, "excluding": excluding}
+    return int((await db.execute(query, values)).scalar_one())
 
 
 async def check(
@@ -140,7 +155,7 @@ async def all_rules(db: AsyncSession) -> list[QuotaRead]:
 async def for_org(db: AsyncSession, org_id: str) -> list[QuotaRead]:
     """The rules binding an organization (its own and the defaults it has not overridden),
     with what it uses under each."""
-    rows = (await db.execute(select(GpuQuota).where(GpuQuota.org_id.in_([org_id, ANY])))).scalars()
+    rows = (await db.execute(_ORG_RULES, {"org_id": org_id})).scalars()
     chosen: dict[tuple[str, str], GpuQuota] = {}
     for rule in rows:
         key = (rule.region_code, rule.gpu_model_code)

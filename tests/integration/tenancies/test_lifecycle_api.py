@@ -8,10 +8,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.audit.models import AuditEntryRow as AuditEntry
 from control_plane.clock import OffsetClock
+from control_plane.identity.roles import TenantRole
 from control_plane.inventory.lifecycle import NodeState
 from control_plane.tenancies.reconciler import Reconciler
 from tests.fixtures.capacity import make_fleet, make_quota
-from tests.fixtures.factories import Tenant
+from tests.fixtures.factories import Tenant, bearer, make_api_key, make_project
 from tests.fixtures.statements import listed_with_statements
 from tests.integration.tenancies.conftest import (
     Client,
@@ -204,6 +205,41 @@ class TestList:
             {"node_id": fleet[0], "hostname": "qc-h100-00", "gpu_indices": all8, "gpu_milli": 1000},
             {"node_id": fleet[1], "hostname": "qc-h100-01", "gpu_indices": all8, "gpu_milli": 1000},
         ]  # fmt: skip
+
+
+class TestProjectKeys:
+    async def test_a_project_key_lists_reads_and_follows_its_projects_tenancies_only(
+        self, client: Client, org: Tenant, auth: dict[str, str], fleet: list[str],
+        db: AsyncSession,
+    ) -> None:  # fmt: skip
+        other_project = await make_project(db, org.org_id)
+        await db.commit()
+        ours = []
+        for n in (1, 2):
+            made = await create(client, org, auth, name=f"ours-{n}", project_id=org.project_id)
+            ours.append(made.json()["id"])
+        theirs = (await create(client, org, auth, name="theirs", project_id=other_project)).json()
+        key = bearer(await make_api_key(db, org, TenantRole.MEMBER))  # the org's first project
+        await db.commit()
+
+        listed = (await client.get(tenancies_url(org), headers=key)).json()["items"]
+        first = await client.get(tenancies_url(org), params={"limit": 1}, headers=key)
+        cursor = first.json()["next_cursor"]
+        rest = await client.get(tenancies_url(org), params={"limit": 1, "cursor": cursor},
+                                headers=key)  # fmt: skip
+        by_kind = await client.get(tenancies_url(org), params={"kind": "slurm"}, headers=key)
+
+        assert [t["id"] for t in listed] == ours[::-1]
+        assert [t["id"] for t in first.json()["items"] + rest.json()["items"]] == ours[::-1]
+        assert rest.json()["next_cursor"] is None
+        assert [t["id"] for t in by_kind.json()["items"]] == ours[::-1]
+        for path in ("", "/events"):
+            refused = await client.get(f"{tenancies_url(org)}/{theirs['id']}{path}", headers=key)
+            assert refused.status_code == 404, path
+            mine = await client.get(f"{tenancies_url(org)}/{ours[0]}{path}", headers=key)
+            assert mine.status_code == 200, path
+        everything = (await client.get(tenancies_url(org), headers=auth)).json()["items"]
+        assert theirs["id"] in {t["id"] for t in everything}  # the member sees both projects
 
 
 class TestGpuClass:
