@@ -191,7 +191,7 @@ def create_app(
             *INSIGHTS_ROUTES,
             *BILLING_ROUTES,
             *STRIPE_ROUTES,
-            portal_router(),
+            portal_router(settings.portal_pages_at_once),
             *extra_route_handlers,
         ],
         dependencies=DEPENDENCIES,

@@ -167,6 +167,10 @@ class Settings(BaseSettings):
     # Where the local Triton driver keeps each replica's model repository, logs and PID.
     triton_dir: Path = Path("var/triton")
     triton_start_timeout_seconds: float = Field(default=120.0, gt=0)
+    # Portal pages in progress at once per process (the rest wait their turn): pages cost
+    # 2-3x an API call's CPU, and holding them back keeps the API's tail latency down when
+    # the process is near the limit of its core (portal/bulkhead.py).
+    portal_pages_at_once: int = Field(default=4, ge=1)
     # Gateway: defaults per API key (requests/s, tokens/min), how long a request waits for
     # a replica (cold start from zero included), upstream timeout, usage flush cadence.
     gateway_requests_per_second: float = Field(default=50.0, gt=0)

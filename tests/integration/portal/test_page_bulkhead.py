@@ -1,0 +1,56 @@
+"""Pages beyond ``CP_PORTAL_PAGES_AT_ONCE`` wait their turn and are all answered; the API
+is not held behind them."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from control_plane.identity.roles import TenantRole
+from control_plane.settings import Settings
+from portal.bulkhead import PageBulkhead
+from tests.fixtures.factories import make_org, signed_in
+
+Client = AsyncTestClient[Litestar]
+PAGES = ("/tenancies", "/insights", "/endpoints", "/dashboard")
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    return settings.model_copy(update={"portal_pages_at_once": 1})
+
+
+async def test_pages_past_the_limit_wait_their_turn_and_every_request_is_answered(
+    client: Client, db: AsyncSession
+) -> None:
+    org = await make_org(db, roles=(TenantRole.MEMBER,))
+    await db.commit()
+    member = await signed_in(client, org.accounts[TenantRole.MEMBER])
+    api = f"/api/v1/orgs/{org.org_id}/tenancies"
+
+    answers = await asyncio.gather(
+        *(client.get(path, headers=member) for path in PAGES * 3),
+        *(client.get(api, headers=member) for _ in range(4)),
+    )
+
+    assert [a.status_code for a in answers] == [200] * (len(PAGES) * 3 + 4)
+    assert all("<html" in a.text for a in answers[: len(PAGES) * 3])
+    assert all(a.json()["items"] == [] for a in answers[len(PAGES) * 3 :])
+
+
+def test_every_page_and_no_api_route_goes_through_the_bulkhead_of_the_configured_size(
+    app: Litestar,
+) -> None:
+    def bulkheads(path: str) -> set[int]:
+        """The bulkhead sizes of the route's handlers (GET, POST, OPTIONS...)."""
+        route = next(r for r in app.routes if r.path == path)
+        return {m.kwargs["limit"] for handler in route.route_handlers
+                for m in handler.resolve_middleware()
+                if getattr(m, "middleware", None) is PageBulkhead}  # fmt: skip
+
+    assert all(bulkheads(page) == {1} for page in PAGES)
+    assert bulkheads("/api/v1/orgs/{org_id:str}/tenancies") == set()

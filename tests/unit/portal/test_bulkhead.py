@@ -1,0 +1,75 @@
+"""The portal's page bulkhead: at most N pages in progress, the rest wait their turn."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from portal.bulkhead import PageBulkhead
+
+
+class Recorder:
+    """An inner app that holds each request until released, noting how many run at once."""
+
+    def __init__(self) -> None:
+        self.running = 0
+        self.most = 0
+        self.release = asyncio.Event()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        self.running += 1
+        self.most = max(self.most, self.running)
+        await self.release.wait()
+        self.running -= 1
+        await send({"type": "done", "path": scope.get("path")})
+
+
+async def _nothing() -> dict[str, Any]:
+    return {}
+
+
+async def test_no_more_than_the_limit_run_at_once_and_every_request_is_answered() -> None:
+    inner = Recorder()
+    bulkhead = PageBulkhead(inner, limit=2)
+    answered: list[str] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        answered.append(message["path"])
+
+    paths = [f"/page-{n}" for n in range(6)]
+    calls = [asyncio.create_task(bulkhead({"type": "http", "path": p}, _nothing, send))
+             for p in paths]  # fmt: skip
+    await asyncio.sleep(0.05)
+    assert inner.running == 2  # four wait their turn, none started
+    inner.release.set()
+    await asyncio.wait_for(asyncio.gather(*calls), timeout=5)
+    assert inner.most == 2
+    assert sorted(answered) == paths
+
+
+async def test_a_failing_page_gives_its_turn_back() -> None:
+    async def failing(scope: Any, receive: Any, send: Any) -> None:
+        raise RuntimeError("boom")
+
+    bulkhead = PageBulkhead(failing, limit=1)
+    for _ in range(3):  # with the slot kept by a failure, the second call would time out
+        with pytest.raises(RuntimeError, match="boom"):
+            await asyncio.wait_for(bulkhead({"type": "http"}, _nothing, _nothing), timeout=2)
+
+
+async def test_websockets_are_not_held() -> None:
+    inner = Recorder()
+    bulkhead = PageBulkhead(inner, limit=1)
+    sends: list[Any] = []
+
+    async def send(message: Any) -> None:
+        sends.append(message)
+
+    first = asyncio.create_task(bulkhead({"type": "http", "path": "/a"}, _nothing, send))
+    socket = asyncio.create_task(bulkhead({"type": "websocket", "path": "/ws"}, _nothing, send))
+    await asyncio.sleep(0.05)
+    assert inner.running == 2
+    inner.release.set()
+    await asyncio.gather(first, socket)
