@@ -1,5 +1,6 @@
 """At most ``limit`` portal pages in progress at once in a process; the rest wait their turn
-before any of their work starts (no database connection held while waiting).
+before any of their work starts (no database connection held while waiting). A page's turn
+ends when its answer starts (a slow client's download does not hold it).
 
 A page costs two to three times the CPU of an API call (its queries, then its template).
 On a replica near the limit of its core, every page in progress adds turns to the one
@@ -14,7 +15,7 @@ from __future__ import annotations
 import asyncio
 
 from litestar.enums import ScopeType
-from litestar.types import ASGIApp, Receive, Scope, Send
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 
 class PageBulkhead:
@@ -29,5 +30,20 @@ class PageBulkhead:
         if scope["type"] != ScopeType.HTTP:
             await self.app(scope, receive, send)
             return
-        async with self._slots:
-            await self.app(scope, receive, send)
+        await self._slots.acquire()
+        holding = True
+
+        async def send_and_give_back(message: Message) -> None:
+            # The page's work (queries, template) is done when its answer starts: the turn
+            # goes back then, not after the body reached a slow client.
+            nonlocal holding
+            if holding and message["type"] == "http.response.start":
+                holding = False
+                self._slots.release()
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_give_back)
+        finally:
+            if holding:
+                self._slots.release()

@@ -73,3 +73,26 @@ async def test_websockets_are_not_held() -> None:
     assert inner.running == 2
     inner.release.set()
     await asyncio.gather(first, socket)
+
+
+async def test_the_turn_is_given_back_when_the_answer_starts_not_after_its_body() -> None:
+    body_sent = asyncio.Event()
+    started: list[str] = []
+
+    async def page(scope: Any, receive: Any, send: Any) -> None:
+        started.append(scope["path"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        if scope["path"] == "/slow-download":
+            await body_sent.wait()  # a client reading the body slowly
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def send(message: Any) -> None:
+        pass
+
+    bulkhead = PageBulkhead(page, limit=1)
+    slow = asyncio.create_task(bulkhead({"type": "http", "path": "/slow-download"}, _nothing, send))
+    await asyncio.sleep(0.01)
+    await asyncio.wait_for(bulkhead({"type": "http", "path": "/next"}, _nothing, send), timeout=2)
+    assert started == ["/slow-download", "/next"]
+    body_sent.set()
+    await slow
