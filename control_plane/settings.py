@@ -170,7 +170,7 @@ class Settings(BaseSettings):
     # Portal pages in progress at once per process (the rest wait their turn): pages cost
     # 2-3x an API call's CPU, and holding them back keeps the API's tail latency down when
     # the process is near the limit of its core (portal/bulkhead.py).
-    portal_pages_at_once: int = Field(default=2, ge=1)
+    portal_pages_at_once: int = Field(default=4, ge=1)
     # Gateway: defaults per API key (requests/s, tokens/min), how long a request waits for
     # a replica (cold start from zero included), upstream timeout, usage flush cadence.
     gateway_requests_per_second: float = Field(default=50.0, gt=0)

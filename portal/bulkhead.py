@@ -18,19 +18,28 @@ from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 
-class PageBulkhead:
-    """ASGI middleware of the portal's router (see the module's docstring)."""
+class PageTurns:
+    """The turns the pages of one process share: ``limit`` at a time."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app = app
+    def __init__(self, limit: int) -> None:
         self.limit = limit
-        self._slots = asyncio.Semaphore(limit)
+        self.semaphore = asyncio.Semaphore(limit)
+
+
+class PageBulkhead:
+    """ASGI middleware of the portal's pages (see the module's docstring). Litestar builds
+    one per route handler; they all share the process's :class:`PageTurns`."""
+
+    def __init__(self, app: ASGIApp, turns: PageTurns) -> None:
+        self.app = app
+        self.turns = turns
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP:
             await self.app(scope, receive, send)
             return
-        await self._slots.acquire()
+        slots = self.turns.semaphore
+        await slots.acquire()
         holding = True
 
         async def send_and_give_back(message: Message) -> None:
@@ -39,11 +48,11 @@ class PageBulkhead:
             nonlocal holding
             if holding and message["type"] == "http.response.start":
                 holding = False
-                self._slots.release()
+                slots.release()
             await send(message)
 
         try:
             await self.app(scope, receive, send_and_give_back)
         finally:
             if holding:
-                self._slots.release()
+                slots.release()

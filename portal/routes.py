@@ -6,7 +6,7 @@ from litestar import Router
 from litestar.config.app import AppConfig
 from litestar.middleware import DefineMiddleware
 
-from portal.bulkhead import PageBulkhead
+from portal.bulkhead import PageBulkhead, PageTurns
 
 
 def portal_router(pages_at_once: int) -> Router:
@@ -14,7 +14,7 @@ def portal_router(pages_at_once: int) -> Router:
     ``pages_at_once`` in progress at a time in this process (:mod:`portal.bulkhead`)."""
     from portal.pages import ROUTES
 
-    bulkhead = DefineMiddleware(PageBulkhead, limit=pages_at_once)
+    bulkhead = DefineMiddleware(PageBulkhead, turns=PageTurns(pages_at_once))
     return Router(path="/", route_handlers=ROUTES, include_in_schema=False, middleware=[bulkhead])
 
 

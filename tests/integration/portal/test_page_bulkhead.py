@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.identity.roles import TenantRole
 from control_plane.settings import Settings
-from portal.bulkhead import PageBulkhead
+from portal.bulkhead import PageBulkhead, PageTurns
 from tests.fixtures.factories import make_org, signed_in
 
 Client = AsyncTestClient[Litestar]
@@ -42,15 +42,17 @@ async def test_pages_past_the_limit_wait_their_turn_and_every_request_is_answere
     assert all(a.json()["items"] == [] for a in answers[len(PAGES) * 3 :])
 
 
-def test_every_page_and_no_api_route_goes_through_the_bulkhead_of_the_configured_size(
+def test_every_page_route_shares_one_bulkhead_of_the_configured_size_and_no_api_route_has_one(
     app: Litestar,
 ) -> None:
-    def bulkheads(path: str) -> set[int]:
-        """The bulkhead sizes of the route's handlers (GET, POST, OPTIONS...)."""
+    def turns(path: str) -> list[PageTurns]:
+        """The turns of the route's handlers (GET, POST, OPTIONS...)."""
         route = next(r for r in app.routes if r.path == path)
-        return {m.kwargs["limit"] for handler in route.route_handlers
+        return [m.kwargs["turns"] for handler in route.route_handlers
                 for m in handler.resolve_middleware()
-                if getattr(m, "middleware", None) is PageBulkhead}  # fmt: skip
+                if getattr(m, "middleware", None) is PageBulkhead]  # fmt: skip
 
-    assert all(bulkheads(page) == {1} for page in PAGES)
-    assert bulkheads("/api/v1/orgs/{org_id:str}/tenancies") == set()
+    shared = {id(t) for page in PAGES for t in turns(page)}
+    assert len(shared) == 1
+    assert turns(PAGES[0])[0].limit == 1
+    assert turns("/api/v1/orgs/{org_id:str}/tenancies") == []

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from portal.bulkhead import PageBulkhead
+from portal.bulkhead import PageBulkhead, PageTurns
 
 
 class Recorder:
@@ -32,7 +32,7 @@ async def _nothing() -> dict[str, Any]:
 
 async def test_no_more_than_the_limit_run_at_once_and_every_request_is_answered() -> None:
     inner = Recorder()
-    bulkhead = PageBulkhead(inner, limit=2)
+    bulkhead = PageBulkhead(inner, PageTurns(2))
     answered: list[str] = []
 
     async def send(message: dict[str, Any]) -> None:
@@ -53,7 +53,7 @@ async def test_a_failing_page_gives_its_turn_back() -> None:
     async def failing(scope: Any, receive: Any, send: Any) -> None:
         raise RuntimeError("boom")
 
-    bulkhead = PageBulkhead(failing, limit=1)
+    bulkhead = PageBulkhead(failing, PageTurns(1))
     for _ in range(3):  # with the slot kept by a failure, the second call would time out
         with pytest.raises(RuntimeError, match="boom"):
             await asyncio.wait_for(bulkhead({"type": "http"}, _nothing, _nothing), timeout=2)
@@ -61,7 +61,7 @@ async def test_a_failing_page_gives_its_turn_back() -> None:
 
 async def test_websockets_are_not_held() -> None:
     inner = Recorder()
-    bulkhead = PageBulkhead(inner, limit=1)
+    bulkhead = PageBulkhead(inner, PageTurns(1))
     sends: list[Any] = []
 
     async def send(message: Any) -> None:
@@ -89,10 +89,29 @@ async def test_the_turn_is_given_back_when_the_answer_starts_not_after_its_body(
     async def send(message: Any) -> None:
         pass
 
-    bulkhead = PageBulkhead(page, limit=1)
+    bulkhead = PageBulkhead(page, PageTurns(1))
     slow = asyncio.create_task(bulkhead({"type": "http", "path": "/slow-download"}, _nothing, send))
     await asyncio.sleep(0.01)
     await asyncio.wait_for(bulkhead({"type": "http", "path": "/next"}, _nothing, send), timeout=2)
     assert started == ["/slow-download", "/next"]
     body_sent.set()
     await slow
+
+
+async def test_the_pages_of_every_route_share_the_process_turns() -> None:
+    inner = Recorder()
+    turns = PageTurns(2)
+    routes = [PageBulkhead(inner, turns) for _ in range(3)]  # one per route handler
+    answered: list[str] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        answered.append(message["path"])
+
+    calls = [asyncio.create_task(route({"type": "http", "path": f"/r{n}"}, _nothing, send))
+             for n, route in enumerate(routes * 2)]  # fmt: skip
+    await asyncio.sleep(0.05)
+    assert inner.running == 2
+    inner.release.set()
+    await asyncio.wait_for(asyncio.gather(*calls), timeout=5)
+    assert inner.most == 2
+    assert len(answered) == 6
