@@ -9,7 +9,7 @@ from functools import lru_cache
 from sqlalchemy import Row, Select, bindparam, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from control_plane.db.filters import one_of
+from control_plane.db.filters import bound_one_of, one_of, one_or_all
 from control_plane.errors import NotFound
 from control_plane.http.pagination import PageRequest
 from control_plane.identity.authz import TenantScope
@@ -25,11 +25,7 @@ async def user_by_email(db: AsyncSession, email: str) -> User | None:
 @lru_cache(maxsize=8)
 def _orgs_query(one: bool, after: bool) -> Select[Organization]:
     """Built once per shape: the portal's organization switcher runs it on every page."""
-    query = select(Organization).where(
-        Organization.id == bindparam("org_id")
-        if one
-        else Organization.id.in_(bindparam("org_ids", expanding=True))
-    )
+    query = select(Organization).where(bound_one_of(Organization.id, "org_ids", one))
     if after:
         query = query.where(Organization.id > bindparam("after"))
     return query.order_by(Organization.id).limit(bindparam("limit"))
@@ -42,7 +38,7 @@ async def orgs_of_user(
     if not ids:
         return []
     query = _orgs_query(len(ids) == 1, page.after is not None)
-    values = {"org_id": ids[0], "org_ids": ids, "after": page.after, "limit": page.limit + 1}
+    values = {"org_ids": one_or_all(ids), "after": page.after, "limit": page.limit + 1}
     return (await db.execute(query, values)).scalars().all()
 
 

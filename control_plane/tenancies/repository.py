@@ -7,10 +7,10 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any, TypeVarTuple
 
-from sqlalchemy import ColumnElement, Row, Select, bindparam, select
+from sqlalchemy import Row, Select, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from control_plane.db.filters import one_of
+from control_plane.db.filters import bound_one_of, one_of, one_or_all
 from control_plane.errors import NotFound
 from control_plane.http.pagination import PageRequest
 from control_plane.identity.authz import TenantScope
@@ -140,18 +140,9 @@ async def events_of(db: AsyncSession, tenancy_id: str, page: PageRequest) -> Seq
     return (await db.execute(_events_query(bool(page.after)), values)).scalars().all()
 
 
-def _held_by(tenancy_ids: Sequence[str]) -> tuple[ColumnElement[bool], ...]:
-    """The allocations the tenancies hold now (not released)."""
-    return one_of(GpuAllocation.tenancy_id, set(tenancy_ids)), GpuAllocation.released_at.is_(None)
-
-
 @lru_cache(maxsize=4)
 def _holdings_query(one: bool) -> Select[str, str, str, int, int]:
-    held = (
-        GpuAllocation.tenancy_id == bindparam("tenancy_id")
-        if one
-        else GpuAllocation.tenancy_id.in_(bindparam("ids", expanding=True))
-    )
+    held = bound_one_of(GpuAllocation.tenancy_id, "ids", one)
     return (
         select(GpuAllocation.tenancy_id, GpuAllocation.node_id, Node.hostname,
                GpuAllocation.gpu_index, GpuAllocation.milli)
@@ -170,8 +161,8 @@ async def live_holdings(
     ids = sorted(set(tenancy_ids))
     if not ids:
         return []
-    values = {"tenancy_id": ids[0]} if len(ids) == 1 else {"ids": ids}
-    return (await db.execute(_holdings_query(len(ids) == 1), values)).all()
+    query = _holdings_query(len(ids) == 1)
+    return (await db.execute(query, {"ids": one_or_all(ids)})).all()
 
 
 async def live_allocations(
@@ -181,7 +172,10 @@ async def live_allocations(
         return {}
     rows = await db.execute(
         select(GpuAllocation)
-        .where(*_held_by(tenancy_ids))
+        .where(
+            one_of(GpuAllocation.tenancy_id, set(tenancy_ids)),
+            GpuAllocation.released_at.is_(None),
+        )
         .order_by(GpuAllocation.node_id, GpuAllocation.gpu_index)
     )
     result: dict[str, list[GpuAllocation]] = {}

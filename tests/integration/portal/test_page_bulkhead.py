@@ -1,5 +1,5 @@
-"""Pages beyond ``CP_PORTAL_PAGES_AT_ONCE`` wait their turn and are all answered; the API
-is not held behind them."""
+"""With ``CP_PORTAL_PAGES_AT_ONCE`` at 1, pages and API calls sent at once are all answered (no
+turn kept); every page route shares one bulkhead, no API route has one."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def settings(settings: Settings) -> Settings:
     return settings.model_copy(update={"portal_pages_at_once": 1})
 
 
-async def test_pages_past_the_limit_wait_their_turn_and_every_request_is_answered(
+async def test_with_a_limit_of_one_pages_and_api_calls_sent_at_once_are_all_answered(
     client: Client, db: AsyncSession
 ) -> None:
     org = await make_org(db, roles=(TenantRole.MEMBER,))
