@@ -161,6 +161,22 @@ def process_cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def machine_cpu_seconds() -> dict[str, float] | None:
+    """The machine's CPU time since boot over all cores (Linux ``/proc/stat``): ``busy``
+    (what ran, guests of this VM included), ``steal`` (what the hypervisor gave to other
+    guests while this one wanted to run) and ``total``; else None."""
+    try:
+        line = Path("/proc/stat").read_text().split("\n", 1)[0]
+    except OSError:
+        return None
+    # cpu user nice system idle iowait irq softirq steal guest guest_nice
+    ticks = [int(x) for x in line.split()[1:9]]
+    tick = os.sysconf("SC_CLK_TCK")
+    idle = ticks[3] + ticks[4]
+    return {"busy": (sum(ticks) - idle - ticks[7]) / tick, "steal": ticks[7] / tick,
+            "total": sum(ticks) / tick}  # fmt: skip
+
+
 class ProfilerError(RuntimeError):
     """py-spy is missing or could not sample the server."""
 

@@ -1,0 +1,43 @@
+"""How bench.load turns a sweep into the level's figures (not timed): the highest sustained
+rate is the highest step served in full with no error, judged against the p99 goal there;
+the headroom figure is the highest such step with room left on the replicas and the VM."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.load import choose
+
+
+def _step(rps: float, p99: float, *, errors: int = 0, served: float = 1.0,
+          core: float = 0.5, busy: float = 0.5) -> dict[str, Any]:  # fmt: skip
+    return {"target_rps": rps, "rps": round(rps * served, 1), "p50_ms": 5.0, "p99_ms": p99,
+            "errors": errors, "replica_core_share": core, "machine_busy_share": busy}  # fmt: skip
+
+
+SATURATION: dict[str, Any] = {"rps": 400.0, "errors": 0}
+
+
+def test_the_goal_is_judged_at_the_highest_rate_served_in_full() -> None:
+    sweep = [_step(100, 20), _step(200, 40, core=0.8, busy=0.8), _step(300, 180, core=0.95),
+             _step(350, 900, served=0.9)]  # fmt: skip
+    level = choose(SATURATION, sweep)
+    assert (level["rps"], level["p99_ms"], level["within_goal"]) == (300, 180, False)
+    assert level["rps_within_p99_goal"] == 200
+    # With headroom: the 200 req/s step had a replica at 80 % of a core.
+    assert level["with_headroom"]["rps"] == 100
+    assert level["with_headroom"]["within_goal"] is True
+
+
+def test_a_step_with_errors_is_not_sustained_and_headroom_needs_a_quiet_machine() -> None:
+    sweep = [_step(100, 20, busy=0.6), _step(200, 30, busy=0.9), _step(300, 50, errors=1)]
+    level = choose(SATURATION, sweep)
+    assert (level["rps"], level["within_goal"]) == (200, True)
+    assert level["with_headroom"]["rps"] == 100  # the 200 req/s step: VM 90 % busy
+    assert level["errors_all_steps"] == 1
+
+
+def test_no_step_with_headroom_reports_none() -> None:
+    level = choose(SATURATION, [_step(100, 20, core=0.9)])
+    assert level["with_headroom"] is None
+    assert level["within_goal"] is True
