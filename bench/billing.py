@@ -37,7 +37,7 @@ import sys
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypedDict
 
 import httpx
 import msgspec
@@ -61,8 +61,16 @@ DUPLICATE_SHARE = 0.1
 KEYS = 50
 MONTH_START = datetime(2026, 10, 1, tzinfo=UTC)
 MONTH_END = datetime(2026, 11, 1, tzinfo=UTC)
-FULL = {"ingest_seconds": 60.0, "orgs": 10_000, "queries": 500}
-QUICK = {"ingest_seconds": 15.0, "orgs": 300, "queries": 150}
+
+
+class Plan(TypedDict):
+    ingest_seconds: float
+    orgs: int
+    queries: int
+
+
+FULL: Plan = {"ingest_seconds": 60.0, "orgs": 10_000, "queries": 500}
+QUICK: Plan = {"ingest_seconds": 15.0, "orgs": 300, "queries": 150}
 DIMENSIONS = (  # usage type, GPU model, tenancy kind, tenancy, endpoint, model, value
     ("gpu_seconds", "h100", "bare_metal", "ten_a", "", "", 3600),
     ("gpu_seconds", "l40s", "vm", "ten_b", "", "", 1800),

@@ -44,6 +44,7 @@ from typing import Any
 
 import aiohttp
 import httpx
+from sqlalchemy import select
 
 from bench.common import (
     VAR_DIR,
@@ -139,10 +140,8 @@ async def setup_database(url: str) -> tuple[str, str]:
                 .org_id
             )
             project_id = (
-                (await db.execute(Project.__table__.select().where(Project.org_id == org_id)))
-                .first()
-                .id
-            )
+                await db.execute(select(Project.id).where(Project.org_id == org_id).limit(1))
+            ).scalar_one()
             prefix, secret = new_api_key()
             now = datetime.now(UTC)
             db.add(

@@ -202,8 +202,8 @@ def _request(world: World, rng: random.Random) -> tuple[str, str, str, dict[str,
     prompt = " ".join(
         rng.choice(("gpu", "sovereign", "region", "token", "model")) for _ in range(40)
     )
-    body = {"model": "bench", "prompt": prompt, "max_tokens": 16}
-    return "inference", "POST", "/v1/completions", {"headers": bearer, "json": body}
+    completion = {"model": "bench", "prompt": prompt, "max_tokens": 16}
+    return "inference", "POST", "/v1/completions", {"headers": bearer, "json": completion}
 
 
 async def _client(
@@ -290,7 +290,9 @@ def _class(values: list[float]) -> dict[str, Any]:
 
 def _served(step: dict[str, Any]) -> bool:
     """Kept up with: 99 % of the offered rate served, and no error."""
-    return step["rps"] >= SERVED * step["target_rps"] and step["errors"] == 0
+    rps: float = step["rps"]
+    errors: int = step["errors"]
+    return rps >= SERVED * step["target_rps"] and errors == 0
 
 
 def _within_p99(step: dict[str, Any]) -> bool:
@@ -300,8 +302,9 @@ def _within_p99(step: dict[str, Any]) -> bool:
 def _with_headroom(step: dict[str, Any]) -> bool:
     """Each replica used at most ``HEADROOM["replica_core_share"]`` of a core, and the VM
     had ``1 - HEADROOM["machine_busy_share"]`` of its CPU free (unknown counts as free)."""
-    busy = step.get("machine_busy_share")
-    return step.get("replica_core_share", 1.0) <= HEADROOM["replica_core_share"] and (
+    core: float = step.get("replica_core_share", 1.0)
+    busy: float | None = step.get("machine_busy_share")
+    return core <= HEADROOM["replica_core_share"] and (
         busy is None or busy <= HEADROOM["machine_busy_share"]
     )
 
