@@ -156,6 +156,8 @@ def create_app(
         try:
             yield
         finally:
+            if reconciling is not None:  # the step in hand finishes (see Reconciler.stop)
+                await reconciler.stop(reconciling, settings.reconcile_stop_grace_seconds)
             for task in background:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -163,10 +165,6 @@ def create_app(
             with contextlib.suppress(Exception):  # logged by the meter; retried next start
                 await gateway.meter.flush()
             await gateway.close()
-            if reconciling is not None:
-                reconciling.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await reconciling
             checkpoints.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await checkpoints

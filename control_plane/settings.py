@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     reconciler_enabled: bool = True
     reconcile_interval_seconds: float = Field(default=1.0, gt=0)
     reconcile_lease_seconds: float = Field(default=60.0, gt=0)
+    # At shutdown, how long the step in hand may take to finish before it is cancelled
+    # (the chart's pod: 5 s pre-stop + 10 s of uvicorn's drain + this, under its 30 s
+    # terminationGracePeriodSeconds).
+    reconcile_stop_grace_seconds: float = Field(default=10.0, ge=0)
     reconcile_max_attempts: int = Field(default=8, ge=1)
     # A tenancy still placing, provisioning, releasing or cleaning after this long is
     # flagged as stuck (a timeline warning, the cp_tenancies_stuck gauge, a log line).

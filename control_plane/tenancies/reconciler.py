@@ -87,31 +87,55 @@ class Reconciler:
     owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     after_driver_call: AfterDriverCall | None = None
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    # Set by stop(): finish the step in hand, give back the rest of the claim, return.
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
     # How converge() waits for a step due later; tests pass one that moves their clock.
     pause: Callable[[float], Awaitable[None]] = asyncio.sleep
 
     # --- loop ---------------------------------------------------------------------------
 
     async def run_forever(self) -> None:
-        """Until cancelled: timers, then claimed work, then sleep until woken or due."""
-        while True:
+        """Until :meth:`stop` (or cancelled): timers, then claimed work, then sleep until
+        woken or due."""
+        while not self.stopping.is_set():
             try:
                 await self.run_once()
             except asyncio.CancelledError:
                 raise
             except Exception:  # a bad tick must not stop the loop; it is logged
                 log.exception("reconcile tick failed")
+            if self.stopping.is_set():
+                break
             self.wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), self.settings.reconcile_interval_seconds)
 
+    async def stop(self, running: asyncio.Task[None], grace_seconds: float) -> None:
+        """Stop ``running`` (the task of :meth:`run_forever`) the way a rolling restart
+        wants: the step in hand finishes and is written back, the rest of its claim is
+        given back at once (another replica takes it now, not when the lease lapses), and
+        no new work is claimed. A step still running after ``grace_seconds`` is cancelled:
+        its lease then lapses and another replica redoes it (steps are idempotent)."""
+        self.stopping.set()
+        self.wake.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(running), grace_seconds)
+        except TimeoutError:
+            log.warning("reconcile step cancelled at shutdown", grace_seconds=grace_seconds)
+            running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await running
+
     async def run_once(self) -> int:
-        """One pass: lease ends, idle and usage timers, then every claimable step once.
-        Returns how many steps ran."""
+        """One pass: lease ends, idle and usage timers, then every claimable step once
+        (until :meth:`stop`). Returns how many steps ran."""
         await self.run_timers()
         worked = 0
-        while claimed := await self.claim(BATCH):
-            for tenancy_id, token in claimed:
+        while not self.stopping.is_set() and (claimed := await self.claim(BATCH)):
+            for done, (tenancy_id, token) in enumerate(claimed):
+                if self.stopping.is_set():
+                    await self.give_back(token, [tenancy for tenancy, _ in claimed[done:]])
+                    return worked
                 await self.work(tenancy_id, token)
                 worked += 1
             if len(claimed) < BATCH:
@@ -186,6 +210,16 @@ class Reconciler:
             claimed = [(tenancy_id, token) for tenancy_id in mine.scalars()]
             await db.commit()
         return claimed
+
+    async def give_back(self, token: str, tenancy_ids: list[str]) -> None:
+        """End our lease on tenancies claimed and not worked on: claimable again now."""
+        async with self.sessionmaker() as db:
+            await db.execute(
+                update(Tenancy)
+                .where(Tenancy.id.in_(tenancy_ids), Tenancy.lease_token == token)
+                .values(lease_token=None, lease_expires_at=None)
+            )
+            await db.commit()
 
     # --- one step -----------------------------------------------------------------------
 

@@ -1,0 +1,94 @@
+"""A reconciler stopped for a rolling restart finishes the step in hand, gives back the
+rest of its claim at once, and cancels only a step that outlasts its grace period."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from control_plane.clock import OffsetClock
+from control_plane.tenancies.models import Tenancy
+from control_plane.tenancies.reconciler import Reconciler
+from tests.fixtures.factories import Tenant
+from tests.integration.tenancies.conftest import Client, create, sim_driver
+
+
+def _twin(reconciler: Reconciler, clock: OffsetClock) -> Reconciler:
+    return Reconciler(reconciler.sessionmaker, reconciler.drivers, clock, reconciler.settings,
+                      owner="stopping")  # fmt: skip
+
+
+async def _leases(db: AsyncSession) -> dict[str, str | None]:
+    db.expire_all()
+    rows = await db.execute(select(Tenancy.id, Tenancy.lease_token))
+    return {tenancy_id: token for tenancy_id, token in rows}
+
+
+class TestGracefulStop:
+    async def test_the_step_in_hand_is_written_back_and_the_rest_is_claimable_at_once(
+        self,
+        client: Client,
+        org: Tenant,
+        auth: dict[str, str],
+        fleet: list[str],
+        reconciler: Reconciler,
+        clock: OffsetClock,
+        db: AsyncSession,
+    ) -> None:
+        ids = [(await create(client, org, auth, name=f"drain-{i}")).json()["id"] for i in range(3)]
+        stopping = _twin(reconciler, clock)
+        first_answer = asyncio.Event()
+        worked: list[str] = []
+
+        async def after_driver(step: str, tenancy_id: str) -> None:
+            worked.append(tenancy_id)
+            first_answer.set()
+            await asyncio.sleep(0.2)  # the stop arrives while this step is in hand
+
+        stopping.after_driver_call = after_driver
+        running = asyncio.create_task(stopping.run_forever())
+        await asyncio.wait_for(first_answer.wait(), 10)
+        await stopping.stop(running, grace_seconds=10)
+
+        assert running.done()
+        assert not running.cancelled()  # it returned by itself
+        assert len(worked) == 1  # no step started after the stop
+        sim = sim_driver(reconciler)
+        assert sim.effects("ca-qc-1", worked[0]) == {"created": 1}
+        leases = await _leases(db)
+        assert all(leases[tenancy_id] is None for tenancy_id in ids)  # nothing held
+        # Another replica takes the two not started now, without waiting for a lease to
+        # lapse (the one worked on is next due when its machine has had time to boot).
+        claimed = {tenancy_id for tenancy_id, _ in await reconciler.claim(10)}
+        assert claimed == set(ids) - {worked[0]}
+
+    async def test_a_step_that_outlasts_the_grace_is_cancelled_and_its_lease_lapses(
+        self,
+        client: Client,
+        org: Tenant,
+        auth: dict[str, str],
+        fleet: list[str],
+        reconciler: Reconciler,
+        clock: OffsetClock,
+        db: AsyncSession,
+    ) -> None:
+        tenancy_id = (await create(client, org, auth, name="hangs")).json()["id"]
+        stopping = _twin(reconciler, clock)
+        in_hand = asyncio.Event()
+
+        async def hang(step: str, tenancy: str) -> None:
+            in_hand.set()
+            await asyncio.Event().wait()
+
+        stopping.after_driver_call = hang
+        running = asyncio.create_task(stopping.run_forever())
+        await asyncio.wait_for(in_hand.wait(), 10)
+        await stopping.stop(running, grace_seconds=0.2)
+
+        assert running.cancelled()
+        assert (await _leases(db))[tenancy_id] is not None  # held until it lapses
+        assert await reconciler.claim(10) == []
+        clock.advance(reconciler.settings.reconcile_lease_seconds + 1)
+        assert [t for t, _ in await reconciler.claim(10)] == [tenancy_id]
