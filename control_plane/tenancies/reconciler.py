@@ -119,10 +119,12 @@ class Reconciler:
         self.stopping.set()
         self.wake.set()
         try:
-            await asyncio.wait_for(asyncio.shield(running), grace_seconds)
-        except TimeoutError:
+            finished, _ = await asyncio.wait({running}, timeout=grace_seconds)
+        finally:  # also when the shutdown itself is cancelled: no loop is left behind
+            if not running.done():
+                running.cancel()
+        if not finished:
             log.warning("reconcile step cancelled at shutdown", grace_seconds=grace_seconds)
-            running.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await running
 

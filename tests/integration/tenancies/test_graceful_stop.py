@@ -4,6 +4,7 @@ rest of its claim at once, and cancels only a step that outlasts its grace perio
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -92,3 +93,26 @@ class TestGracefulStop:
         assert await reconciler.claim(10) == []
         clock.advance(reconciler.settings.reconcile_lease_seconds + 1)
         assert [t for t, _ in await reconciler.claim(10)] == [tenancy_id]
+
+    async def test_a_shutdown_cut_short_leaves_no_reconciler_running(
+        self, client: Client, org: Tenant, auth: dict[str, str], fleet: list[str],
+        reconciler: Reconciler, clock: OffsetClock,
+    ) -> None:  # fmt: skip
+        await create(client, org, auth, name="cut-short")
+        stopping = _twin(reconciler, clock)
+        in_hand = asyncio.Event()
+
+        async def hang(step: str, tenancy: str) -> None:
+            in_hand.set()
+            await asyncio.Event().wait()
+
+        stopping.after_driver_call = hang
+        running = asyncio.create_task(stopping.run_forever())
+        await asyncio.wait_for(in_hand.wait(), 10)
+        shutdown = asyncio.create_task(stopping.stop(running, grace_seconds=60))
+        await asyncio.sleep(0.05)
+        shutdown.cancel()  # the process's own shutdown was cut short
+
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(running, 5)
+        assert running.cancelled()
