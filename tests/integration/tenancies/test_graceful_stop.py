@@ -21,6 +21,23 @@ def _twin(reconciler: Reconciler, clock: OffsetClock) -> Reconciler:
                       owner="stopping")  # fmt: skip
 
 
+async def _stuck_in_a_step(
+    reconciler: Reconciler, clock: OffsetClock
+) -> tuple[Reconciler, asyncio.Task[None]]:
+    """A second reconciler running, its first step never ending after the driver answered."""
+    stopping = _twin(reconciler, clock)
+    in_hand = asyncio.Event()
+
+    async def hang(step: str, tenancy: str) -> None:
+        in_hand.set()
+        await asyncio.Event().wait()
+
+    stopping.after_driver_call = hang
+    running = asyncio.create_task(stopping.run_forever())
+    await asyncio.wait_for(in_hand.wait(), 10)
+    return stopping, running
+
+
 async def _leases(db: AsyncSession) -> dict[str, str | None]:
     db.expire_all()
     rows = await db.execute(select(Tenancy.id, Tenancy.lease_token))
@@ -76,16 +93,7 @@ class TestGracefulStop:
         db: AsyncSession,
     ) -> None:
         tenancy_id = (await create(client, org, auth, name="hangs")).json()["id"]
-        stopping = _twin(reconciler, clock)
-        in_hand = asyncio.Event()
-
-        async def hang(step: str, tenancy: str) -> None:
-            in_hand.set()
-            await asyncio.Event().wait()
-
-        stopping.after_driver_call = hang
-        running = asyncio.create_task(stopping.run_forever())
-        await asyncio.wait_for(in_hand.wait(), 10)
+        stopping, running = await _stuck_in_a_step(reconciler, clock)
         await stopping.stop(running, grace_seconds=0.2)
 
         assert running.cancelled()
@@ -99,16 +107,7 @@ class TestGracefulStop:
         reconciler: Reconciler, clock: OffsetClock,
     ) -> None:  # fmt: skip
         await create(client, org, auth, name="cut-short")
-        stopping = _twin(reconciler, clock)
-        in_hand = asyncio.Event()
-
-        async def hang(step: str, tenancy: str) -> None:
-            in_hand.set()
-            await asyncio.Event().wait()
-
-        stopping.after_driver_call = hang
-        running = asyncio.create_task(stopping.run_forever())
-        await asyncio.wait_for(in_hand.wait(), 10)
+        stopping, running = await _stuck_in_a_step(reconciler, clock)
         shutdown = asyncio.create_task(stopping.stop(running, grace_seconds=60))
         await asyncio.sleep(0.05)
         shutdown.cancel()  # the process's own shutdown was cut short
