@@ -301,11 +301,11 @@ def _within_p99(step: dict[str, Any]) -> bool:
 
 def _with_headroom(step: dict[str, Any]) -> bool:
     """Each replica used at most ``HEADROOM["replica_core_share"]`` of a core, and the VM
-    had ``1 - HEADROOM["machine_busy_share"]`` of its CPU free (unknown counts as free)."""
-    core: float = step.get("replica_core_share", 1.0)
-    busy: float | None = step.get("machine_busy_share")
+    had ``1 - HEADROOM["machine_busy_share"]`` of its CPU free (not known: no headroom)."""
+    core: float = step["replica_core_share"]
+    busy: float | None = step["machine_busy_share"]
     return core <= HEADROOM["replica_core_share"] and (
-        busy is None or busy <= HEADROOM["machine_busy_share"]
+        busy is not None and busy <= HEADROOM["machine_busy_share"]
     )
 
 
@@ -365,8 +365,11 @@ async def _level(
 
 
 async def _with_cpu(pids: Sequence[int], step: Awaitable[dict[str, Any]]) -> dict[str, Any]:
-    """The step's figures, with the CPU time the serving replicas used per answered request
-    while it ran (``server_cpu_ms_per_request``; their own processes, from /proc)."""
+    """The step's figures, with what the CPU did while it ran (from /proc): the serving
+    replicas' CPU time per answered request (``server_cpu_ms_per_request``) and the share
+    of a core each used (``replica_core_share``); how busy the whole VM was and the share
+    of its time the hypervisor gave to other guests (``machine_busy_share``,
+    ``machine_steal_share``; None where /proc/stat cannot be read)."""
     before, machine_before = _cpu_seconds(pids), machine_cpu_seconds()
     started = time.monotonic()
     figures = await step
@@ -376,13 +379,12 @@ async def _with_cpu(pids: Sequence[int], step: Awaitable[dict[str, Any]]) -> dic
     figures["server_cpu_ms_per_request"] = round(used * 1000 / answered, 2) if answered else None
     # The share of one core each serving replica used over the step (on average).
     figures["replica_core_share"] = round(used / wall / len(pids), 3)
-    if machine_before and machine_after:
-        # How busy the whole VM was over the step (all cores), and the share of its time
-        # the hypervisor gave to other guests.
-        total = machine_after["total"] - machine_before["total"]
-        for key in ("busy", "steal"):
-            share = (machine_after[key] - machine_before[key]) / total if total else None
-            figures[f"machine_{key}_share"] = round(share, 3) if share is not None else None
+    for key in ("busy", "steal"):
+        figures[f"machine_{key}_share"] = None
+        if machine_before and machine_after:
+            total = machine_after["total"] - machine_before["total"]
+            share = (machine_after[key] - machine_before[key]) / total
+            figures[f"machine_{key}_share"] = round(share, 3)
     return figures
 
 

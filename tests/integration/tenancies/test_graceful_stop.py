@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -14,6 +16,18 @@ from control_plane.tenancies.models import Tenancy
 from control_plane.tenancies.reconciler import Reconciler
 from tests.fixtures.factories import Tenant
 from tests.integration.tenancies.conftest import Client, create, sim_driver
+
+NewTenancy = Callable[[str], Awaitable[str]]
+
+
+@pytest.fixture
+def new_tenancy(client: Client, org: Tenant, auth: dict[str, str], fleet: list[str]) -> NewTenancy:
+    """Ask for a tenancy on the fleet (the reconciler has not touched it yet); its id."""
+
+    async def new(name: str) -> str:
+        return str((await create(client, org, auth, name=name)).json()["id"])
+
+    return new
 
 
 def _twin(reconciler: Reconciler, clock: OffsetClock) -> Reconciler:
@@ -46,16 +60,9 @@ async def _leases(db: AsyncSession) -> dict[str, str | None]:
 
 class TestGracefulStop:
     async def test_the_step_in_hand_is_written_back_and_the_rest_is_claimable_at_once(
-        self,
-        client: Client,
-        org: Tenant,
-        auth: dict[str, str],
-        fleet: list[str],
-        reconciler: Reconciler,
-        clock: OffsetClock,
-        db: AsyncSession,
+        self, new_tenancy: NewTenancy, reconciler: Reconciler, clock: OffsetClock, db: AsyncSession
     ) -> None:
-        ids = [(await create(client, org, auth, name=f"drain-{i}")).json()["id"] for i in range(3)]
+        ids = [await new_tenancy(f"drain-{i}") for i in range(3)]
         stopping = _twin(reconciler, clock)
         first_answer = asyncio.Event()
         worked: list[str] = []
@@ -83,16 +90,9 @@ class TestGracefulStop:
         assert claimed == set(ids) - {worked[0]}
 
     async def test_a_step_that_outlasts_the_grace_is_cancelled_and_its_lease_lapses(
-        self,
-        client: Client,
-        org: Tenant,
-        auth: dict[str, str],
-        fleet: list[str],
-        reconciler: Reconciler,
-        clock: OffsetClock,
-        db: AsyncSession,
+        self, new_tenancy: NewTenancy, reconciler: Reconciler, clock: OffsetClock, db: AsyncSession
     ) -> None:
-        tenancy_id = (await create(client, org, auth, name="hangs")).json()["id"]
+        tenancy_id = await new_tenancy("hangs")
         stopping, running = await _stuck_in_a_step(reconciler, clock)
         await stopping.stop(running, grace_seconds=0.2)
 
@@ -103,10 +103,9 @@ class TestGracefulStop:
         assert [t for t, _ in await reconciler.claim(10)] == [tenancy_id]
 
     async def test_a_shutdown_cut_short_leaves_no_reconciler_running(
-        self, client: Client, org: Tenant, auth: dict[str, str], fleet: list[str],
-        reconciler: Reconciler, clock: OffsetClock,
-    ) -> None:  # fmt: skip
-        await create(client, org, auth, name="cut-short")
+        self, new_tenancy: NewTenancy, reconciler: Reconciler, clock: OffsetClock
+    ) -> None:
+        await new_tenancy("cut-short")
         stopping, running = await _stuck_in_a_step(reconciler, clock)
         shutdown = asyncio.create_task(stopping.stop(running, grace_seconds=60))
         await asyncio.sleep(0.05)
