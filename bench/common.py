@@ -161,6 +161,27 @@ def process_cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def processes_cpu_seconds() -> dict[int, tuple[int, str, float]]:
+    """Every process on the machine (Linux ``/proc``): pid -> (process group, command
+    name, user + system CPU seconds of all its threads); empty where /proc is missing."""
+    tick, found = os.sysconf("SC_CLK_TCK"), {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            text = (entry / "stat").read_text()
+        except OSError:
+            continue  # ended since the listing
+        command, _, rest = text.partition(" (")[2].rpartition(")")
+        fields = rest.split()
+        found[int(entry.name)] = (
+            int(fields[2]),
+            command,
+            (int(fields[11]) + int(fields[12])) / tick,
+        )
+    return found
+
+
 def machine_cpu_seconds() -> dict[str, float] | None:
     """The machine's CPU time since boot over all cores (Linux ``/proc/stat``): ``busy``
     (what ran, guests of this VM included), ``steal`` (what the hypervisor gave to other

@@ -34,11 +34,14 @@ served in full with no error while each replica used at most 70 % of a core and 
 most 75 % of its CPU: below the point where the chart's HPA scales out, and with the cores
 Triton, PostgreSQL and the generator take here left to them; ``goals_met.with_headroom``
 says whether the goal held there at every replica count), ``saturation`` and ``sweep``
-(every step, per request class, each with the replicas' CPU per request,
-``replica_core_share``: the share of a core each used, ``machine_busy_share`` and
-``machine_steal_share``: how busy the whole VM was, and the share of its time the
-hypervisor gave to other guests). Goal (issue 9): zero errors, API p99 < 100 ms at the
-highest sustained rate.
+(every step: latency per request class, ``page``, ``api_read``, ``api_write``,
+``inference``; the replicas' CPU per request, ``replica_core_share``: the share of a core
+each used, ``machine_busy_share`` and ``machine_steal_share``: how busy the whole VM was,
+and the share of its time the hypervisor gave to other guests; ``cpu_by_role``: the share
+of the VM's CPU taken by the serving replicas, the idle ones, the worker, Triton,
+PostgreSQL, the load generator and the rest). ``--inference-nice N`` runs the Triton
+servers at CPU niceness N (``inference_nice`` in the JSON; default 0). Goal (issue 9):
+zero errors, API p99 < 100 ms at the highest sustained rate.
 On a 2-vCPU machine the replicas share the same two cores with Triton and the load
 generator, so more replicas cannot add throughput here; the figures show what holds
 (errors, tail latency), not horizontal scaling.
@@ -49,12 +52,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import random
 import shutil
 import time
-from collections.abc import Awaitable, Iterator, Sequence
+from collections.abc import Awaitable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -70,6 +75,7 @@ from bench.common import (
     parse_args,
     percentile,
     process_cpu_seconds,
+    processes_cpu_seconds,
     reset_postgres_schema,
     serve_asgi,
     write_json,
@@ -137,6 +143,61 @@ class World:
     tenancy_ids: list[str]
 
 
+@dataclass(frozen=True)
+class Processes:
+    """Who is who on the machine while a level runs, to split the VM's CPU by role."""
+
+    serving: tuple[int, ...]  # the replicas taking this level's traffic
+    idle: tuple[int, ...]  # the other replicas, started for the next levels
+    worker: int  # the reconciler worker
+    triton_dir: Path  # state.json of each Triton server (its process group)
+
+    def snapshot(self) -> dict[int, tuple[str, float]]:
+        """pid -> (role, CPU seconds so far) of every process alive now."""
+        groups = self._inference_groups()
+        return {
+            pid: (self._role(pid, group, command, groups), used)
+            for pid, (group, command, used) in processes_cpu_seconds().items()
+        }
+
+    def _role(self, pid: int, group: int, command: str, inference: set[int]) -> str:
+        if pid in self.serving:
+            return "serving_replicas"
+        if pid in self.idle:
+            return "idle_replicas"
+        if pid == self.worker:
+            return "worker"
+        if pid == os.getpid():
+            return "load_generator"
+        if group in inference:
+            return "inference_server"  # tritonserver and its Python backend stubs
+        return "database" if command == "postgres" else "other"
+
+    def _inference_groups(self) -> set[int]:
+        groups = set()
+        for state in self.triton_dir.glob("*/state.json"):
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                groups.add(int(json.loads(state.read_text())["pid"]))
+        return groups
+
+
+def cpu_by_role(
+    before: Mapping[int, tuple[str, float]], after: Mapping[int, tuple[str, float]],
+    capacity_seconds: float,
+) -> dict[str, float]:  # fmt: skip
+    """The share of the machine's CPU (``capacity_seconds``: cores x wall time) each role
+    used between two snapshots. A process that started in between counts from zero; one
+    that ended in between is not counted (its last CPU time is gone with it)."""
+    used = dict.fromkeys(ROLES, 0.0)
+    for pid, (role, seconds) in after.items():
+        used[role] += seconds - before.get(pid, (role, 0.0))[1]
+    return {role: round(value / capacity_seconds, 3) for role, value in used.items()}
+
+
+ROLES = ("serving_replicas", "idle_replicas", "worker", "inference_server", "database",
+         "load_generator", "other")  # fmt: skip
+
+
 def _env(root: Any, url: str, reconcile: bool) -> dict[str, str]:
     return {
         "CP_DATABASE_URL": url,
@@ -191,14 +252,14 @@ def _request(world: World, rng: random.Random) -> tuple[str, str, str, dict[str,
     if roll < 0.3:
         return "page", "GET", rng.choice(PAGES), {"headers": {"Cookie": member["Cookie"]}}
     if roll < 0.45:
-        return "api", "GET", base, {"headers": member, "params": {"limit": "20"}}
+        return "api_read", "GET", base, {"headers": member, "params": {"limit": "20"}}
     if roll < 0.6:
-        return "api", "GET", f"{base}/{tenancy}", {"headers": member}
+        return "api_read", "GET", f"{base}/{tenancy}", {"headers": member}
     if roll < 0.68:
-        return "api", "GET", f"{base}/{tenancy}/events", {"headers": member}
+        return "api_read", "GET", f"{base}/{tenancy}/events", {"headers": member}
     if roll < 0.72:
         body = {"idle_release_minutes": rng.choice([None, 60, 120])}
-        return "api", "POST", f"{base}/{tenancy}/schedule", {"headers": member, "json": body}
+        return "api_write", "POST", f"{base}/{tenancy}/schedule", {"headers": member, "json": body}
     prompt = " ".join(
         rng.choice(("gpu", "sovereign", "region", "token", "model")) for _ in range(40)
     )
@@ -270,7 +331,7 @@ async def _open_loop(
 
 
 def _summary(tally: Tally) -> dict[str, Any]:
-    api = tally.latencies.get("api", [])
+    api = tally.latencies.get("api_read", []) + tally.latencies.get("api_write", [])
     return {
         "p50_ms": round(percentile(api, 50), 1) if api else None,
         "p99_ms": round(percentile(api, 99), 1) if api else None,
@@ -342,39 +403,46 @@ def choose(saturation: dict[str, Any], sweep: Sequence[dict[str, Any]]) -> dict[
 
 
 async def _level(
-    bases: Sequence[str], pids: Sequence[int], world: World, plan: Plan
+    bases: Sequence[str], processes: Processes, world: World, plan: Plan
 ) -> dict[str, Any]:
     """The saturation throughput (closed loop), then an open-loop sweep at fractions of it
     (see :func:`choose` for the figures reported)."""
     await _warm_up(bases, world, plan)
-    saturation = await _with_cpu(pids, _saturation(bases, world, plan))
+    saturation = await _with_cpu(processes, _saturation(bases, world, plan))
     sweep = []
     for fraction in plan.fractions:
         rate = max(1.0, saturation["rps"] * fraction)
-        sweep.append(await _with_cpu(pids, _open_loop(bases, world, rate, plan.step_seconds)))
+        sweep.append(await _with_cpu(processes, _open_loop(bases, world, rate, plan.step_seconds)))
         step = sweep[-1]
+        write_p99 = step["by_class"].get("api_write", {}).get("p99_ms")
         log(f"    {step['target_rps']} req/s offered: {step['rps']} served, API p99 "
-            f"{step['p99_ms']} ms, errors {step['errors']}; replica CPU "
+            f"{step['p99_ms']} ms (writes {write_p99}), errors {step['errors']}; replica CPU "
             f"{step['server_cpu_ms_per_request']} ms per request, "
             f"{step['replica_core_share']} of a core each; machine busy "
             f"{step.get('machine_busy_share')}, steal "
-            f"{step.get('machine_steal_share')}")  # fmt: skip
+            f"{step.get('machine_steal_share')}; VM CPU by role {_busy_roles(step)}")  # fmt: skip
         if sweep[-1]["rps"] < FAR_BEHIND * sweep[-1]["target_rps"]:
             break  # higher rates only queue longer
     return choose(saturation, sweep)
 
 
-async def _with_cpu(pids: Sequence[int], step: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+async def _with_cpu(processes: Processes, step: Awaitable[dict[str, Any]]) -> dict[str, Any]:
     """The step's figures, with what the CPU did while it ran (from /proc): the serving
     replicas' CPU time per answered request (``server_cpu_ms_per_request``) and the share
     of a core each used (``replica_core_share``); how busy the whole VM was and the share
     of its time the hypervisor gave to other guests (``machine_busy_share``,
-    ``machine_steal_share``; None where /proc/stat cannot be read)."""
+    ``machine_steal_share``; None where /proc/stat cannot be read), and the share of the
+    VM's CPU each role took (``cpu_by_role``: replicas, worker, Triton, PostgreSQL, the
+    load generator, the rest)."""
+    pids = processes.serving
     before, machine_before = _cpu_seconds(pids), machine_cpu_seconds()
+    roles_before = processes.snapshot()
     started = time.monotonic()
     figures = await step
     wall = time.monotonic() - started
     used, machine_after = _cpu_seconds(pids) - before, machine_cpu_seconds()
+    capacity = wall * (os.cpu_count() or 1)
+    figures["cpu_by_role"] = cpu_by_role(roles_before, processes.snapshot(), capacity)
     answered = sum(kind["count"] for kind in figures["by_class"].values())
     figures["server_cpu_ms_per_request"] = round(used * 1000 / answered, 2) if answered else None
     # The share of one core each serving replica used over the step (on average).
@@ -386,6 +454,11 @@ async def _with_cpu(pids: Sequence[int], step: Awaitable[dict[str, Any]]) -> dic
             share = (machine_after[key] - machine_before[key]) / total
             figures[f"machine_{key}_share"] = round(share, 3)
     return figures
+
+
+def _busy_roles(step: dict[str, Any]) -> str:
+    shares = sorted(step["cpu_by_role"].items(), key=lambda item: -item[1])
+    return ", ".join(f"{role} {share:.0%}" for role, share in shares if share >= 0.01)
 
 
 def _cpu_seconds(pids: Sequence[int]) -> float:
@@ -412,19 +485,21 @@ async def _saturation(bases: Sequence[str], world: World, plan: Plan) -> dict[st
 
 
 @contextlib.contextmanager
-def _replicas(root: Any, url: str, count: int) -> Iterator[list[Server]]:
-    """``count`` replicas that only serve, beside a reconciler worker that takes no
-    traffic (the chart's api/gateway and reconciler Deployments)."""
+def _replicas(root: Any, url: str, count: int) -> Iterator[tuple[Server, list[Server]]]:
+    """A reconciler worker that takes no traffic, and ``count`` replicas that only serve
+    (the chart's reconciler and api/gateway Deployments)."""
     with contextlib.ExitStack() as stack:
-        stack.enter_context(serve_asgi("control_plane.asgi:app", env=_env(root, url, True)))
+        worker = stack.enter_context(
+            serve_asgi("control_plane.asgi:app", env=_env(root, url, True))
+        )
         servers = [
             stack.enter_context(serve_asgi("control_plane.asgi:app", env=_env(root, url, False)))
             for _ in range(count)
         ]
-        yield servers
+        yield worker, servers
 
 
-def run(url: str, plan: Plan) -> dict[str, Any]:
+def run(url: str, plan: Plan, inference_nice: int = 0) -> dict[str, Any]:
     root = VAR_DIR / "load"
     shutil.rmtree(root, ignore_errors=True)
     model_dir = write_tiny_model(root / "models" / REGION, "tiny-chat")
@@ -433,16 +508,20 @@ def run(url: str, plan: Plan) -> dict[str, Any]:
     org_id, key = asyncio.run(setup_database(url))
     levels: dict[str, Any] = {}
     try:
-        with _replicas(root, url, 3) as servers:
+        with _replicas(root, url, 3) as (worker, servers):
             world = asyncio.run(_world(servers[0].base_url, org_id, key, model_dir))
+            if inference_nice:
+                _renice_inference(root / "triton", inference_nice)
             # The generator's own full collections paused its event loop for ~100 ms
             # (200,000 objects), which every request in flight then counted as latency.
             freeze_startup_heap()
             for count in (1, 2, 3):
                 log(f"{count} replica(s): {CLIENTS} clients for {plan.seconds:g} s ...")
                 bases = [s.base_url for s in servers[:count]]
-                pids = [s.pid for s in servers[:count]]
-                levels[str(count)] = asyncio.run(_level(bases, pids, world, plan))
+                pids = [s.pid for s in servers]
+                processes = Processes(tuple(pids[:count]), tuple(pids[count:]), worker.pid,
+                                      root / "triton")  # fmt: skip
+                levels[str(count)] = asyncio.run(_level(bases, processes, world, plan))
                 level = levels[str(count)]
                 roomy = level["with_headroom"] or {}
                 log(
@@ -456,7 +535,19 @@ def run(url: str, plan: Plan) -> dict[str, Any]:
     return levels
 
 
+def _renice_inference(triton_dir: Path, nice: int) -> None:
+    """Run every Triton server (all processes and threads of its group) at ``nice``."""
+    for state in triton_dir.glob("*/state.json"):
+        os.setpriority(os.PRIO_PGRP, int(json.loads(state.read_text())["pid"]), nice)
+
+
 def _options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--inference-nice",
+        type=int,
+        default=0,
+        help="CPU niceness of the Triton servers (0-19; default 0: same as the replicas)",
+    )
     parser.add_argument(
         "--pg-url",
         default=os.environ.get("CP_BENCH_DATABASE_URL"),
@@ -475,7 +566,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     plan = QUICK if args.quick else FULL
     started_load = load_average()
-    levels = run(args.pg_url, plan)
+    levels = run(args.pg_url, plan, args.inference_nice)
     result = {
         "benchmark": "load",
         "quick": args.quick,
@@ -486,6 +577,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "fractions": list(plan.fractions),
         },
         "replicas": levels,
+        "inference_nice": args.inference_nice,
         "goals": GOALS,
         "goals_met": {
             "errors": all(level["errors"] == 0 for level in levels.values()),

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.load import choose
+from bench.load import ROLES, choose, cpu_by_role
 
 
 def _step(rps: float, p99: float, *, errors: int = 0, served: float = 1.0,
@@ -42,3 +42,14 @@ def test_no_step_with_headroom_reports_none() -> None:
     level = choose(SATURATION, [_step(100, 20, core=0.9), _step(150, 30, busy=None)])
     assert level["with_headroom"] is None
     assert (level["rps"], level["within_goal"]) == (150, True)
+
+
+def test_the_vm_cpu_is_split_by_role_per_process() -> None:
+    before = {1: ("serving_replicas", 10.0), 2: ("database", 4.0), 3: ("database", 1.0)}
+    # Process 3 (a database connection) ended; 4 (a new one) started during the step.
+    after = {1: ("serving_replicas", 13.0), 2: ("database", 5.0), 4: ("database", 0.5)}
+    shares = cpu_by_role(before, after, capacity_seconds=10.0)
+    assert shares["serving_replicas"] == 0.3
+    assert shares["database"] == 0.15  # 1.0 + 0.5, not lowered by the connection that ended
+    assert shares["inference_server"] == 0.0
+    assert set(shares) == set(ROLES)
