@@ -226,7 +226,12 @@ class TritonServer:
         import tritonclient.http as httpclient  # slow to import: only when a server starts
 
         deadline = time.monotonic() + timeout
-        client = httpclient.InferenceServerClient(self.http_url, connection_timeout=2.0)
+        # A short read timeout too: if another process holds the port, the probe reaches
+        # it instead of Triton and must not wait the client's default minute for an answer
+        # that never comes while Triton has already exited over the taken port.
+        client = httpclient.InferenceServerClient(
+            self.http_url, connection_timeout=2.0, network_timeout=2.0
+        )
         try:
             while True:
                 if not self.running():
