@@ -14,12 +14,12 @@ from litestar.testing import AsyncTestClient
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing.registry import metadata
 from control_plane.app import create_app
 from control_plane.clock import OffsetClock
 from control_plane.db.engine import make_engine, make_sessionmaker
 from control_plane.db.migrate import downgrade, upgrade
 from control_plane.settings import Settings
+from tests.fixtures.empty_db import empty_tables
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
@@ -131,13 +131,8 @@ async def app(settings: Settings, clock: OffsetClock) -> AsyncIterator[Litestar]
 
 async def _empty_tables(application: Litestar) -> None:
     engine = application.state.engine
-    tables = [t.name for t in reversed(metadata.sorted_tables)]
     async with engine.begin() as conn:
-        if engine.dialect.name == "postgresql":
-            await conn.execute(text(f"TRUNCATE {', '.join(tables)} CASCADE"))
-        else:
-            for name in tables:
-                await conn.execute(text(f"DELETE FROM {name}"))  # noqa: S608 - our table names
+        await empty_tables(conn)
     await engine.dispose()
 
 

@@ -39,9 +39,7 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from sqlalchemy import text
 
-from billing.registry import metadata
 from control_plane.app import create_app
 from control_plane.clock import OffsetClock
 from control_plane.db.engine import make_engine, make_sessionmaker
@@ -50,6 +48,7 @@ from control_plane.identity.models import Membership
 from control_plane.identity.roles import TenantRole
 from control_plane.ids import new_id
 from control_plane.settings import Settings
+from tests.fixtures.empty_db import empty_tables
 from tests.fixtures.factories import bearer, make_api_key, make_project, make_user
 from tests.integration.security.conftest import NODE_REGION, build_catalog, build_world
 from tests.integration.security.test_route_isolation import EXPECTATIONS, OPERATIONS
@@ -192,13 +191,7 @@ async def fuzz_target(
         shutdown_lifespans()  # the app's shutdown (engine disposal) in schemathesis' loop
     finally:
         async with engine.begin() as conn:
-            tables = [table.name for table in reversed(metadata.sorted_tables)]
-            if engine.dialect.name == "postgresql":
-                # TRUNCATE: the ledger refuses DELETE (its append-only trigger), by design.
-                await conn.execute(text(f"TRUNCATE {', '.join(tables)} CASCADE"))
-            else:
-                for name in tables:
-                    await conn.execute(text(f"DELETE FROM {name}"))  # noqa: S608 - our tables
+            await empty_tables(conn)
         await engine.dispose()
 
 
