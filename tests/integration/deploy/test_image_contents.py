@@ -123,7 +123,8 @@ def _step(command: list[str]) -> None:
 
 @pytest.fixture
 def image(built: Path, db_kind: str, database_url: str, tmp_path: Path) -> Iterator[Image]:
-    """The runtime stage, as the chart runs it: its user, environment and a database."""
+    """The runtime stage as the chart runs it: its environment (nothing else of this
+    process's), the chart's settings and secrets, a database of its own."""
     home = tmp_path / "var-run-cp"
     home.mkdir()
     env = {
