@@ -143,6 +143,11 @@ class World:
     tenancy_ids: list[str]
 
 
+# Whose CPU a step's ``cpu_by_role`` counts (see ``Processes``).
+ROLES = ("serving_replicas", "idle_replicas", "worker", "inference_server", "database",
+         "load_generator", "other")  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Processes:
     """Who is who on the machine while a level runs, to split the VM's CPU by role."""
@@ -192,10 +197,6 @@ def cpu_by_role(
     for pid, (role, seconds) in after.items():
         used[role] += seconds - before.get(pid, (role, 0.0))[1]
     return {role: round(value / capacity_seconds, 3) for role, value in used.items()}
-
-
-ROLES = ("serving_replicas", "idle_replicas", "worker", "inference_server", "database",
-         "load_generator", "other")  # fmt: skip
 
 
 def _env(root: Any, url: str, reconcile: bool) -> dict[str, str]:
