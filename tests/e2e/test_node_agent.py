@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -114,6 +115,35 @@ def stop(agent: subprocess.Popen[str]) -> str:
     return stderr
 
 
+def stop_once_logged(agent: subprocess.Popen[str], text: str) -> str:
+    """Stop the agent once its log shows ``text`` (or after ``TIMEOUT``); its whole log.
+    (A fixed wait could end before a slow machine's agent set up its SIGTERM handler.)"""
+    lines: list[str] = []
+    seen = threading.Event()
+
+    def read() -> None:
+        for line in agent.stderr or ():
+            lines.append(line)
+            if text in line:
+                seen.set()
+
+    def drain() -> None:  # the agent never blocks on a full stdout pipe
+        if agent.stdout is not None:
+            agent.stdout.read()
+
+    readers = [threading.Thread(target=read, daemon=True),
+               threading.Thread(target=drain, daemon=True)]  # fmt: skip
+    for reader in readers:
+        reader.start()
+    seen.wait(TIMEOUT)
+    agent.send_signal(signal.SIGTERM)
+    agent.wait(timeout=30)
+    for reader in readers:
+        reader.join(timeout=30)
+    assert agent.returncode == 0, "".join(lines)
+    return "".join(lines)
+
+
 class TestNodeAgentAgainstTheControlPlane:
     def test_agent_samples_reach_the_customer_and_revocation_stops_them(
         self, base_url: str, node: str, people: People, tmp_path: Path
@@ -156,10 +186,7 @@ class TestNodeAgentAgainstTheControlPlane:
                                   headers=operator)  # fmt: skip
             assert revoked.status_code == 200, revoked.text
             again = run_agent(base_url, credential, tmp_path / "spool2")
-            try:
-                time.sleep(3)
-            finally:
-                stderr = stop(again)
+            stderr = stop_once_logged(again, "refused the node credential (401)")
             assert "refused the node credential (401)" in stderr
             kept = list((tmp_path / "spool2").glob("*.json"))
             assert kept, "refused batches stay on disk for when the credential is fixed"
