@@ -181,8 +181,10 @@ def test_the_migration_job_then_the_server_run_as_the_image_does(image: Image) -
                 assert asset.headers["content-type"].startswith("text/css")
         # The image's HEALTHCHECK, as written, against this port.
         (healthcheck,) = _instructions(_stages()[-1], "HEALTHCHECK")
-        probe = re.search(r"\"-c\", \"(.+)\"\]$", healthcheck).group(1)  # type: ignore[union-attr]
-        assert image.run("-c", probe.replace(":8000/", f":{image.env['CP_PORT']}/")).returncode == 0
+        command = re.search(r"\"-c\", \"(.+)\"\]$", healthcheck)
+        assert command, healthcheck
+        probe = command.group(1).replace(":8000/", f":{image.env['CP_PORT']}/")
+        assert image.run("-c", probe).returncode == 0
         server.send_signal(signal.SIGTERM)  # what the kubelet sends (tini forwards it)
         # uvicorn shuts down gracefully, then re-raises the signal (exit status 143).
         assert server.wait(timeout=30) in (0, -signal.SIGTERM)
