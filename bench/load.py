@@ -64,6 +64,7 @@ from typing import Any
 
 import aiohttp
 import httpx
+from sqlalchemy import text
 
 from bench.common import (
     VAR_DIR,
@@ -81,6 +82,7 @@ from bench.common import (
     write_json,
 )
 from bench.gateway import deploy, setup_database
+from control_plane.db.engine import make_engine
 from control_plane.db.migrate import upgrade
 from control_plane.endpoints.modelrepo.tiny import write_tiny_model
 from control_plane.endpoints.triton.driver import stop_all
@@ -143,6 +145,8 @@ class World:
     tenancy_ids: list[str]
 
 
+PROBE_SECONDS = 0.01  # how often ``LoopLag`` checks the generator's event loop
+LOCK_SAMPLE_SECONDS = 0.05  # how often ``LockWaits`` looks at the database
 # Whose CPU a step's ``cpu_by_role`` counts (see ``Processes``).
 ROLES = ("serving_replicas", "idle_replicas", "worker", "inference_server", "database",
          "load_generator", "other")  # fmt: skip
@@ -184,6 +188,62 @@ class Processes:
             with contextlib.suppress(OSError, ValueError, KeyError):
                 groups.add(int(json.loads(state.read_text())["pid"]))
         return groups
+
+
+@dataclass
+class LoopLag:
+    """How late the load generator's own event loop woke a task that asked to sleep
+    ``PROBE_SECONDS``: while it is late, every answer waiting to be read is timed late
+    too, so a latency spike with a large lag here is the generator's, not the server's."""
+
+    late_ms: list[float] = field(default_factory=list)
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            asked = loop.time() + PROBE_SECONDS
+            await asyncio.sleep(PROBE_SECONDS)
+            self.late_ms.append(max(0.0, (loop.time() - asked) * 1000))
+
+    def figures(self) -> dict[str, float | None]:
+        if not self.late_ms:
+            return {"p99": None, "max": None}
+        return {"p99": round(percentile(self.late_ms, 99), 1), "max": round(max(self.late_ms), 1)}
+
+
+# Backends of the benchmark's database waiting on a lock, by what they were running.
+_LOCK_WAITS = text(
+    "SELECT left(regexp_replace(query, '\\s+', ' ', 'g'), 48) FROM pg_stat_activity"
+    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+)
+
+
+@dataclass
+class LockWaits:
+    """Which statements waited on a lock (row locks included) in the benchmark's database,
+    sampled every ``LOCK_SAMPLE_SECONDS`` from ``pg_stat_activity``: ``figures`` is the
+    mean number of backends waiting per sample, by the statement's first 48 characters."""
+
+    url: str
+    samples: int = 0
+    waiting: dict[str, int] = field(default_factory=dict)
+
+    async def run(self) -> None:
+        engine = make_engine(self.url)
+        try:
+            async with engine.connect() as conn:
+                await conn.execution_options(isolation_level="AUTOCOMMIT")
+                while True:
+                    for (statement,) in await conn.execute(_LOCK_WAITS):
+                        self.waiting[statement] = self.waiting.get(statement, 0) + 1
+                    self.samples += 1
+                    await asyncio.sleep(LOCK_SAMPLE_SECONDS)
+        finally:
+            await engine.dispose()
+
+    def figures(self) -> dict[str, float]:
+        ranked = sorted(self.waiting.items(), key=lambda item: -item[1])
+        return {what: round(count / max(1, self.samples), 3) for what, count in ranked}
 
 
 def cpu_by_role(
@@ -404,22 +464,24 @@ def choose(saturation: dict[str, Any], sweep: Sequence[dict[str, Any]]) -> dict[
 
 
 async def _level(
-    bases: Sequence[str], processes: Processes, world: World, plan: Plan
+    bases: Sequence[str], processes: Processes, world: World, plan: Plan, database_url: str
 ) -> dict[str, Any]:
     """The saturation throughput (closed loop), then an open-loop sweep at fractions of it
     (see :func:`choose` for the figures reported)."""
     await _warm_up(bases, world, plan)
-    saturation = await _with_cpu(processes, _saturation(bases, world, plan))
+    saturation = await _with_cpu(processes, _saturation(bases, world, plan), database_url)
     sweep = []
     for fraction in plan.fractions:
         rate = max(1.0, saturation["rps"] * fraction)
-        sweep.append(await _with_cpu(processes, _open_loop(bases, world, rate, plan.step_seconds)))
+        offered = _open_loop(bases, world, rate, plan.step_seconds)
+        sweep.append(await _with_cpu(processes, offered, database_url))
         step = sweep[-1]
         write_p99 = step["by_class"].get("api_write", {}).get("p99_ms")
         log(f"    {step['target_rps']} req/s offered: {step['rps']} served, API p99 "
             f"{step['p99_ms']} ms (writes {write_p99}), errors {step['errors']}; replica CPU "
             f"{step['server_cpu_ms_per_request']} ms per request, "
-            f"{step['replica_core_share']} of a core each; machine busy "
+            f"{step['replica_core_share']} of a core each; generator loop late up to "
+            f"{step['generator_loop_lag_ms']['max']} ms; machine busy "
             f"{step.get('machine_busy_share')}, steal "
             f"{step.get('machine_steal_share')}; VM CPU by role {_busy_roles(step)}")  # fmt: skip
         if sweep[-1]["rps"] < FAR_BEHIND * sweep[-1]["target_rps"]:
@@ -427,20 +489,33 @@ async def _level(
     return choose(saturation, sweep)
 
 
-async def _with_cpu(processes: Processes, step: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+async def _with_cpu(
+    processes: Processes, step: Awaitable[dict[str, Any]], database_url: str
+) -> dict[str, Any]:
     """The step's figures, with what the CPU did while it ran (from /proc): the serving
     replicas' CPU time per answered request (``server_cpu_ms_per_request``) and the share
     of a core each used (``replica_core_share``); how busy the whole VM was and the share
     of its time the hypervisor gave to other guests (``machine_busy_share``,
     ``machine_steal_share``; None where /proc/stat cannot be read), and the share of the
     VM's CPU each role took (``cpu_by_role``: replicas, worker, Triton, PostgreSQL, the
-    load generator, the rest)."""
+    load generator, the rest); how late the generator's own event loop ran
+    (``generator_loop_lag_ms``, see ``LoopLag``) and which statements waited on locks in
+    the database (``lock_waits``, see ``LockWaits``)."""
     pids = processes.serving
     before, machine_before = _cpu_seconds(pids), machine_cpu_seconds()
     roles_before = processes.snapshot()
     started = time.monotonic()
-    figures = await step
+    lag, locks = LoopLag(), LockWaits(database_url)
+    probes = [asyncio.create_task(lag.run()), asyncio.create_task(locks.run())]
+    try:
+        figures = await step
+    finally:
+        for probe in probes:
+            probe.cancel()
+        await asyncio.gather(*probes, return_exceptions=True)
     wall = time.monotonic() - started
+    figures["generator_loop_lag_ms"] = lag.figures()
+    figures["lock_waits"] = locks.figures()
     used, machine_after = _cpu_seconds(pids) - before, machine_cpu_seconds()
     capacity = wall * (os.cpu_count() or 1)
     figures["cpu_by_role"] = cpu_by_role(roles_before, processes.snapshot(), capacity)
@@ -522,7 +597,7 @@ def run(url: str, plan: Plan, inference_nice: int = 0) -> dict[str, Any]:
                 pids = [s.pid for s in servers]
                 processes = Processes(tuple(pids[:count]), tuple(pids[count:]), worker.pid,
                                       root / "triton")  # fmt: skip
-                levels[str(count)] = asyncio.run(_level(bases, processes, world, plan))
+                levels[str(count)] = asyncio.run(_level(bases, processes, world, plan, url))
                 level = levels[str(count)]
                 roomy = level["with_headroom"] or {}
                 log(

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
+from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.inventory.capacity import NodeHardware, capacity_nodes, node_hardware
@@ -21,10 +22,16 @@ async def tenancy_read(db: AsyncSession, tenancy: Tenancy) -> TenancyRead:
 async def tenancy_reads(db: AsyncSession, tenancies: Sequence[Tenancy]) -> list[TenancyRead]:
     """Many tenancies as read, in their order, in one query whatever their number (the GPUs
     they hold, with their nodes' hostnames): a list page of 100 does not run 300 queries."""
+    return reads_holding(tenancies, await repository.live_holdings(db, [t.id for t in tenancies]))
+
+
+def reads_holding(
+    tenancies: Sequence[Tenancy], holdings: Iterable[Row[str, str, str, int, int]]
+) -> list[TenancyRead]:
+    """The tenancies as read, with the GPUs ``holdings`` (``repository.live_holdings``
+    rows) says they hold."""
     held: dict[str, dict[str, AllocationRead]] = {}
-    for tenancy_id, node_id, hostname, index, milli in await repository.live_holdings(
-        db, [t.id for t in tenancies]
-    ):
+    for tenancy_id, node_id, hostname, index, milli in holdings:
         on_node = held.setdefault(tenancy_id, {})
         if node_id not in on_node:
             on_node[node_id] = AllocationRead(node_id, hostname, gpu_indices=[], gpu_milli=milli)

@@ -165,6 +165,20 @@ async def live_holdings(
     return (await db.execute(query, {"ids": one_or_all(ids)})).all()
 
 
+@lru_cache(maxsize=4)
+def _tenant_holdings_query(project: bool) -> Select[str, str, str, int, int]:
+    query = _holdings_query(True).join(Tenancy, Tenancy.id == GpuAllocation.tenancy_id)
+    return _where_visible(query, project)
+
+
+async def tenant_holdings(
+    db: AsyncSession, scope: TenantScope, org_id: str, tenancy_id: str
+) -> Sequence[Row[str, str, str, int, int]]:
+    """``live_holdings`` of one tenancy, if the scope may see it (else none)."""
+    values = _visible(scope, org_id) | {"ids": tenancy_id}
+    return (await db.execute(_tenant_holdings_query(scope.project_id is not None), values)).all()
+
+
 async def live_allocations(
     db: AsyncSession, tenancy_ids: Sequence[str]
 ) -> dict[str, list[GpuAllocation]]:

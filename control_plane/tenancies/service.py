@@ -39,7 +39,7 @@ from control_plane.tenancies.errors import InsufficientCapacity, QuotaExceeded
 from control_plane.tenancies.forecast import Forecast, when_it_fits
 from control_plane.tenancies.lifecycle import TenancyState
 from control_plane.tenancies.models import GpuAllocation, Tenancy
-from control_plane.tenancies.reads import tenancy_read, tenancy_reads
+from control_plane.tenancies.reads import reads_holding, tenancy_read, tenancy_reads
 from control_plane.tenancies.schemas import (
     ANY_REGION,
     TenancyCreate,
@@ -697,6 +697,9 @@ async def set_schedule(
 ) -> TenancyRead:
     """Turn automatic release after idle time on or off (the reconciler watches it)."""
     scope.require(org_id, Permission.TENANCIES_WRITE)
+    # Read before the row lock what the change leaves alone: every statement run while it
+    # is held makes concurrent changes of the tenancy (and the reconciler) wait longer.
+    holdings = await repository.tenant_holdings(db, scope, org_id, tenancy_id)
     tenancy = await repository.tenant_tenancy(db, scope, org_id, tenancy_id, for_update=True)
     _refuse_managed(tenancy, "rescheduled")
     if tenancy.state not in (TenancyState.ACTIVE, TenancyState.PROVISIONING,
@@ -709,5 +712,4 @@ async def set_schedule(
     minutes = data.idle_release_minutes
     detail = f"release after {minutes} idle minutes" if minutes else "idle release turned off"
     note(db, tenancy, "step", detail, actor_from(scope), now)
-    await db.flush()
-    return await tenancy_read(db, tenancy)
+    return reads_holding([tenancy], holdings)[0]

@@ -297,3 +297,4 @@ class TestRightSizingBySdkAndCpctl:
         assert moved.allocations[0].hostname == "e2e-l40s-00"
         assert scheduled["idle_release_minutes"] == 60
         assert off.idle_release_minutes is None
+        assert off.allocations == moved.allocations  # the answer shows the GPUs it holds

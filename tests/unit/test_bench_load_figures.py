@@ -4,9 +4,15 @@ the headroom figure is the highest such step with room left on the replicas and 
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
-from bench.load import ROLES, choose, cpu_by_role
+import pytest
+from sqlalchemy import text
+
+from bench.load import ROLES, LockWaits, LoopLag, choose, cpu_by_role
+from control_plane.db.engine import make_engine
 
 
 def _step(rps: float, p99: float, *, errors: int = 0, served: float = 1.0,
@@ -53,3 +59,43 @@ def test_the_vm_cpu_is_split_by_role_per_process() -> None:
     assert shares["database"] == 0.15  # 1.0 + 0.5, not lowered by the connection that ended
     assert shares["inference_server"] == 0.0
     assert set(shares) == set(ROLES)
+
+
+async def test_the_loop_lag_probe_sees_the_generator_blocked() -> None:
+    lag = LoopLag()
+    probe = asyncio.create_task(lag.run())
+    await asyncio.sleep(0.05)
+    busy_until = time.monotonic() + 0.2
+    while time.monotonic() < busy_until:  # the loop is busy: every answer in flight waits
+        pass
+    await asyncio.sleep(0.05)
+    probe.cancel()
+    figures = lag.figures()
+    assert figures["max"] is not None
+    assert figures["max"] >= 150
+    assert LoopLag().figures() == {"p99": None, "max": None}
+
+
+async def test_lock_waits_names_the_statement_that_waits(database_url: str, db_kind: str) -> None:
+    if db_kind != "postgres":
+        pytest.skip("lock waits are read from PostgreSQL's pg_stat_activity")
+    engine = make_engine(database_url)
+    locks = LockWaits(database_url)
+    try:
+        async with engine.connect() as holder, engine.connect() as waiter:
+            await holder.execute(text("SELECT pg_advisory_lock(4242)"))
+            waiting = asyncio.create_task(waiter.execute(text("SELECT pg_advisory_lock(4242)")))
+            sampler = asyncio.create_task(locks.run())
+            await asyncio.sleep(0.3)
+            await holder.execute(text("SELECT pg_advisory_unlock(4242)"))
+            await waiting
+            await waiter.execute(text("SELECT pg_advisory_unlock(4242)"))
+            sampler.cancel()
+            await asyncio.gather(sampler, return_exceptions=True)
+            await holder.rollback()
+            await waiter.rollback()
+    finally:
+        await engine.dispose()
+    figures = locks.figures()
+    assert list(figures) == ["SELECT pg_advisory_lock(4242)"]
+    assert 0.5 <= figures["SELECT pg_advisory_lock(4242)"] <= 1.0
