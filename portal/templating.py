@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -23,7 +24,6 @@ from control_plane.identity.roles import (
     provider_allows,
     tenant_allows,
 )
-from control_plane.identity.schemas import OrgRead
 from control_plane.inventory.lifecycle import NodeState
 from control_plane.sovereignty.access.notifications import banner_notifications
 
@@ -100,6 +100,14 @@ def make_engine() -> JinjaTemplateEngine:
     return JinjaTemplateEngine.from_environment(env)
 
 
+@dataclass(frozen=True, slots=True)
+class OrgChoice:
+    """An organization in the switcher (and the page's ``current_org``)."""
+
+    id: str
+    name: str
+
+
 def current_principal(request: Request[Any, Any, Any]) -> Principal | None:
     """The caller the authorization guard resolved for this request (None if anonymous)."""
     principal = request.scope.get("state", {}).get("principal")
@@ -115,7 +123,7 @@ def is_operator(principal: Principal | None) -> bool:
 def shell_context(
     request: Request[Any, Any, Any],
     principal: Principal | None,
-    orgs: list[OrgRead] | None = None,
+    orgs: list[OrgChoice] | None = None,
     active: str = "",
 ) -> dict[str, Any]:
     """What the layout (header, navigation, user menu) needs on every page."""
@@ -187,9 +195,12 @@ async def render(
 ) -> Template:
     """A full portal page: the layout's context (with the org switcher) plus the page's."""
     principal = current_principal(request)
-    orgs: list[OrgRead] = []
-    if principal is not None and principal.memberships:
-        orgs = await collect(lambda page: organizations.list_orgs(db, principal, page))
+    orgs: list[OrgChoice] = []
+    if principal is not None and principal.org_names:  # a session: no query per page
+        orgs = [OrgChoice(id_, name) for id_, name in sorted(principal.org_names.items())]
+    elif principal is not None and principal.memberships:
+        listed = await collect(lambda page: organizations.list_orgs(db, principal, page))
+        orgs = [OrgChoice(o.id, o.name) for o in listed]
     full = shell_context(request, principal, orgs, active)
     full["access_alerts"] = await banner_notifications(db, principal)
     full.update(context)

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from control_plane.clock import Clock
 from control_plane.errors import Unauthenticated
-from control_plane.identity.models import ApiKey, Membership, User, WebSession
+from control_plane.identity.models import ApiKey, Membership, Organization, User, WebSession
 from control_plane.identity.principal import Principal
 from control_plane.identity.roles import Permission, ProviderRole, TenantRole
 from control_plane.identity.secrets import digests_match, split_api_key, token_digest
@@ -64,6 +64,12 @@ class Authenticator:
 
     def forget_session(self, session_id: str) -> None:
         self._sessions.pop(session_id, None)
+
+    def forget_org(self, org_id: str) -> None:
+        """Drop cached sessions of the organization's members (its name changed)."""
+        for sid, (principal, _) in list(self._sessions.items()):
+            if org_id in principal.memberships:
+                self._sessions.pop(sid, None)
 
     def forget_project(self, project_id: str) -> None:
         """Drop cached keys of a deleted project (its keys went with it)."""
@@ -210,7 +216,7 @@ class Authenticator:
             web_session, user = row
             if not user.is_active or web_session.expires_at <= self._clock.now():
                 return None
-            memberships = await load_memberships(db, user.id)
+            memberships, org_names = await _memberships_named(db, user.id)
         return Principal(
             kind="user",
             id=user.id,
@@ -223,7 +229,26 @@ class Authenticator:
             csrf_token=web_session.csrf_token,
             current_org_id=web_session.current_org_id,
             expires_at=web_session.expires_at,
+            org_names=org_names,
         )
+
+
+async def _memberships_named(
+    db: AsyncSession, user_id: str
+) -> tuple[dict[str, TenantRole], dict[str, str]]:
+    """``load_memberships`` and the organizations' names, in one query."""
+    rows = await db.execute(
+        select(Membership.org_id, Membership.role, Organization.name)
+        .outerjoin(Organization, Organization.id == Membership.org_id)
+        .where(Membership.user_id == user_id)
+    )
+    roles: dict[str, TenantRole] = {}
+    names: dict[str, str] = {}
+    for org_id, role, name in rows:
+        roles[org_id] = TenantRole(role)
+        if name is not None:
+            names[org_id] = name
+    return roles, names
 
 
 async def load_memberships(db: AsyncSession, user_id: str) -> dict[str, TenantRole]:

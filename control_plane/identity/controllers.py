@@ -236,9 +236,16 @@ class OrgController(Controller):
 
     @patch("/{org_id:str}", opt=tenant(Permission.ORG_UPDATE))
     async def update_org(
-        self, org_id: OrgId, data: OrgUpdate, tenant: TenantScope, db: AsyncSession
+        self,
+        request: Request[Any, Any, Any],
+        org_id: OrgId,
+        data: OrgUpdate,
+        tenant: TenantScope,
+        db: AsyncSession,
     ) -> OrgRead:
-        return await organizations.update_org(db, tenant, org_id, data)
+        updated = await organizations.update_org(db, tenant, org_id, data)
+        request.app.state.authenticator.forget_org(org_id)  # sessions carry its name
+        return updated
 
     @delete(
         "/{org_id:str}",

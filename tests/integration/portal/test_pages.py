@@ -521,6 +521,21 @@ class TestOrganizationSwitcher:
         assert f'<option value="{zeta}" selected>Zeta Lab</option>' in page
         assert stats(page)["Projects"] == "0"
 
+    async def test_a_renamed_organization_shows_its_new_name_on_the_next_page(
+        self, client: Client, acme: Tenant
+    ) -> None:
+        csrf = await sign_in(client, acme.accounts[TenantRole.OWNER])
+        before = (await client.get("/dashboard", headers=HTML)).text
+        renamed = await client.patch(
+            f"/api/v1/orgs/{acme.org_id}",
+            json={"name": "Acme Research"},
+            headers=HTML | {"X-CSRF-Token": csrf},
+        )
+        assert renamed.status_code == 200, renamed.text
+        after = (await client.get("/dashboard", headers=HTML)).text
+        assert f'<option value="{acme.org_id}" selected>Acme Research</option>' not in before
+        assert f'<option value="{acme.org_id}" selected>Acme Research</option>' in after
+
     async def test_an_organization_you_are_not_in_is_not_found(
         self, client: Client, db: AsyncSession, acme: Tenant
     ) -> None:
