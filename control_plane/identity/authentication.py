@@ -236,7 +236,7 @@ class Authenticator:
 async def _memberships_named(
     db: AsyncSession, user_id: str
 ) -> tuple[dict[str, TenantRole], dict[str, str]]:
-    """``load_memberships`` and the organizations' names, in one query."""
+    """The user's role in each organization, and the organizations' names (one query)."""
     rows = await db.execute(
         select(Membership.org_id, Membership.role, Organization.name)
         .outerjoin(Organization, Organization.id == Membership.org_id)
@@ -249,10 +249,3 @@ async def _memberships_named(
         if name is not None:
             names[org_id] = name
     return roles, names
-
-
-async def load_memberships(db: AsyncSession, user_id: str) -> dict[str, TenantRole]:
-    rows = await db.execute(
-        select(Membership.org_id, Membership.role).where(Membership.user_id == user_id)
-    )
-    return {org_id: TenantRole(role) for org_id, role in rows}
