@@ -8,11 +8,7 @@ import asyncio
 import time
 from typing import Any
 
-import pytest
-from sqlalchemy import text
-
-from bench.load import ROLES, LockWaits, LoopLag, choose, cpu_by_role
-from control_plane.db.engine import make_engine
+from bench.load import ROLES, LoopLag, choose, cpu_by_role
 
 
 def _step(rps: float, p99: float, *, errors: int = 0, served: float = 1.0,
@@ -75,27 +71,3 @@ async def test_the_loop_lag_probe_sees_the_generator_blocked() -> None:
     assert figures["max"] >= 150
     assert LoopLag().figures() == {"p99": None, "max": None}
 
-
-async def test_lock_waits_names_the_statement_that_waits(database_url: str, db_kind: str) -> None:
-    if db_kind != "postgres":
-        pytest.skip("lock waits are read from PostgreSQL's pg_stat_activity")
-    engine = make_engine(database_url)
-    locks = LockWaits(database_url)
-    try:
-        async with engine.connect() as holder, engine.connect() as waiter:
-            await holder.execute(text("SELECT pg_advisory_lock(4242)"))
-            waiting = asyncio.create_task(waiter.execute(text("SELECT pg_advisory_lock(4242)")))
-            sampler = asyncio.create_task(locks.run())
-            await asyncio.sleep(0.3)
-            await holder.execute(text("SELECT pg_advisory_unlock(4242)"))
-            await waiting
-            await waiter.execute(text("SELECT pg_advisory_unlock(4242)"))
-            sampler.cancel()
-            await asyncio.gather(sampler, return_exceptions=True)
-            await holder.rollback()
-            await waiter.rollback()
-    finally:
-        await engine.dispose()
-    figures = locks.figures()
-    assert list(figures) == ["SELECT pg_advisory_lock(4242)"]
-    assert 0.5 <= figures["SELECT pg_advisory_lock(4242)"] <= 1.0
