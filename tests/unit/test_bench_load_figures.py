@@ -70,4 +70,3 @@ async def test_the_loop_lag_probe_sees_the_generator_blocked() -> None:
     assert figures["max"] is not None
     assert figures["max"] >= 150
     assert LoopLag().figures() == {"p99": None, "max": None}
-
