@@ -16,7 +16,6 @@ from litestar.response import Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.http.pagination import Page, PageRequest, page_request
-from control_plane.identity import organizations
 from control_plane.identity.principal import Principal
 from control_plane.identity.roles import (
     Permission,
@@ -123,11 +122,12 @@ def is_operator(principal: Principal | None) -> bool:
 def shell_context(
     request: Request[Any, Any, Any],
     principal: Principal | None,
-    orgs: list[OrgChoice] | None = None,
     active: str = "",
 ) -> dict[str, Any]:
-    """What the layout (header, navigation, user menu) needs on every page."""
-    orgs = orgs or []
+    """What the layout (header, navigation, user menu) needs on every page. The
+    organizations come with the caller (cached with its roles): no query per page."""
+    names = principal.org_names if principal is not None else {}
+    orgs = [OrgChoice(id_, name) for id_, name in sorted(names.items())]
     current_org_id = principal.default_org_id if principal else None
     current_org = next((o for o in orgs if o.id == current_org_id), None)
     return {
@@ -195,13 +195,7 @@ async def render(
 ) -> Template:
     """A full portal page: the layout's context (with the org switcher) plus the page's."""
     principal = current_principal(request)
-    orgs: list[OrgChoice] = []
-    if principal is not None and principal.org_names:  # a session: no query per page
-        orgs = [OrgChoice(id_, name) for id_, name in sorted(principal.org_names.items())]
-    elif principal is not None and principal.memberships:
-        listed = await collect(lambda page: organizations.list_orgs(db, principal, page))
-        orgs = [OrgChoice(o.id, o.name) for o in listed]
-    full = shell_context(request, principal, orgs, active)
+    full = shell_context(request, principal, active)
     full["access_alerts"] = await banner_notifications(db, principal)
     full.update(context)
     return Template(template_name=template, context=full, status_code=status_code, headers=headers)

@@ -66,10 +66,14 @@ class Authenticator:
         self._sessions.pop(session_id, None)
 
     def forget_org(self, org_id: str) -> None:
-        """Drop cached sessions of the organization's members (its name changed)."""
+        """Drop cached sessions and keys that name the organization (its name changed)."""
         for sid, (principal, _) in list(self._sessions.items()):
             if org_id in principal.memberships:
                 self._sessions.pop(sid, None)
+        self._generation += 1
+        for prefix, entry in list(self._keys.items()):
+            if org_id in entry.principal.memberships:
+                self._keys.pop(prefix, None)
 
     def forget_project(self, project_id: str) -> None:
         """Drop cached keys of a deleted project (its keys went with it)."""
@@ -174,11 +178,16 @@ class Authenticator:
 
     async def _load_api_key(self, prefix: str, now: datetime) -> _CachedKey | None:
         async with self._sessionmaker() as db:
-            key = (
-                await db.execute(select(ApiKey).where(ApiKey.prefix == prefix))
-            ).scalar_one_or_none()
-            if key is None or key.revoked_at is not None:
+            row = (
+                await db.execute(
+                    select(ApiKey, Organization.name)
+                    .outerjoin(Organization, Organization.id == ApiKey.org_id)
+                    .where(ApiKey.prefix == prefix)
+                )
+            ).one_or_none()
+            if row is None or row[0].revoked_at is not None:
                 return None
+            key, org_name = row
         principal = Principal(
             kind="api_key",
             id=key.id,
@@ -192,6 +201,7 @@ class Authenticator:
             expires_at=key.expires_at,
             requests_per_second=key.requests_per_second,
             tokens_per_minute=key.tokens_per_minute,
+            org_names={key.org_id: org_name} if org_name is not None else {},
         )
         return _CachedKey(principal, key.secret_hash, last_used_write=None, cached_at=now)
 

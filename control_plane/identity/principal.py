@@ -30,8 +30,8 @@ class Principal:
     # An API key's own inference gateway limits (None: the operator's defaults).
     requests_per_second: float | None = None
     tokens_per_minute: int | None = None
-    # A user session's organizations by id -> name (the portal's organization switcher),
-    # loaded with the memberships and as fresh as they are; empty for API keys.
+    # The organizations of ``memberships`` by id -> name (the portal's organization
+    # switcher and page headers), loaded with them and as fresh as they are.
     org_names: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @property
